@@ -1,0 +1,1 @@
+"""The paper's networks (embedder, generator, projection discriminator), configs and losses."""

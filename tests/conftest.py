@@ -1,0 +1,24 @@
+import os
+
+import pytest
+import torch
+
+# Two cores in CI: keep torch from oversubscribing them.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def grace_hopper_path():
+    from puppet.assets import grace_hopper
+
+    return grace_hopper()
+
+
+@pytest.fixture(scope="session")
+def astronaut_path():
+    from puppet.assets import astronaut
+
+    p = astronaut()
+    assert p is not None, "scikit-image (the dev extra) provides astronaut.png"
+    return p
