@@ -14,7 +14,7 @@ def grace_hopper() -> Path:
 
 
 def astronaut() -> Path | None:
-    """scikit-image's astronaut.png (Eileen Collins), (scikit-image is a core dependency for it)."""
+    """scikit-image's astronaut.png (Eileen Collins); scikit-image is a core dependency for it."""
     try:
         import skimage
     except ImportError:
