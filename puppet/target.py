@@ -1,0 +1,207 @@
+"""The target file (mona.pt): one person's generator, the thing the live loop and export take.
+
+It holds only tensors and plain values and is read with `torch.load(weights_only=True)`: target files are
+shared between people, and unpickling an arbitrary object runs code. Layout (a plain dict):
+
+    format         "puppet-target"
+    version        FORMAT_VERSION
+    config         the model config (plain dict, models.config)
+    generator      G's state dict with spectral norm removed (plain tensors)
+    psi            psi' (1, n_adain): the fine-tuned AdaIN parameters, a constant of this person's generator
+    ref_landmarks  (68, 2) float32: the target's landmarks in crop pixels at config["image_size"]; the live
+                   loop retargets the driver's motion onto these
+    ref_image      (S, S, 3) uint8 BGR: the reference crop
+    meta           plain metadata: sources, steps, created, puppet_version, ...
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from puppet.errors import PuppetError
+from puppet.files import torch_save_atomic
+
+FORMAT = "puppet-target"
+FORMAT_VERSION = 1
+_MAKE = (
+    "make one with `python -m puppet.finetune PHOTO --out FILE.pt --checkpoint meta.pt` (or --from-scratch)"
+)
+
+
+@dataclass
+class Target:
+    config: dict
+    generator: dict[str, torch.Tensor]
+    psi: torch.Tensor
+    ref_landmarks: np.ndarray
+    ref_image: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["image_size"])
+
+    def person_generator(self, device: str | torch.device = "cpu"):
+        """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
+        from models.generator import Generator, PersonGenerator
+
+        G = Generator(self.config)
+        _remove_spectral_norm(G)
+        try:
+            G.load_state_dict(self.generator)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise PuppetError(
+                f"{self.meta.get('path', 'target')}: generator weights don't match its config ({first}); "
+                f"re-make the target with this version of puppet"
+            ) from None
+        if self.psi.shape != (1, G.n_adain):
+            raise PuppetError(
+                f"{self.meta.get('path', 'target')}: psi has shape {tuple(self.psi.shape)}, the generator "
+                f"needs (1, {G.n_adain}); re-make the target with this version of puppet"
+            )
+        return PersonGenerator(G, self.psi.float()).to(device).eval()
+
+
+def _remove_spectral_norm(module: torch.nn.Module) -> None:
+    try:
+        from models.spectral import remove_spectral_norm
+    except ImportError:  # the interface allows it to live in models/blocks.py
+        from models.blocks import remove_spectral_norm
+    remove_spectral_norm(module)
+
+
+def make_metadata(sources, steps: int, **extra) -> dict:
+    """The plain metadata stored with a target (extra values must be plain: str/int/float/bool/list/dict)."""
+    import puppet
+
+    return {
+        "sources": [str(s) for s in sources],
+        "steps": int(steps),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "puppet_version": puppet.__version__,
+        **extra,
+    }
+
+
+def save_target(path: str | os.PathLike, target: Target) -> None:
+    """Write `target` atomically as a dict of plain tensors and values."""
+    lms = np.asarray(target.ref_landmarks, dtype=np.float32)
+    img = np.asarray(target.ref_image)
+    if lms.shape != (68, 2):
+        raise ValueError(f"ref_landmarks must be (68, 2), got {lms.shape}")
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"ref_image must be uint8 (S, S, 3) BGR, got {img.dtype} {img.shape}")
+    meta = {k: v for k, v in target.meta.items() if k != "path"}
+    obj = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": dict(target.config),
+        # clone: a state dict's tensors may be views sharing storage with others; save each on its own
+        "generator": {k: v.detach().cpu().clone() for k, v in target.generator.items()},
+        "psi": target.psi.detach().cpu().float().clone(),
+        "ref_landmarks": torch.from_numpy(lms.copy()),
+        "ref_image": torch.from_numpy(np.ascontiguousarray(img).copy()),
+        "meta": meta,
+    }
+    torch_save_atomic(obj, path)
+
+
+def load_target(path: str | os.PathLike) -> Target:
+    """Read a target file; anything that is not a complete, current target file is a one-line PuppetError."""
+    path = Path(path)
+    if not path.exists():
+        raise PuppetError(f"{path}: no such target file; {_MAKE}")
+    if not path.is_file():
+        raise PuppetError(f"{path}: is not a file; pass a target file made by puppet.finetune")
+    try:
+        # weights_only: the unpickler only rebuilds tensors and plain containers; any other object
+        # (a pickle payload) makes it stop before anything is called.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # the weights-only unpickler names the first global it refused ("GLOBAL io.open"); other
+        # unpickling errors ("Unsupported operand") mean garbage bytes
+        m = re.search(r"GLOBAL ([\w.]+)|Unsupported class ([\w.]+)", str(e))
+        if m:
+            raise PuppetError(
+                f"{path}: holds a pickled object ({m.group(1) or m.group(2)}), not only tensors and plain "
+                f"values; refused unread for safety (loading it could run code); {_MAKE}"
+            ) from None
+        raise _corrupt(path) from None
+    except Exception:  # zip/EOF/format errors of every kind: all mean "not a readable target file"
+        raise _corrupt(path) from None
+
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        kind = obj.get("format") if isinstance(obj, dict) else None
+        if kind == "puppet-meta":
+            raise PuppetError(
+                f"{path}: is a meta-learned checkpoint, not a target; "
+                f"make a target from it with "
+                f"`python -m puppet.finetune PHOTO --checkpoint {path} --out FILE.pt`"
+            )
+        raise PuppetError(f"{path}: not a puppet target file (no '{FORMAT}' marker); {_MAKE}")
+    version = obj.get("version")
+    if not isinstance(version, int) or version != FORMAT_VERSION:
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise PuppetError(
+                f"{path}: target format version {version} is newer than this puppet reads "
+                f"({FORMAT_VERSION}); upgrade puppet"
+            )
+        raise PuppetError(
+            f"{path}: target format version {version!r}, this puppet reads {FORMAT_VERSION}; "
+            f"re-make it with `python -m puppet.finetune`"
+        )
+
+    try:
+        config = obj["config"]
+        gen = obj["generator"]
+        psi = obj["psi"]
+        lms = obj["ref_landmarks"]
+        img = obj["ref_image"]
+        meta = obj.get("meta", {})
+        ok = (
+            isinstance(config, dict)
+            and "image_size" in config
+            and isinstance(gen, dict)
+            and gen
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in gen.items())
+            and isinstance(psi, torch.Tensor)
+            and psi.dim() == 2
+            and psi.shape[0] == 1
+            and isinstance(lms, torch.Tensor)
+            and tuple(lms.shape) == (68, 2)
+            and isinstance(img, torch.Tensor)
+            and img.dtype == torch.uint8
+            and img.dim() == 3
+            and img.shape[2] == 3
+            and isinstance(meta, dict)
+        )
+    except KeyError:
+        ok = False
+    if not ok:
+        raise PuppetError(
+            f"{path}: target file is incomplete or malformed; re-make it with `python -m puppet.finetune`"
+        )
+
+    meta = dict(meta)
+    meta["path"] = str(path)
+    return Target(
+        config=dict(config),
+        generator=gen,
+        psi=psi.float(),
+        ref_landmarks=lms.float().numpy(),
+        ref_image=img.numpy(),
+        meta=meta,
+    )
+
+
+def _corrupt(path: Path) -> PuppetError:
+    return PuppetError(f"{path}: not a readable target file (corrupt or truncated?); {_MAKE}")
