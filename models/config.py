@@ -1,0 +1,112 @@
+"""Named network configurations, as plain JSON-able dicts (they are stored inside checkpoints and targets).
+
+Fields (all networks share `image_size` and `emb_dim`):
+- image_size: side of the square images (frames, sketches, generated images).
+- emb_dim: size of the embedding e (E's output) and of D's projection vectors W_i, w0.
+- e_channels: output channels of E's down-sampling residual blocks (each halves the resolution);
+  the last one must equal emb_dim (E's output is its global sum pooling).
+- g_down_channels: G's down-sampling blocks (instance norm); g_res_blocks: AdaIN residual blocks at the
+  bottleneck (width g_down_channels[-1]); g_up_channels: G's up-sampling blocks (AdaIN). The up path must
+  restore image_size, so len(g_up_channels) == len(g_down_channels).
+- d_channels, d_res_blocks: D's down-sampling blocks, then residual blocks at the lowest resolution; the
+  last width must equal emb_dim (it is projected onto W_i + w0).
+- attn_down: resolutions (pixels) after which a self-attention layer sits in E, G's down path and D;
+  attn_up: the same for G's up path. The paper: 32 and 64 at 256x256; smaller configs use the
+  analogous resolutions (image_size/8 and image_size/4).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from puppet.errors import PuppetError
+
+CONFIGS: dict[str, dict] = {
+    # The paper's widths at 256x256. Measured (tests/test_models.py pins them): E 14.9 M parameters,
+    # G 37.7 M with P, D 19.6 M without W.
+    "paper": {
+        "name": "paper",
+        "image_size": 256,
+        "emb_dim": 512,
+        "e_channels": [64, 128, 256, 512, 512, 512],
+        "g_down_channels": [64, 128, 256, 512],
+        "g_res_blocks": 5,
+        "g_up_channels": [256, 128, 64, 32],
+        "d_channels": [64, 128, 256, 512, 512, 512],
+        "d_res_blocks": 1,
+        "attn_down": [32],
+        "attn_up": [64],
+    },
+    # Half the resolution, about a quarter of the width: trains on one GPU in hours, not weeks.
+    "small": {
+        "name": "small",
+        "image_size": 128,
+        "emb_dim": 256,
+        "e_channels": [32, 64, 128, 256, 256],
+        "g_down_channels": [32, 64, 128, 256],
+        "g_res_blocks": 3,
+        "g_up_channels": [128, 64, 32, 32],
+        "d_channels": [32, 64, 128, 256, 256],
+        "d_res_blocks": 1,
+        "attn_down": [16],
+        "attn_up": [32],
+    },
+    # For tests and smoke runs on a CPU: a forward+backward of all three networks takes milliseconds.
+    "tiny": {
+        "name": "tiny",
+        "image_size": 64,
+        "emb_dim": 32,
+        "e_channels": [8, 16, 32, 32],
+        "g_down_channels": [8, 16, 32],
+        "g_res_blocks": 1,
+        "g_up_channels": [16, 8, 8],
+        "d_channels": [8, 16, 32, 32],
+        "d_res_blocks": 1,
+        "attn_down": [8],
+        "attn_up": [16],
+    },
+}
+
+_INT_FIELDS = ("image_size", "emb_dim", "g_res_blocks", "d_res_blocks")
+_LIST_FIELDS = ("e_channels", "g_down_channels", "g_up_channels", "d_channels", "attn_down", "attn_up")
+
+
+def get_config(name_or_dict: str | dict) -> dict:
+    """A validated copy of a named config, or of a config dict (e.g. one read back from a checkpoint)."""
+    if isinstance(name_or_dict, str):
+        if name_or_dict not in CONFIGS:
+            raise PuppetError(
+                f"config '{name_or_dict}': unknown name; use one of {', '.join(sorted(CONFIGS))}"
+            )
+        return copy.deepcopy(CONFIGS[name_or_dict])
+    if not isinstance(name_or_dict, dict):
+        raise PuppetError(f"config {name_or_dict!r}: expected a config name or dict; use one of "
+                          f"{', '.join(sorted(CONFIGS))}")
+    cfg = copy.deepcopy(name_or_dict)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict) -> None:
+    where = f"config '{cfg.get('name', '<dict>')}'"
+    missing = [k for k in _INT_FIELDS + _LIST_FIELDS if k not in cfg]
+    if missing:
+        raise PuppetError(f"{where}: missing fields {', '.join(missing)}; start from get_config('tiny'|"
+                          f"'small'|'paper') and change what you need")
+    for k in _INT_FIELDS:
+        if not isinstance(cfg[k], int) or cfg[k] < 0:
+            raise PuppetError(f"{where}: {k} must be a non-negative int, got {cfg[k]!r}")
+    for k in _LIST_FIELDS:
+        if not isinstance(cfg[k], (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in cfg[k]):
+            raise PuppetError(f"{where}: {k} must be a list of positive ints, got {cfg[k]!r}")
+        cfg[k] = list(cfg[k])
+    size = cfg["image_size"]
+    for k in ("e_channels", "g_down_channels", "d_channels"):
+        n = len(cfg[k])
+        if n == 0 or size % (2**n) != 0:
+            raise PuppetError(f"{where}: image_size {size} must be divisible by 2**len({k}) = {2**n}")
+    if cfg["e_channels"][-1] != cfg["emb_dim"] or cfg["d_channels"][-1] != cfg["emb_dim"]:
+        raise PuppetError(f"{where}: e_channels[-1] and d_channels[-1] must equal emb_dim {cfg['emb_dim']}")
+    if len(cfg["g_up_channels"]) != len(cfg["g_down_channels"]):
+        raise PuppetError(f"{where}: g_up_channels needs as many blocks as g_down_channels "
+                          f"({len(cfg['g_down_channels'])}) to restore image_size")
