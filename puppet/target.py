@@ -53,8 +53,7 @@ class Target:
         """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
         from models.generator import Generator, PersonGenerator
 
-        G = Generator(self.config)
-        _remove_spectral_norm(G)
+        G = Generator(self.config, spectral=False)  # the stored weights have spectral norm folded in
         try:
             G.load_state_dict(self.generator)
         except RuntimeError as e:
@@ -69,14 +68,6 @@ class Target:
                 f"needs (1, {G.n_adain}); re-make the target with this version of puppet"
             )
         return PersonGenerator(G, self.psi.float()).to(device).eval()
-
-
-def _remove_spectral_norm(module: torch.nn.Module) -> None:
-    try:
-        from models.spectral import remove_spectral_norm
-    except ImportError:  # the interface allows it to live in models/blocks.py
-        from models.blocks import remove_spectral_norm
-    remove_spectral_norm(module)
 
 
 def make_metadata(sources, steps: int, **extra) -> dict:
