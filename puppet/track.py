@@ -1,0 +1,178 @@
+"""Face landmark tracking: a uint8 BGR frame -> the 68 iBUG points (68, 2) float32 pixel coords, or None.
+
+Two backends:
+- "mediapipe" (default, live loop and photos): mediapipe 0.10.21's FaceMesh, whose models ship inside the
+  wheel. "image" mode runs the face detector on every call (photos, unrelated frames); "video" mode detects
+  once and then tracks from the previous frame's landmarks (a webcam or a clip, frames in order).
+- "fan" (dataset preparation, as in the paper): face-alignment's 2D FAN with its S3FD detector, from the
+  `fan` extra. Its weights download to $TORCH_HOME/hub/checkpoints on first use.
+
+Where several faces are present, the largest (by landmark bounding-box area) is returned; ties go to the
+one the backend listed first, so the choice is deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from puppet.errors import PuppetError
+from puppet.landmarks import mediapipe_to_ibug
+
+MODES = ("image", "video")
+BACKENDS = ("mediapipe", "fan")
+
+# face-alignment's weight files (face_alignment 1.4: 2DFAN4 landmark net, S3FD detector); they go to
+# torch.hub's checkpoint folder.
+FAN_WEIGHT_FILES = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
+
+
+def _check_bgr(bgr: np.ndarray) -> None:
+    if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        got = f"{bgr.dtype} {bgr.shape}" if isinstance(bgr, np.ndarray) else type(bgr).__name__
+        raise ValueError(f"expected a uint8 BGR image (H, W, 3), got {got}")
+
+
+def largest(faces: list[np.ndarray]) -> np.ndarray | None:
+    """The face with the largest landmark bounding box; the first one listed on a tie."""
+    best, best_area = None, -1.0
+    for lms in faces:
+        w, h = lms.max(axis=0) - lms.min(axis=0)
+        area = float(w) * float(h)
+        if area > best_area:  # strict: ties keep the earlier face
+            best, best_area = lms, area
+    return best
+
+
+class _MediapipeBackend:
+    def __init__(self, mode: str, max_faces: int, min_detection_confidence: float,
+                 min_tracking_confidence: float):
+        from mediapipe.python.solutions import face_mesh
+
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=(mode == "image"),
+            max_num_faces=max_faces,
+            refine_landmarks=True,  # 478 points: the iris model also sharpens the eye contours
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def faces(self, bgr: np.ndarray) -> list[np.ndarray]:
+        h, w = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        res = self._mesh.process(rgb)
+        out = []
+        for face in res.multi_face_landmarks or []:
+            pts = np.array([(p.x, p.y) for p in face.landmark], dtype=np.float32)
+            # mediapipe normalises by the image's extent (0 = left edge of pixel 0); OpenCV's integer
+            # coordinates are pixel centres, so shift by half a pixel.
+            pts = pts * np.array([w, h], dtype=np.float32) - 0.5
+            out.append(mediapipe_to_ibug(pts))
+        return out
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+def _torch_checkpoints_dir() -> Path:
+    try:
+        import torch.hub
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        home = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
+        return Path(home) / "hub" / "checkpoints"
+
+
+class _FanBackend:
+    def __init__(self, device: str):
+        try:
+            import face_alignment
+        except ImportError:
+            raise PuppetError('face-alignment is not installed; pip install "puppet[fan]"') from None
+        ckpt = _torch_checkpoints_dir()
+        missing = [f for f in FAN_WEIGHT_FILES if not (ckpt / f).exists()]
+        lt = face_alignment.LandmarksType
+        kind = lt.TWO_D if hasattr(lt, "TWO_D") else lt._2D  # renamed in face-alignment 1.4
+        try:
+            self._fa = face_alignment.FaceAlignment(
+                kind, device=device, flip_input=False, face_detector="sfd"
+            )
+        except (OSError, RuntimeError, ValueError) as e:
+            # torch.hub raises URLError (an OSError) offline, RuntimeError/ValueError on a truncated file.
+            names = ", ".join(missing) or ", ".join(FAN_WEIGHT_FILES)
+            raise PuppetError(
+                f"{ckpt}: face-alignment's weights ({names}) could not be loaded ({type(e).__name__}); "
+                f"download them from https://www.adrianbulat.com/downloads/python-fan/ into {ckpt}"
+            ) from None
+
+    def faces(self, bgr: np.ndarray) -> list[np.ndarray]:
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        found = self._fa.get_landmarks_from_image(rgb)
+        return [np.asarray(f, dtype=np.float32)[:, :2] for f in (found or [])]
+
+    def close(self) -> None:
+        self._fa = None
+
+
+class Tracker:
+    """`Tracker(mode="image"|"video", backend="mediapipe"|"fan")`; `tracker(bgr) -> (68, 2) float32 | None`.
+
+    Use as a context manager (or call close()) to free the backend's graph.
+    """
+
+    def __init__(self, mode: str = "image", backend: str = "mediapipe", *, max_faces: int = 4,
+                 device: str = "cpu", min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5):
+        if mode not in MODES:
+            raise PuppetError(f"tracker mode {mode!r}: unknown; use one of {', '.join(MODES)}")
+        if backend not in BACKENDS:
+            raise PuppetError(f"tracker backend {backend!r}: unknown; use one of {', '.join(BACKENDS)}")
+        self.mode, self.backend = mode, backend
+        if backend == "mediapipe":
+            self._impl = _MediapipeBackend(mode, max_faces, min_detection_confidence, min_tracking_confidence)
+        else:
+            self._impl = _FanBackend(device)
+
+    def faces(self, bgr: np.ndarray) -> list[np.ndarray]:
+        """All faces found, each (68, 2) float32, in the backend's order."""
+        _check_bgr(bgr)
+        if self._impl is None:
+            raise RuntimeError("Tracker is closed")
+        return self._impl.faces(np.ascontiguousarray(bgr))
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray | None:
+        return largest(self.faces(bgr))
+
+    def close(self) -> None:
+        if self._impl is not None:
+            self._impl.close()
+            self._impl = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def detect(bgr: np.ndarray, backend: str = "mediapipe") -> np.ndarray | None:
+    """One-shot: the largest face's 68 points in a single photo, or None."""
+    with Tracker("image", backend) as t:
+        return t(bgr)
+
+
+def bench_tracker(frames: list[np.ndarray], mode: str = "video", backend: str = "mediapipe") -> float:
+    """Mean milliseconds per frame of `Tracker(mode)` over `frames` (the first frame, a warm-up, excluded)."""
+    import time
+
+    with Tracker(mode, backend) as t:
+        t(frames[0])
+        start = time.perf_counter()
+        for f in frames[1:]:
+            t(f)
+        n = max(1, len(frames) - 1)
+        return (time.perf_counter() - start) * 1000.0 / n
