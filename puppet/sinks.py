@@ -1,0 +1,195 @@
+"""Where the generated face goes: a virtual camera, an mp4 file, and the local preview window.
+
+Output sinks (`VirtualCamSink`, `FileSink`) are handed only generated images (or the target's reference
+image before the first one): the camera's pixels have no path to them. Only the `PreviewWindow`, which
+the user alone sees, shows the camera, next to the sketch and the output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from puppet.errors import PuppetError
+
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+
+
+def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale `img` to fit width x height (aspect kept), centred on black: what each sink's size needs."""
+    h, w = img.shape[:2]
+    if (w, h) == (width, height):
+        return img
+    s = min(width / w, height / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(img, (nw, nh), interpolation=interp)
+    if (nw, nh) == (width, height):
+        return small
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    out[y:y + nh, x:x + nw] = small
+    return out
+
+
+class FileSink:
+    """An mp4 (mp4v) of the output at the source's frame rate, one frame per output frame."""
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike, size: int, fps: float):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
+                              f"create it or pick another path")
+        self.size = size
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        self.writer = cv2.VideoWriter(str(self.path), fourcc, float(fps), (size, size))
+        if not self.writer.isOpened():
+            raise PuppetError(f"{self.path}: can't write a video there; check it's writable and ends in .mp4")
+        self.frames = 0
+
+    def write(self, img: np.ndarray) -> None:
+        self.writer.write(fit(img, self.size, self.size))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+def vcam_setup_hint() -> str:
+    if sys.platform.startswith("linux"):
+        return ("set one up with `sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=puppet` "
+                "(package v4l2loopback-dkms)")
+    return "install OBS and start its Virtual Camera once (Tools > Start Virtual Camera), then close OBS"
+
+
+class VirtualCamSink:
+    """pyvirtualcam: Zoom, Meet, Teams and OBS take it like any webcam.
+
+    pad_720p: send 1280x720 (the output scaled to 720 high, centred), which macOS's OBS camera needs.
+    """
+
+    name = "virtualcam"
+
+    def __init__(self, size: int, fps: float, device: str | None = None, backend: str | None = None,
+                 pad_720p: bool = False):
+        try:
+            import pyvirtualcam
+            from pyvirtualcam.camera import BACKENDS
+        except ImportError:
+            raise PuppetError("virtual camera: pyvirtualcam isn't installed; "
+                              "`pip install pyvirtualcam`") from None
+        if backend is not None and backend not in BACKENDS:
+            names = ", ".join(BACKENDS) or "none"
+            raise PuppetError(f"--vcam-backend {backend}: not available on this system; choose from: {names}")
+        self.width, self.height = (1280, 720) if pad_720p else (size, size)
+        what = f"virtual camera {device}" if device else "virtual camera"
+        try:
+            self.cam = pyvirtualcam.Camera(self.width, self.height, fps, device=device, backend=backend,
+                                           fmt=pyvirtualcam.PixelFormat.BGR)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "none found"
+            raise PuppetError(f"{what}: can't open ({first}); {vcam_setup_hint()}") from None
+        except ValueError as e:  # e.g. a size or fps the backend refuses
+            raise PuppetError(f"{what}: {e}; try --pad-720p") from None
+        self.device = self.cam.device
+
+    def write(self, img: np.ndarray) -> None:
+        self.cam.send(fit(img, self.width, self.height))
+
+    def close(self) -> None:
+        if self.cam is not None:
+            self.cam.close()
+            self.cam = None
+
+
+def display_available() -> tuple[bool, str]:
+    """Whether cv2.imshow can open a window here, and if not, why.
+
+    Qt aborts the whole process (not an exception) when it can't reach a display or lacks the platform
+    plugin, so on Linux a throwaway subprocess tries first.
+    """
+    if sys.platform.startswith("linux"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM")):
+            return False, "no display (DISPLAY is not set)"
+        probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+        try:
+            r = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return False, "the display doesn't answer"
+        if r.returncode != 0:
+            return False, "OpenCV can't open a window on this display"
+    return True, ""
+
+
+class PreviewWindow:
+    """The local preview: camera | sketch | output side by side, with the hotkeys. Not an output to others."""
+
+    name = "window"
+    TITLE = "puppet (c calibrate, m mirror, n/p target, l landmarks, s stats, q quit)"
+    KEYS = {ord("c"): "calibrate", ord("m"): "mirror", ord("n"): "next", ord("p"): "previous",
+            ord("l"): "landmarks", ord("s"): "stats", ord("q"): "quit", 27: "quit"}
+
+    def __init__(self, height: int = 360):
+        ok, why = display_available()
+        if not ok:
+            raise PuppetError(f"window: {why}; run on a desktop, or use --output virtualcam / out.mp4")
+        try:
+            cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE)
+        except cv2.error as e:
+            raise PuppetError(f"window: can't open one ({str(e).strip().splitlines()[-1]}); "
+                              f"use --output virtualcam / out.mp4") from None
+        self.height = height
+        self.show_landmarks = True
+        self.show_stats = True
+
+    def show(self, camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray,
+             landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> None:
+        h = self.height
+        if camera is None:
+            cam = np.zeros((h, h * 4 // 3, 3), np.uint8)
+        else:
+            s = h / camera.shape[0]
+            cam = cv2.resize(camera, (round(camera.shape[1] * s), h), interpolation=cv2.INTER_AREA)
+            if self.show_landmarks and landmarks is not None:
+                for x, y in np.asarray(landmarks) * s:
+                    cv2.circle(cam, (round(x), round(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
+        sk = np.zeros((h, h, 3), np.uint8) if sketch is None else fit(sketch, h, h)
+        panel = np.hstack([cam, sk, fit(output, h, h)])
+        if self.show_stats and lines:
+            for i, line in enumerate(lines):
+                org = (8, 20 + 18 * i)
+                cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.imshow(self.TITLE, panel)
+
+    def poll(self, wait_ms: int = 1) -> str | None:
+        """Process window events; the hotkey's action name, or None. Closing the window means quit."""
+        key = cv2.waitKey(wait_ms) & 0xFF
+        try:
+            if cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1:
+                return "quit"
+        except cv2.error:
+            return "quit"
+        action = self.KEYS.get(key)
+        if action == "landmarks":
+            self.show_landmarks = not self.show_landmarks
+        elif action == "stats":
+            self.show_stats = not self.show_stats
+        return action
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.TITLE)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
