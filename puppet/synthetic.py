@@ -296,14 +296,27 @@ def warp(bgr: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray, mouth_fill: 
         raise ValueError(f"expected a uint8 BGR image (H, W, 3), got {bgr.dtype} {bgr.shape}")
     h, w = bgr.shape[:2]
     src, dst = _control_points((h, w), src_lms, dst_lms)
-    topo = src.copy()  # the landmarks come first in the control points
-    topo[:68] = _open_for_topology(src_lms)
-    tris = triangulate(topo, (h, w))
+    tris = _mesh((h, w), src, np.asarray(src_lms, np.float32))
     map_xy = _dense_map((h, w), src, dst, tris)
     out = cv2.remap(bgr, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     if mouth_fill:
         _fill_mouth(out, np.asarray(src_lms, np.float32), np.asarray(dst_lms, np.float32))
     return out
+
+
+_MESHES: dict[bytes, np.ndarray] = {}
+
+
+def _mesh(shape: tuple[int, int], src: np.ndarray, src_lms: np.ndarray) -> np.ndarray:
+    """The triangles for these source control points (cached: a clip warps one portrait many times)."""
+    key = np.asarray(shape, np.int64).tobytes() + src.tobytes()
+    if key not in _MESHES:
+        if len(_MESHES) > 16:
+            _MESHES.clear()
+        topo = src.copy()  # the landmarks come first in the control points
+        topo[:68] = _open_for_topology(src_lms)
+        _MESHES[key] = triangulate(topo, shape)
+    return _MESHES[key]
 
 
 def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -316,14 +329,15 @@ def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.
     label = np.full((h, w), len(tris), np.int32)  # uncovered pixels: the identity row at the end
     coef = np.zeros((len(tris) + 1, 6), np.float64)
     coef[-1] = [1, 0, 0, 0, 1, 0]
-    for k, (a, b, c) in enumerate(tris):
-        d_tri = dst[[a, b, c]]
-        # Inverse map dst -> src; a collapsed destination triangle (e.g. a shut eyelid) covers no pixels.
-        m = np.column_stack([d_tri, np.ones(3)])
-        if abs(np.linalg.det(m)) < 1e-6:
-            continue
-        coef[k] = np.linalg.solve(m, src[[a, b, c]]).T.reshape(6)
-        cv2.fillConvexPoly(label, np.round(d_tri * 16).astype(np.int32), int(k), lineType=cv2.LINE_8, shift=4)
+    d_tri = dst[tris]  # (T, 3, 2)
+    m = np.concatenate([d_tri, np.ones((len(tris), 3, 1))], axis=2)  # rows [x y 1]
+    # Inverse maps dst -> src, all at once; a collapsed destination triangle (e.g. a shut eyelid) covers no
+    # pixels and is left out.
+    ok = np.abs(np.linalg.det(m)) > 1e-6
+    coef[:-1][ok] = np.linalg.solve(m[ok], src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6)
+    fixed = np.round(d_tri * 16).astype(np.int32)
+    for k in np.flatnonzero(ok):
+        cv2.fillConvexPoly(label, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
     c = coef.astype(np.float32)[label]  # (H, W, 6)
     ys, xs = _grid(h, w)
     out = np.empty((h, w, 2), np.float32)
