@@ -34,16 +34,19 @@ class OneEuroFilter:
         self._t: float | None = None
 
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        """Filter sample `x` taken at time `t` (seconds); returns the same shape (float32 stays float32)."""
+        x = np.asarray(x)
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+        x = x.astype(np.float64)  # state in float64: pixel coords of a 4K frame keep sub-pixel precision
         if self._x is None or self._x.shape != x.shape:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), float(t)
-            return x.astype(np.float32)
+            return x.astype(dtype)
         dt = float(t) - self._t
         if dt <= 0:  # a repeated or out-of-order timestamp: no new information about time, keep the output
-            return self._x.astype(np.float32)
+            return self._x.astype(dtype)
         dx = (x - self._x) / dt
         self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
         cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
         self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
         self._t = float(t)
-        return self._x.astype(np.float32)
+        return self._x.astype(dtype)
