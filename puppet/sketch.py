@@ -52,3 +52,16 @@ def draw_sketch(lms: np.ndarray, size: int) -> np.ndarray:
 def sketch_tensor(lms: np.ndarray, size: int) -> torch.Tensor:
     """The sketch as the generator takes it: (1, 3, size, size) float32 RGB in [-1, 1]."""
     return to_tensor(draw_sketch(lms, size))
+
+
+def bench_sketch(lms: np.ndarray, size: int = 256, n: int = 200) -> float:
+    """Median milliseconds of one draw_sketch(lms, size) call over n calls."""
+    import time
+
+    draw_sketch(lms, size)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        draw_sketch(lms, size)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1000.0

@@ -13,7 +13,7 @@ one the backend listed first, so the choice is deterministic.
 
 from __future__ import annotations
 
-import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -25,9 +25,12 @@ from puppet.landmarks import mediapipe_to_ibug
 MODES = ("image", "video")
 BACKENDS = ("mediapipe", "fan")
 
-# face-alignment's weight files (face_alignment 1.4: 2DFAN4 landmark net, S3FD detector); they go to
-# torch.hub's checkpoint folder.
-FAN_WEIGHT_FILES = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
+# face-alignment's weight files (face-alignment 1.4 with torch >= 1.7: the 2DFAN4 landmark net as TorchScript,
+# the S3FD detector's state dict). torch.hub puts them in $TORCH_HOME/hub/checkpoints.
+FAN_WEIGHT_URLS = (
+    "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip",
+    "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+)
 
 
 def _check_bgr(bgr: np.ndarray) -> None:
@@ -78,13 +81,23 @@ class _MediapipeBackend:
 
 
 def _torch_checkpoints_dir() -> Path:
-    try:
-        import torch.hub
+    import torch.hub
 
-        return Path(torch.hub.get_dir()) / "checkpoints"
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        home = os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch"))
-        return Path(home) / "hub" / "checkpoints"
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _fan_weight_urls(face_alignment) -> tuple[str, ...]:
+    """The URLs this face-alignment version downloads (read from the package where it says; else ours)."""
+    try:
+        import torch
+        from face_alignment import api
+        from face_alignment.detection.sfd import sfd_detector
+
+        torch_version = torch.__version__.split("+")[0].rsplit(".", 1)[0]
+        table = getattr(api, "models_urls", {}).get(torch_version) or api.default_model_urls
+        return (table["2DFAN-4"], sfd_detector.models_urls["s3fd"])
+    except (ImportError, AttributeError, KeyError):
+        return FAN_WEIGHT_URLS
 
 
 class _FanBackend:
@@ -94,7 +107,7 @@ class _FanBackend:
         except ImportError:
             raise PuppetError('face-alignment is not installed; pip install "puppet[fan]"') from None
         ckpt = _torch_checkpoints_dir()
-        missing = [f for f in FAN_WEIGHT_FILES if not (ckpt / f).exists()]
+        urls = _fan_weight_urls(face_alignment)
         lt = face_alignment.LandmarksType
         kind = lt.TWO_D if hasattr(lt, "TWO_D") else lt._2D  # renamed in face-alignment 1.4
         try:
@@ -103,15 +116,25 @@ class _FanBackend:
             )
         except (OSError, RuntimeError, ValueError) as e:
             # torch.hub raises URLError (an OSError) offline, RuntimeError/ValueError on a truncated file.
-            names = ", ".join(missing) or ", ".join(FAN_WEIGHT_FILES)
+            names = [u.rsplit("/", 1)[-1] for u in urls]
+            why = " ".join(str(e).split())[:80]
+            missing = [n for n in names if not (ckpt / n).is_file()]
+            if not missing and not isinstance(e, OSError) and "cuda" in why.lower():
+                raise PuppetError(
+                    f"{device}: face-alignment can't use this device ({why}); use --device cpu"
+                ) from None
+            missing = missing or names  # all there: one of them is unreadable, fetch them again
+            wanted = " and ".join(u for u in urls if u.endswith(tuple(missing)))
             raise PuppetError(
-                f"{ckpt}: face-alignment's weights ({names}) could not be loaded ({type(e).__name__}); "
-                f"download them from https://www.adrianbulat.com/downloads/python-fan/ into {ckpt}"
+                f"{ckpt / missing[0]}: face-alignment's weights could not be loaded "
+                f"({type(e).__name__}: {why}); download {wanted} into {ckpt} (or set TORCH_HOME)"
             ) from None
 
     def faces(self, bgr: np.ndarray) -> list[np.ndarray]:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        found = self._fa.get_landmarks_from_image(rgb)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "No faces were detected." is an answer here, not a warning
+            found = self._fa.get_landmarks_from_image(rgb)
         return [np.asarray(f, dtype=np.float32)[:, :2] for f in (found or [])]
 
     def close(self) -> None:
@@ -169,10 +192,11 @@ def bench_tracker(frames: list[np.ndarray], mode: str = "video", backend: str = 
     """Mean milliseconds per frame of `Tracker(mode)` over `frames` (the first frame, a warm-up, excluded)."""
     import time
 
+    if len(frames) < 2:
+        raise ValueError("bench_tracker needs at least 2 frames (the first is a warm-up)")
     with Tracker(mode, backend) as t:
         t(frames[0])
         start = time.perf_counter()
         for f in frames[1:]:
             t(f)
-        n = max(1, len(frames) - 1)
-        return (time.perf_counter() - start) * 1000.0 / n
+        return (time.perf_counter() - start) * 1000.0 / (len(frames) - 1)
