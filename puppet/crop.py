@@ -85,29 +85,26 @@ class Crop:
     def apply(self, bgr: np.ndarray, out_size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
         """The box of `bgr` resampled to (out_size, out_size, 3); parts outside the frame replicate its edge.
 
-        When shrinking by more than 2x, the box is first area-averaged (cv2.INTER_AREA) so that the result
-        doesn't alias; the final sub-pixel placement is one bilinear cv2.warpAffine.
+        When shrinking by more than 2x, the box is first halved with cv2.pyrDown (a Gaussian, so the result
+        doesn't alias) until the rest is under 2x; the final sub-pixel placement is one bilinear warpAffine.
         """
         m = self.matrix(out_size)
         s = self.scale(out_size)
         h, w = bgr.shape[:2]
         if s < 0.5:
-            # Cut the box (plus a margin) out of the frame, area-resize it, then warp the small residual.
-            pad = int(np.ceil(2.0 / s)) + 2
+            # Cut the box (plus a margin for the filters) out of the frame, halve it n times, warp the rest.
+            pad = int(np.ceil(4.0 / s)) + 2
             x0 = max(0, int(np.floor(self.cx - self.size / 2)) - pad)
             y0 = max(0, int(np.floor(self.cy - self.size / 2)) - pad)
             x1 = min(w, int(np.ceil(self.cx + self.size / 2)) + pad)
             y1 = min(h, int(np.ceil(self.cy + self.size / 2)) + pad)
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                roi = bgr[y0:y1, x0:x1]
-                rw, rh = max(1, round((x1 - x0) * s * 2)), max(1, round((y1 - y0) * s * 2))
-                small = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
-                fx, fy = rw / (x1 - x0), rh / (y1 - y0)
-                # frame -> small: x_s = (x - x0 + 0.5) * fx - 0.5 (cv2.resize's pixel-centre mapping)
-                to_small = np.array(
-                    [[fx, 0, (0.5 - x0) * fx - 0.5], [0, fy, (0.5 - y0) * fy - 0.5], [0, 0, 1]]
-                )
-                m = (np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(to_small))[:2]
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                small, n = bgr[y0:y1, x0:x1], 0
+                while s * 2 ** (n + 1) <= 1.0 and min(small.shape[:2]) >= 4:
+                    small, n = cv2.pyrDown(small), n + 1
+                # pyrDown's pixel i is centred on pixel 2i of its input: frame x -> (x - x0) / 2^n
+                # so the small image's warp is m after (x_small * 2^n + x0); written out, no matrix inverse
+                m = np.hstack([m[:, :2] * 2.0**n, (m[:, :2] @ [x0, y0] + m[:, 2])[:, None]])
                 bgr = small
         return cv2.warpAffine(bgr, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=border)
 
