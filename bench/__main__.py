@@ -1,0 +1,245 @@
+"""Speed benchmark: `python -m bench [--quick] [--json out.json] [--configs tiny,small] [--backends ...]`.
+
+Generator latency per config and backend (median and p95 of warm runs, FLOPs per frame, achieved GFLOP/s
+against the device's peak), the live loop's stages one at a time (decode, mediapipe tracking, filter +
+retarget, rasterise, output) on a talking clip, and puppet.live's threaded loop on that clip (fps and
+end-to-end latency) against the serial sum of its stages. Peak memory. Prints markdown; --json writes it all.
+
+Targets are random-weight generators of each config (speed doesn't depend on training). The clip is a
+synthetic talking head made from the packaged portrait unless --clip names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench import generator as gen
+from bench import live as live_bench
+from bench import stages as stage_bench
+from bench.machine import describe
+from bench.timing import peak_rss_mb
+from puppet.errors import PuppetError, run_cli
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise PuppetError(f"{self.prog}: {message}; see --help")
+
+    p = Parser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny config, few runs: well under a minute on a CPU")
+    p.add_argument("--json", metavar="OUT.json", help="write every number here")
+    p.add_argument("--configs", help="comma-separated config names or .json config files "
+                                     "(default tiny,small,paper; --quick: tiny)")
+    p.add_argument("--backends", help="comma-separated: " + ", ".join(gen.CPU_BACKENDS + gen.CUDA_BACKENDS)
+                   + " (default: the CPU ones, plus the CUDA ones when a GPU is present)")
+    p.add_argument("--clip", help="a talking-head video to track and drive with (default: a synthetic one)")
+    p.add_argument("--frames", type=int, help="clip frames to use (default 150; --quick 30)")
+    p.add_argument("--live-config", help="config of the live-loop run (default small; --quick tiny)")
+    p.add_argument("--live-backend", default="auto", help="backend of the live-loop run (default auto)")
+    p.add_argument("--no-live", action="store_true", help="skip the clip, stages and live loop")
+    p.add_argument("--runs", type=int, help="timed generator runs per row (default 30; --quick 10)")
+    p.add_argument("--budget", type=float, help="seconds per generator row at most (default 10; --quick 1.5)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: all usable cores)")
+    a = p.parse_args(argv)
+    a.configs = a.configs or ("tiny" if a.quick else "tiny,small,paper")
+    if a.backends is None:
+        a.backends = ",".join(gen.CPU_BACKENDS + (gen.CUDA_BACKENDS if torch.cuda.is_available() else ()))
+    a.backends = [b.strip() for b in a.backends.split(",") if b.strip()]
+    for b in a.backends:
+        if b not in gen.CPU_BACKENDS + gen.CUDA_BACKENDS:
+            known = ", ".join(gen.CPU_BACKENDS + gen.CUDA_BACKENDS)
+            raise PuppetError(f"--backends {b}: unknown; use {known}")
+    a.frames = a.frames or (30 if a.quick else 150)
+    a.live_config = a.live_config or ("tiny" if a.quick else "small")
+    a.runs = a.runs or (10 if a.quick else 30)
+    a.budget = a.budget or (1.5 if a.quick else 10.0)
+    for name in ("frames", "runs", "threads"):
+        v = getattr(a, name)
+        if v is not None and v < 1:
+            raise PuppetError(f"--{name} {v}: must be at least 1")
+    return a
+
+
+def ref_from_clip(frames, lms, size: int):
+    """The first tracked frame as the random target's reference (landmarks and image in its crop)."""
+    from puppet.crop import Crop
+
+    for f, p in zip(frames, lms):
+        if p is not None:
+            box = Crop.from_landmarks(p)
+            return box.to_crop(p, size), box.apply(f, size)
+    raise PuppetError("clip: no face found in any frame; pass a clip with a clear face (--clip)")
+
+
+def run(a: argparse.Namespace) -> dict:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    result: dict = {"machine": describe(), "quick": a.quick, "generator": [], "ratios": {}}
+    configs = [gen.parse_config(s.strip()) for s in a.configs.split(",") if s.strip()]
+    with tempfile.TemporaryDirectory(prefix="puppet-bench-") as tmp:
+        tmp = Path(tmp)
+        ref_lms0 = ref_img = frames = None
+        if not a.no_live:
+            clip = Path(a.clip) if a.clip else stage_bench.demo_clip(tmp / "clip.mp4", a.frames)
+            log(f"clip {clip} ({'given' if a.clip else 'synthetic, packaged portrait'})")
+            frames, decode_ms, fps = stage_bench.read_frames(clip, a.frames)
+            if len(frames) < 3:
+                raise PuppetError(f"{clip}: only {len(frames)} frames could be read; pass a longer clip")
+            from puppet.track import Tracker
+
+            with Tracker(mode="image") as tr:
+                first = [tr(frames[0])]
+            if first[0] is None:
+                raise PuppetError(f"{clip}: no face in the first frame; pass a clip that starts on a face")
+
+        # Generator rows, config by config.
+        for cfg in configs:
+            target = None
+            if frames is not None:
+                ref_lms0, ref_img = ref_from_clip(frames, first, cfg["image_size"])
+                target = gen.random_target(cfg, ref_lms0, ref_img)
+            log(f"generator {cfg.get('name')}: {', '.join(a.backends)}")
+            rows = gen.bench_config(cfg, a.backends, warmup=3, runs=a.runs, budget_s=a.budget, target=target)
+            result["generator"] += rows
+            by = {r["backend"]: r for r in rows if "median_ms" in r}
+            if "torch" in by and "onnxruntime" in by:
+                result["ratios"][f"{cfg.get('name')}: onnxruntime vs torch (CPU) speed-up"] = round(
+                    by["torch"]["median_ms"] / by["onnxruntime"]["median_ms"], 2)
+            if "torch-cuda-fp32" in by and "torch-cuda-fp16-graph" in by:
+                result["ratios"][f"{cfg.get('name')}: fp16+graph vs fp32 (CUDA) speed-up"] = round(
+                    by["torch-cuda-fp32"]["median_ms"] / by["torch-cuda-fp16-graph"]["median_ms"], 2)
+
+        # Stages and the live loop, on the live config.
+        if frames is not None:
+            from export.runtime import load_backend
+
+            cfg = gen.parse_config(a.live_config)
+            ref_lms0, ref_img = ref_from_clip(frames, first, cfg["image_size"])
+            target = gen.random_target(cfg, ref_lms0, ref_img)
+            backend = load_backend(a.live_backend, target)
+            bname = getattr(backend, "name", a.live_backend)
+            log(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
+            stages = stage_bench.run_stages(frames, decode_ms, fps, target, backend.generate,
+                                            tmp / "stages.mp4")
+            x = gen._sketch(target.image_size)
+            with torch.inference_mode():
+                from bench.timing import summary, time_calls
+
+                stages["generate"] = summary(time_calls(lambda: backend.generate(x), 3, a.runs, a.budget))
+            result["stages"] = stages
+            log(f"live loop on {len(frames)} frames")
+            loop = live_bench.run_live(clip, target, backend, len(frames), tmp / "live.mp4")
+            serial = live_bench.serial_sum_ms(stages, stages["generate"]["median_ms"])
+            result["live"] = {
+                "config": cfg.get("name"),
+                "backend": bname,
+                "frames": loop["frames_out"],
+                "fps": loop["fps"],
+                "latency_p50_ms": loop["latency_ms"]["p50"],
+                "latency_p95_ms": loop["latency_ms"]["p95"],
+                "stages_in_loop_ms": {k: v["p50"] for k, v in loop["stages_ms"].items()},
+                "serial_sum_ms": round(serial, 3),
+                "serial_fps": round(1000.0 / serial, 2),
+                "no_face": loop["no_face"],
+                "wall_s": loop["wall_s"],
+            }
+            if loop["fps"]:
+                result["ratios"]["live loop: pipelined fps vs serial fps"] = round(
+                    loop["fps"] / result["live"]["serial_fps"], 2)
+
+    result["memory"] = {"peak_rss_mb": round(peak_rss_mb(), 1)}
+    if torch.cuda.is_available():
+        result["memory"]["gpu_peak_mb_max_over_rows"] = max(
+            (r.get("gpu_peak_mb", 0.0) for r in result["generator"]), default=0.0)
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+def _f(v, nd=1) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    cpu = m["cpu"]
+    lines = [
+        f"Machine: {cpu['model']}, {cpu['cores']} cores @ {_f(cpu['mhz'], 0)} MHz; torch {m['torch']} "
+        f"({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}"
+        + (f"; GPU {m['gpu']['name']} (CUDA {m['gpu']['cuda']})" if m.get("gpu") else "; no GPU"),
+        f"CPU peak (fp32): {_f(cpu['peak_gflops_fp32'])} GFLOP/s = {cpu['peak_assumption']}",
+        "",
+        "| config | size | backend | median ms | p95 ms | fps | GFLOP/frame | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["generator"]:
+        if "skipped" in row:
+            lines.append(f"| {row['config']} | {row['image_size']} | {row['backend']} | skipped: "
+                         f"{row['skipped'][:120]} | | | | | |")
+            continue
+        frac = row.get("fraction_of_peak")
+        lines.append(
+            f"| {row['config']} | {row['image_size']} | {row['backend']} | {_f(row['median_ms'], 2)} | "
+            f"{_f(row['p95_ms'], 2)} | {_f(row['fps'])} | {row['gflop_per_frame']:.3f} | "
+            f"{_f(row['achieved_gflops'])} | {_f(frac * 100 if frac is not None else None)} |")
+    if "stages" in r:
+        s = r["stages"]
+        lv = r["live"]
+        lines += [
+            "",
+            f"Stages, one at a time, on {s['frames']} frames {s['frame_shape'][1]}x{s['frame_shape'][0]} "
+            f"(face found in {s['face_found'] * 100:.0f}%), generator {lv['config']} / {lv['backend']}:",
+            "",
+            "| stage | median ms | p95 ms | in the live loop (p50 ms) |",
+            "|---|---|---|---|",
+        ]
+        in_loop = dict(lv["stages_in_loop_ms"])
+        in_loop["decode"] = in_loop.pop("capture", None)
+        for name in ("decode", "track", "filter_retarget", "rasterise", "generate", "output"):
+            lines.append(f"| {name} | {_f(s[name]['median_ms'], 2)} | {_f(s[name]['p95_ms'], 2)} | "
+                         f"{_f(in_loop.get(name), 2)} |")
+        lines += [
+            "",
+            "| live loop | fps | latency p50 ms | latency p95 ms | serial sum ms | serial fps |",
+            "|---|---|---|---|---|---|",
+            f"| {lv['config']} / {lv['backend']}, {lv['frames']} frames | {_f(lv['fps'])} | "
+            f"{_f(lv['latency_p50_ms'])} | {_f(lv['latency_p95_ms'])} | {_f(lv['serial_sum_ms'])} | "
+            f"{_f(lv['serial_fps'])} |",
+        ]
+    if r["ratios"]:
+        lines += ["", "Ratios (same machine, same run):", ""]
+        lines += [f"- {k}: {v}x" for k, v in r["ratios"].items()]
+    mem = r["memory"]
+    lines += ["", f"Peak RSS {mem['peak_rss_mb']:.0f} MiB"
+              + (f", GPU peak allocated {mem['gpu_peak_mb_max_over_rows']:.0f} MiB"
+                 if "gpu_peak_mb_max_over_rows" in mem else "")
+              + f"; whole run {r['seconds']} s."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    r = run(a)
+    print(markdown(r))
+    if a.json:
+        from puppet.files import atomic_write_bytes
+
+        atomic_write_bytes(a.json, (json.dumps(r, indent=2) + "\n").encode())
+        log(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,201 @@
+"""Generator latency per backend and config, with FLOPs per frame and the achieved fraction of peak.
+
+Speed does not depend on training, so each config's target is built from random weights (models/ +
+puppet.target). Every CUDA row moves the sketch to the GPU and the image back, as the live loop does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.machine import cpu_info, gpu_peak
+from bench.timing import summary, time_calls
+
+CPU_BACKENDS = ("torch", "onnxruntime")
+CUDA_BACKENDS = ("torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-fp16-graph", "tensorrt")
+
+
+def parse_config(spec: str):
+    """A config name, or a .json file holding a config dict (to try variants without editing models/)."""
+    from models.config import get_config
+    from puppet.errors import PuppetError
+
+    if spec.endswith(".json"):
+        p = Path(spec)
+        try:
+            cfg = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise PuppetError(f"{p}: can't read a config dict from it ({e}); pass a JSON object") from None
+        cfg.setdefault("name", p.stem)
+        return get_config(cfg)
+    return get_config(spec)
+
+
+def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np.ndarray | None = None,
+                  seed: int = 0):
+    """A puppet.target.Target whose generator and psi are random (seeded): what speed measurements need."""
+    from models.config import get_config
+    from models.generator import Generator
+    from models.spectral import remove_spectral_norm
+    from puppet.target import Target
+
+    cfg = get_config(config)
+    size = cfg["image_size"]
+    torch.manual_seed(seed)
+    G = Generator(cfg).eval()
+    remove_spectral_norm(G)
+    with torch.no_grad():
+        psi = G.psi_from_embedding(torch.randn(1, cfg["emb_dim"]))
+    if ref_landmarks is None:
+        ref_landmarks = _mean_face(size)
+    if ref_image is None:
+        ref_image = np.zeros((size, size, 3), np.uint8)
+    return Target(
+        config=cfg,
+        generator={k: v.detach().clone() for k, v in G.state_dict().items()},
+        psi=psi.detach().clone(),
+        ref_landmarks=np.asarray(ref_landmarks, np.float32),
+        ref_image=ref_image,
+        meta={"sources": [], "steps": 0, "note": "random weights (bench)",
+              "path": f"random:{cfg.get('name')}"},
+    )
+
+
+def _mean_face(size: int) -> np.ndarray:
+    """A rough frontal 68-point face in the crop (only used where no real landmarks are at hand)."""
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0.3 * size, 0.7 * size, (68, 2)).astype(np.float32)
+    pts[36] = (0.35 * size, 0.42 * size)
+    pts[45] = (0.65 * size, 0.42 * size)
+    return pts
+
+
+def count_flops(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward (torch's FlopCounterMode: 2 per multiply-add of convs and matmuls; norms,
+    activations and elementwise ops are not counted, so this is a slight under-count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        module(x)
+    return int(fc.get_total_flops())
+
+
+def _sketch(size: int, device="cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device)
+
+
+class _CudaTorch:
+    """PersonGenerator on CUDA in fp32 or fp16, optionally replayed as one CUDA graph."""
+
+    def __init__(self, target, half: bool, graph: bool):
+        self.pg = target.person_generator("cuda")
+        self.dtype = torch.float16 if half else torch.float32
+        if half:
+            self.pg = self.pg.half()
+        self.name = "torch-cuda-" + ("fp16" if half else "fp32") + ("-graph" if graph else "")
+        self.graph = None
+        size = target.image_size
+        if graph:
+            self.static_in = torch.zeros(1, 3, size, size, device="cuda", dtype=self.dtype)
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s), torch.inference_mode():
+                for _ in range(3):  # warm-up on a side stream before capture, as torch's docs require
+                    self.pg(self.static_in)
+            torch.cuda.current_stream().wait_stream(s)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(self.graph):
+                self.static_out = self.pg(self.static_in)
+
+    @torch.inference_mode()
+    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
+        if self.graph is not None:
+            self.static_in.copy_(sketch, non_blocking=False)
+            self.graph.replay()
+            return self.static_out.float().cpu()
+        return self.pg(sketch.to("cuda", self.dtype)).float().cpu()
+
+
+def load(name: str, target):
+    """A backend with .generate(sketch) -> image, or raise with the reason it is unavailable."""
+    if name in ("torch", "onnxruntime", "tensorrt"):
+        from export.runtime import load_backend
+
+        device = "cuda" if name == "tensorrt" else "cpu"
+        return load_backend(name, target, device=device)
+    if name.startswith("torch-cuda-"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("no CUDA device")
+        return _CudaTorch(target, half="fp16" in name, graph=name.endswith("-graph"))
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, flops: int) -> dict:
+    """Latency of backend `name` on `target`: a result row, or a row with `skipped` and the reason."""
+    cfg = target.config
+    row = {"config": cfg.get("name", "custom"), "image_size": target.image_size, "backend": name}
+    t0 = time.perf_counter()
+    try:
+        backend = load(name, target)
+    except Exception as e:  # unavailable backends are reported, with the reason, never faked
+        row["skipped"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        return row
+    row["load_s"] = round(time.perf_counter() - t0, 3)
+    cuda = name == "tensorrt" or name.startswith("torch-cuda-")
+    sync = torch.cuda.synchronize if cuda else None
+    x = _sketch(target.image_size)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        out = backend.generate(x)
+        if tuple(out.shape) != tuple(x.shape) or not torch.isfinite(out).all():
+            row["skipped"] = f"bad output {tuple(out.shape)} (finite: {bool(torch.isfinite(out).all())})"
+            return row
+        times = time_calls(lambda: backend.generate(x), warmup, runs, budget_s, sync=sync)
+    row.update(summary(times))
+    row["fps"] = round(1000.0 / row["median_ms"], 2)
+    row["gflop_per_frame"] = round(flops / 1e9, 4)
+    achieved = flops / (row["median_ms"] / 1000.0) / 1e9
+    row["achieved_gflops"] = round(achieved, 3)
+    if cuda:
+        row["device"] = torch.cuda.get_device_name(0)
+        row["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        peak = gpu_peak(row["device"])
+        half = "fp16" in name or name == "tensorrt"
+        if peak:
+            row["peak_gflops"] = (peak[0] if half else peak[1]) * 1000.0
+            row["peak_basis"] = "dense fp16 tensor (data sheet)" if half else "fp32 non-tensor (data sheet)"
+    else:
+        cpu = cpu_info(torch.get_num_threads())
+        row["device"] = f"cpu ({torch.get_num_threads()} threads)"
+        if cpu["peak_gflops_fp32"]:
+            row["peak_gflops"] = round(cpu["peak_gflops_fp32"], 1)
+            row["peak_basis"] = cpu["peak_assumption"]
+    if row.get("peak_gflops"):
+        row["fraction_of_peak"] = round(achieved / row["peak_gflops"], 4)
+    with contextlib.suppress(Exception):
+        close = getattr(backend, "close", None)
+        if close:
+            close()
+    return row
+
+
+def bench_config(config, backends, warmup: int, runs: int, budget_s: float, target=None) -> list[dict]:
+    """All backend rows for one config (a random-weight target unless one is given)."""
+    target = target or random_target(config)
+    pg = target.person_generator("cpu")
+    flops = count_flops(pg, _sketch(target.image_size))
+    params = sum(p.numel() for p in pg.parameters())
+    rows = []
+    for name in backends:
+        row = bench_backend(name, target, warmup, runs, budget_s, flops)
+        row["params_m"] = round(params / 1e6, 3)
+        rows.append(row)
+    return rows

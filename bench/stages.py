@@ -1,0 +1,127 @@
+"""The live loop's stages one at a time, on the frames of a clip, with the live loop's own components:
+decode (FileSource), track (Tracker video mode), filter + retarget (puppet.live.Driver), rasterise
+(draw_sketch + to_tensor), output (to_bgr + FileSink.write). The generator has its own module.
+Each stage is timed per frame, in milliseconds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.timing import summary
+
+
+def demo_clip(path: str | Path, n_frames: int, height: int = 480, fps: float = 25.0) -> Path:
+    """A synthetic talking clip of the packaged portrait (puppet.sources.demo_frames), written as mp4."""
+    from puppet.sources import demo_frames
+    from puppet.synthetic import write_video
+
+    return write_video(path, demo_frames(n_frames, seed=0, height=height), fps)
+
+
+def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[list, list[float], float]:
+    """The frames of a video (up to max_frames), the milliseconds each took to decode, and its fps."""
+    from puppet.sources import FileSource
+
+    src = FileSource(path)
+    frames, ms = [], []
+    try:
+        while max_frames is None or len(frames) < max_frames:
+            c = src.read()
+            if c is None:
+                break
+            frames.append(c.frame)
+            ms.append(c.read_s * 1000.0)
+    finally:
+        src.close()
+    return frames, ms[1:], src.fps  # the first frame was decoded when the file was opened
+
+
+def track(frames: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[float]]:
+    """mediapipe in video mode over the frames in order: landmarks per frame and ms per frame
+    (the first call, which builds the graph and runs the face detector, is left out of the times)."""
+    from puppet.track import Tracker
+
+    lms, ms = [], []
+    with Tracker(mode="video") as tracker:
+        for i, f in enumerate(frames):
+            t0 = time.perf_counter()
+            pts = tracker(f)
+            if i > 0:
+                ms.append((time.perf_counter() - t0) * 1000.0)
+            lms.append(pts)
+    return lms, ms
+
+
+def drive(lms: list[np.ndarray | None], target, fps: float) -> tuple[list[np.ndarray], list[float]]:
+    """puppet.live.Driver (neutral calibration, One Euro filter, relative retargeting) per frame."""
+    from puppet.live import Driver, LiveTarget
+
+    driver = Driver(LiveTarget("bench", target, None), absolute=False, fps=fps)
+    out, ms = [], []
+    for i, p in enumerate(lms):
+        t0 = time.perf_counter()
+        q = driver(p, i / fps)
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        out.append(q)
+    return out, ms
+
+
+def rasterise(lms: list[np.ndarray], size: int) -> tuple[list, list[float]]:
+    """draw_sketch + to_tensor (what the live loop's process thread does) per frame."""
+    from puppet.images import to_tensor
+    from puppet.sketch import draw_sketch
+
+    out, ms = [], []
+    for p in lms:
+        t0 = time.perf_counter()
+        out.append(to_tensor(draw_sketch(p, size)))
+        ms.append((time.perf_counter() - t0) * 1000.0)
+    return out, ms
+
+
+def output(images, path: str | Path, fps: float) -> list[float]:
+    """to_bgr + FileSink.write (an mp4 of the output) per frame."""
+    from puppet.images import to_bgr
+    from puppet.sinks import FileSink
+
+    size = images[0].shape[-1]
+    sink = FileSink(path, size, fps)
+    ms = []
+    try:
+        for img in images:
+            t0 = time.perf_counter()
+            sink.write(to_bgr(img[0]))
+            ms.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        sink.close()
+    return ms
+
+
+def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, target, generate,
+               out_path: str | Path) -> dict:
+    """Median/p95 of each stage on this clip for `target` (its image size and reference landmarks);
+    `generate(sketch) -> image` produces the images the output stage writes (not timed here)."""
+    import torch
+
+    lms, track_ms = track(frames)
+    found = sum(p is not None for p in lms)
+    if found < 2:
+        raise RuntimeError(f"the tracker found a face in only {found} of {len(frames)} frames")
+    driven, drive_ms = drive(lms, target, fps)
+    sketches, raster_ms = rasterise(driven, target.image_size)
+    with torch.inference_mode():
+        images = [generate(s) for s in sketches[: min(len(sketches), 30)]]
+    out_ms = output(images, out_path, fps)
+    return {
+        "frames": len(frames),
+        "frame_shape": list(frames[0].shape),
+        "face_found": round(found / len(lms), 3),
+        "decode": summary(decode_ms),
+        "track": summary(track_ms),
+        "filter_retarget": summary(drive_ms),
+        "rasterise": summary(raster_ms),
+        "output": summary(out_ms),
+    }
