@@ -19,6 +19,7 @@ camera frame travels with each item for the local preview window alone.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -344,7 +345,7 @@ class Live:
         return False
 
     def _output_loop(self) -> None:
-        vcams = [s for s in self.outputs if isinstance(s, VirtualCamSink)]
+        vcams = [s for s in self.outputs if getattr(s, "keepalive", False)]
         for v in vcams:  # the apps see the target's face straight away, not a blank camera
             v.write(self.held)
         interval = 1.0 / max(self.source.fps, 1.0)
@@ -435,15 +436,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def load_targets(paths: list[str], backend: str, device: str | None) -> list[LiveTarget]:
+    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first."""
     from export.runtime import load_backend
 
+    from puppet.sketch import sketch_tensor
     from puppet.target import load_target
 
     out = []
     for path in paths:
         target = load_target(path)
         kw = {} if device is None else {"device": device}
-        out.append(LiveTarget(path, target, load_backend(backend, target, **kw)))
+        t = LiveTarget(path, target, load_backend(backend, target, **kw))
+        # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
+        t.backend.generate(sketch_tensor(t.ref, t.size))
+        out.append(t)
     return out
 
 
@@ -475,6 +481,12 @@ def _interrupt(*_):
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        # Tracking and generation run at the same time: leave the tracker a core, or torch's threads and
+        # mediapipe's fight over the CPU (on 2 cores, 2 torch threads made a tiny generator 20x slower).
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     targets = load_targets(a.target, a.backend, a.device)
     source = open_source(a.source)
     outputs, window = [], None

@@ -38,9 +38,13 @@ def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 class FileSink:
-    """An mp4 (mp4v) of the output at the source's frame rate, one frame per output frame."""
+    """An mp4 (mp4v) of the output at the source's frame rate, one frame per output frame.
+
+    Written to a temporary file beside it and renamed on close: `out.mp4` is complete or absent.
+    """
 
     name = "file"
+    keepalive = False  # one frame per output frame: nothing extra while the source stalls
 
     def __init__(self, path: str | os.PathLike, size: int, fps: float):
         self.path = Path(path)
@@ -48,9 +52,12 @@ class FileSink:
             raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
                               f"create it or pick another path")
         self.size = size
+        # VideoWriter picks the container from the extension, so the temporary name keeps it.
+        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-        self.writer = cv2.VideoWriter(str(self.path), fourcc, float(fps), (size, size))
+        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(fps), (size, size))
         if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
             raise PuppetError(f"{self.path}: can't write a video there; check it's writable and ends in .mp4")
         self.frames = 0
 
@@ -62,6 +69,10 @@ class FileSink:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+            if self.frames:
+                os.replace(self.tmp, self.path)
+            else:  # nothing was sent: no empty, unplayable file
+                self.tmp.unlink(missing_ok=True)
 
 
 def vcam_setup_hint() -> str:
@@ -78,6 +89,7 @@ class VirtualCamSink:
     """
 
     name = "virtualcam"
+    keepalive = True  # keeps getting the held frame while the camera stalls: the call never freezes
 
     def __init__(self, size: int, fps: float, device: str | None = None, backend: str | None = None,
                  pad_720p: bool = False):

@@ -60,6 +60,8 @@ class CameraSource(Source):
         if isinstance(spec, int):
             self.name = f"camera {spec}"
             self._fix = f"is another app using it? try --source {spec + 1}"
+            if sys.platform.startswith("linux") and not list(Path("/dev").glob("video*")):
+                self._fix = "no camera on this machine (no /dev/video*); plug one in, or use --source demo"
         else:
             self.name = str(spec)
             if not Path(spec).exists():
@@ -178,7 +180,7 @@ class FramesSource(Source):
         return Captured(frame, t, t, time.perf_counter() - t)
 
 
-def demo_frames(n_frames: int = 100, seed: int = 0, height: int = 480) -> list[np.ndarray]:
+def demo_frames(n_frames: int = 75, seed: int = 0, height: int = 360) -> list[np.ndarray]:
     """A talking-head stand-in made from a packaged portrait (no webcam needed): puppet.synthetic warps it."""
     from puppet.assets import grace_hopper
     from puppet.images import read_image

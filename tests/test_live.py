@@ -1,0 +1,483 @@
+"""The live loop end to end: real mp4 clips through mediapipe, a tiny target's generator and the real sinks.
+
+The target is built here: models' tiny config with random weights (seeded) and a real face's reference
+landmarks and crop (the astronaut), saved with puppet.target.save_target. No fine-tuning: these tests
+check the loop's plumbing, timing and guarantees, not the picture quality.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from puppet.errors import run_cli
+
+FPS = 25.0
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """main() sets torch's thread count for the live loop; give the rest of the suite its own back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_target(tmp_path_factory):
+    from models.config import get_config
+    from models.generator import Generator
+    from models.spectral import remove_spectral_norm
+    from puppet.assets import astronaut
+    from puppet.crop import Crop
+    from puppet.images import read_image
+    from puppet.target import Target, save_target
+    from puppet.track import detect
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    size = cfg["image_size"]
+    g = Generator(cfg)
+    remove_spectral_norm(g)
+    psi = 0.5 * torch.randn(1, g.n_adain)
+    photo = read_image(astronaut())
+    lms = detect(photo)
+    assert lms is not None
+    crop = Crop.from_landmarks(lms)
+    ref_lms, ref_img = crop.to_crop(lms, size), crop.apply(photo, size)
+    target = Target(cfg, g.state_dict(), psi, ref_lms, ref_img, {"test": True})
+    path = tmp_path_factory.mktemp("target") / "tiny.pt"
+    save_target(path, target)
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_frames(grace_hopper_path):
+    """A synthetic talking-head clip of Grace Hopper (puppet.synthetic), small so that it runs fast."""
+    from puppet.images import read_image
+    from puppet.synthetic import animate
+    from puppet.track import detect
+
+    img = read_image(grace_hopper_path)
+    img = cv2.resize(img, (200, 234), interpolation=cv2.INTER_AREA)
+    lms = detect(img)
+    assert lms is not None
+    frames, _ = animate(img, lms, 24, np.random.default_rng(0), fps=FPS)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def face_clip(face_frames, tmp_path_factory):
+    from puppet.synthetic import write_video
+
+    return write_video(tmp_path_factory.mktemp("clip") / "drive.mp4", face_frames, FPS)
+
+
+def count_frames(path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face_clip, tmp_path, capsys):
+    from puppet.live import main
+    from puppet.stats import STAGES
+
+    out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
+    code = main(["--target", str(tiny_target), "--source", str(face_clip), "--output", str(out),
+                 "--backend", "torch", "--stats", str(stats_path)])
+    assert code == 0
+    n = count_frames(face_clip)
+    assert n == 24
+    assert count_frames(out) == n
+    cap = cv2.VideoCapture(str(out))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 64)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS)
+    cap.release()
+
+    s = json.loads(stats_path.read_text())
+    assert s["frames_in"] == s["frames_out"] == n
+    assert s["dropped"] == 0  # a file: every frame, no drops
+    assert s["no_face"] == 0  # a real face in every frame
+    assert s["fps"] > 0 and s["source_fps"] == pytest.approx(FPS)
+    assert set(s["stages_ms"]) == set(STAGES)
+    for name in ("capture", "track", "filter_retarget", "rasterise", "output"):
+        st = s["stages_ms"][name]
+        assert st["n"] == n and 0 < st["p50"] <= st["p95"], name
+    gen = s["stages_ms"]["generate"]
+    assert gen["n"] + s["reused"] == n and 0 < gen["p50"] <= gen["p95"]
+    lat = s["latency_ms"]
+    assert lat["n"] == n and 0 < lat["p50"] <= lat["p95"]
+    # end-to-end covers at least tracking and generating one frame
+    assert lat["p50"] >= s["stages_ms"]["track"]["p50"] + gen["p50"] * 0.5
+    assert s["mode"] == "relative" and s["image_size"] == 64
+    # the table printed at exit
+    printed = capsys.readouterr().out
+    assert "end-to-end" in printed and f"frames in {n}" in printed
+
+
+class Recorder:
+    """A sink that keeps what it's given (the test's view of what a call would receive)."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.frames = []
+
+    def write(self, img):
+        self.frames.append(img.copy())
+
+    def close(self):
+        pass
+
+
+def stripes(h, w):
+    """Saturated magenta/green stripes: pixels no face generator output should ever show."""
+    img = np.zeros((h, w, 3), np.uint8)
+    for x in range(0, w, 8):
+        img[:, x:x + 4] = (255, 0, 255) if (x // 8) % 2 == 0 else (0, 255, 0)
+    return img
+
+
+class Spy:
+    """Wraps the real backend and keeps every image it generated (as the uint8 BGR the sinks get)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = backend.name
+        self.images = []
+        self.sketch_of = {}  # output image bytes -> the sketch it was generated from
+
+    def generate(self, sketch):
+        from puppet.images import to_bgr
+
+        y = self.backend.generate(sketch)
+        img = to_bgr(y[0])
+        self.images.append(img)
+        self.sketch_of[img.tobytes()] = to_bgr(sketch[0])
+        return y
+
+
+def run_live(target_path, source, outputs, **kw):
+    from puppet.live import Live, load_targets
+    from puppet.stats import Stats
+
+    targets = load_targets([str(target_path)], "torch", None)
+    targets[0].backend = Spy(targets[0].backend)
+    stats = Stats()
+    live = Live(targets, source, outputs, None, stats, **kw)
+    live.run()
+    source.close()
+    return targets, stats
+
+
+def diff(a, b):
+    return float(np.abs(a.astype(np.int16) - b).mean())
+
+
+def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target, face_frames, tmp_path):
+    from puppet.sketch import sketch_tensor
+    from puppet.sources import FileSource
+    from puppet.synthetic import write_video
+
+    h, w = face_frames[0].shape[:2]
+    blank = [stripes(h, w) for _ in range(30)]  # 1.2 s without a face: longer than the 0.75 s ease
+    clip = face_frames[:10] + blank + face_frames[10:20]
+    path = write_video(tmp_path / "gap.mp4", clip, FPS)
+    rec = Recorder()
+    targets, stats = run_live(tiny_target, FileSource(path), [rec])
+    out = rec.frames
+    assert len(out) == len(clip) == stats.frames_out == stats.frames_in
+    assert stats.no_face == 30
+
+    # The camera's pixels never reach an output: every output frame is, bit for bit, an image the
+    # generator made, and none resembles any clip frame (as a sink would get it, scaled to 64x64).
+    from puppet.sinks import fit
+
+    generated = {g.tobytes() for g in targets[0].backend.images}
+    small = [fit(f, 64, 64).astype(np.int16) for f in _read_all(path)]
+    assert len(small) == len(clip)
+    for o in out:
+        assert o.shape == (64, 64, 3) and o.tobytes() in generated
+        assert min(np.abs(o.astype(np.int16) - c).mean() for c in small) > 20
+
+    # Face lost: the first faceless frame holds the last face frame's output (the ease starts as a hold)...
+    motion = np.mean([diff(out[i], out[i + 1]) for i in range(9)])
+    assert diff(out[9], out[10]) < max(0.5, 0.5 * motion) or diff(out[9], out[10]) < 1.0
+    # ...and within ~0.75 s it is exactly the target's neutral: the generator on its reference landmarks.
+    with torch.no_grad():
+        neutral = targets[0].backend.backend.generate(sketch_tensor(targets[0].ref, 64))
+    from puppet.images import to_bgr
+
+    neutral = to_bgr(neutral[0])
+    assert diff(out[12], neutral) > 0  # still on the way
+    for i in range(10 + 20, 40):  # 0.8 s in and after
+        np.testing.assert_array_equal(out[i], neutral)
+    assert stats.reused >= 9  # the held neutral isn't regenerated
+    # Face back: resumes from the neutral smoothly, then follows the face again.
+    np.testing.assert_array_equal(out[40], neutral)
+    assert diff(out[41], neutral) < diff(out[49], neutral)
+    assert diff(out[49], neutral) > 1.0
+
+
+def _read_all(path):
+    cap = cv2.VideoCapture(str(path))
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        yield f
+    cap.release()
+
+
+def test_live_source_drops_stale_frames_instead_of_lagging(tiny_target, face_frames):
+    """A camera-like source faster than the loop: frames are dropped, latency stays bounded."""
+    from puppet.sources import FramesSource
+
+    source = FramesSource(face_frames, fps=200.0, name="fast camera")
+    rec = Recorder()
+    _, stats = run_live(tiny_target, source, [rec], max_frames=80)
+    s = stats.summary()
+    assert s["frames_in"] == 80
+    assert s["dropped"] > 0
+    assert s["frames_out"] + s["dropped"] == s["frames_in"] == 80
+    assert len(rec.frames) == s["frames_out"] >= 2
+    # Without drops 80 frames queued behind a ~10-50 ms/frame loop would lag by seconds; with one-deep
+    # slots a frame waits at most for the frames already in the stages.
+    per_frame = s["stages_ms"]["track"]["p95"] + s["stages_ms"]["generate"]["p95"]
+    assert s["latency_ms"]["p50"] < 4 * per_frame + 100
+
+
+def test_relative_mode_ignores_where_the_driver_sits(tiny_target, face_frames):
+    """The same performance, shifted and enlarged in the frame, drives the target the same way.
+
+    Real mediapipe on both clips, then the live loop's Driver (One Euro, calibration, retarget,
+    continuity); compared on the target landmarks that get rasterised.
+    """
+    from puppet.live import Driver, LiveTarget
+    from puppet.target import load_target
+    from puppet.track import Tracker
+
+    h, w = face_frames[0].shape[:2]
+    big = np.full((h * 2, w * 2, 3), 90, np.uint8)
+    m = np.float32([[1.4, 0, 0.7 * w], [0, 1.4, 0.5 * h]])  # 1.4x larger, off to the lower right
+    moved = [cv2.warpAffine(f, m, (w * 2, h * 2), dst=big.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+             for f in face_frames]
+    target = LiveTarget("tiny", load_target(tiny_target), backend=None)
+
+    def drive(frames):
+        d = Driver(target, absolute=False, fps=FPS)
+        with Tracker("video") as tracker:
+            return np.array([d(tracker(f), i / FPS) for i, f in enumerate(frames)])
+
+    # Like a user: still for a moment first (the neutral is calibrated), then the performance.
+    a, b = drive([face_frames[0]] * 10 + face_frames), drive([moved[0]] * 10 + moved)
+    change = np.abs(a[18:] - a[0]).mean()  # pixels of the 64 px target crop
+    same = np.abs(a - b).mean()
+    print(f"target landmarks move {change:.3f} px; shifted driver vs original {same:.3f} px")
+    assert change > 1.0  # the performance really moves the target
+    assert same < 0.1 * change  # the shifted, enlarged driver moves it the same way (tracker noise aside)
+
+
+class FlakyCamera:
+    """A live source that stops delivering after 12 frames (unplugged) and comes back on the 2nd reopen."""
+
+    live = True
+    fps = FPS
+    name = "flaky camera"
+
+    def __init__(self, frames):
+        from puppet.sources import FramesSource
+
+        self.inner = FramesSource(frames, fps=FPS)
+        self.n = 0
+        self.unplugged = False
+        self.reopens = 0
+
+    def read(self):
+        if self.unplugged:
+            return None
+        self.n += 1
+        if self.n == 13:
+            self.unplugged = True
+            return None
+        return self.inner.read()
+
+    def reopen(self):
+        self.reopens += 1
+        if self.reopens >= 2:
+            self.unplugged = False
+        return not self.unplugged
+
+    def close(self):
+        pass
+
+
+class KeepaliveRecorder(Recorder):
+    keepalive = True  # like the virtual camera: fed the held frame while the source stalls
+
+
+def test_unplugged_camera_retries_and_the_virtual_camera_keeps_the_held_frame(tiny_target, face_frames,
+                                                                                capsys):
+    source = FlakyCamera(face_frames)
+    rec = KeepaliveRecorder()
+    targets, stats = run_live(tiny_target, source, [rec], max_frames=24)
+    err = capsys.readouterr().err
+    assert "flaky camera: no frames (unplugged?); retrying every second" in err
+    assert "flaky camera: back" in err
+    assert source.reopens == 2
+    s = stats.summary()
+    assert s["frames_in"] == 24 and s["frames_out"] + s["dropped"] == 24
+    # ~2 s without frames at 25 fps: the held frame went out again and again (not counted as output)
+    assert s["held"] >= 20
+    assert len(rec.frames) == 1 + s["frames_out"] + s["held"]
+    # First the target's reference image, then only generated images (held ones included).
+    np.testing.assert_array_equal(rec.frames[0], targets[0].target.ref_image)
+    generated = {g.tobytes() for g in targets[0].backend.images}
+    assert all(f.tobytes() in generated for f in rec.frames[1:])
+    # the held stretch: one image repeated
+    runs, longest = 1, 1
+    for x, y in zip(rec.frames[1:], rec.frames[2:]):
+        runs = runs + 1 if np.array_equal(x, y) else 1
+        longest = max(longest, runs)
+    assert longest >= s["held"]
+
+
+def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
+    """The demo source (no webcam) runs until Ctrl-C; then threads stop, files close, stats are written."""
+    out, stats_path = tmp_path / "demo.mp4", tmp_path / "stats.json"
+    p = _cli(["--target", str(tiny_target), "--source", "demo", "--backend", "torch", "--output", str(out),
+              "--stats", str(stats_path)])
+    started = time.monotonic()
+    for line in p.stderr:  # wait for the startup line, then let it run a little
+        if line.startswith("puppet: ") and "<- demo" in line:
+            break
+        assert time.monotonic() - started < 120, "no startup line"
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    stdout, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "puppet: stopped" in err and "end-to-end" in stdout
+    s = json.loads(stats_path.read_text())
+    assert s["frames_out"] >= 3 and s["source"] == "demo"
+    assert count_frames(out) == s["frames_out"]
+    assert not list(tmp_path.glob(".*.tmp*"))  # the mp4 was renamed into place, no temporary file left
+
+
+def test_slots_drop_for_live_and_block_for_files():
+    from puppet.live import Slot
+
+    stop = threading.Event()
+    live = Slot(True, stop)
+    assert live.put(1) is False
+    assert live.put(2) is True  # the stale 1 is dropped
+    assert live.get(0.1) == 2 and live.get(0.01) is None
+
+    f = Slot(False, stop)
+    f.put(1)
+    got = []
+    th = threading.Thread(target=lambda: got.append(f.put(2)))
+    th.start()
+    time.sleep(0.1)
+    assert th.is_alive()  # waits for the consumer: no frame of a file is lost
+    assert f.get(1.0) == 1
+    th.join(1.0)
+    assert got == [False] and f.get(1.0) == 2
+    stop.set()
+    assert f.get(1.0) is None
+
+
+def _cli(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "puppet.live", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):
+    """Run as the user would (subprocesses, side by side): exit 2 and exactly one line on stderr.
+
+    These are the cases where a library (OpenCV, FFmpeg, pyvirtualcam) could add its own lines.
+    """
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all" * 100)
+    t, clip = str(tiny_target), str(face_clip)
+    ok = ["--backend", "torch", "--output", str(tmp_path / "o.mp4")]
+    cases = {
+        "garbage.mp4: can't read any video frame": ["--target", t, "--source", str(garbage), *ok],
+        "camera 7: can't open": ["--target", t, "--source", "7", *ok],
+        "modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=puppet":
+            ["--target", t, "--source", clip, "--backend", "torch", "--output", "virtualcam"],
+    }
+    procs = {k: _cli(v) for k, v in cases.items()}
+    for expect, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        lines = err.strip().splitlines()
+        assert p.returncode == 2, (expect, err)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (expect, err)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--target", "MISSING"], "missing.pt: no such target file"),
+    (["--target", "BAD"], "bad.pt: not a readable target file"),
+    (["--source", "nope.mp4"], "nope.mp4: no such video file"),
+    (["--backend", "foo"], "--backend foo: unknown"),
+    (["--output", "x.txt"], "--output x.txt: unknown output"),
+    (["--max-frames", "0"], "--max-frames 0: must be at least 1"),
+    (["--vcam-backend", "nonesuch", "--output", "virtualcam"], "--vcam-backend nonesuch: not available"),
+    (["--output", "window"], "window: "),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_in_process(tiny_target, face_clip, tmp_path, monkeypatch, capsys, args, expect):
+    """The same errors through run_cli in this process (cheaper than a subprocess each)."""
+    from puppet.live import main
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    args = [{"BAD": str(bad), "MISSING": str(tmp_path / "missing.pt")}.get(a, a) for a in args]
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    base = ["--source", str(face_clip), "--backend", "torch"]
+    if args[0] != "--target":  # a good target unless the case is about the target
+        base = ["--target", str(tiny_target)] + base
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, base + args)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0], lines
+
+
+def test_window_dropped_with_a_warning_when_another_output_exists(tiny_target, face_clip, tmp_path,
+                                                                    monkeypatch, capsys):
+    from puppet.live import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    out = tmp_path / "o.mp4"
+    assert main(["--target", str(tiny_target), "--source", str(face_clip), "--backend", "torch",
+                 "--output", "window", "--output", str(out), "--max-frames", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "window: no display" in err and "without the preview" in err
+    assert count_frames(out) == 3
+
+
+def test_vcam_setup_hint_names_the_os_fix():
+    from puppet.sinks import vcam_setup_hint
+
+    hint = vcam_setup_hint()
+    if sys.platform.startswith("linux"):
+        assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=puppet" in hint
+    else:
+        assert "OBS" in hint
+
