@@ -76,16 +76,6 @@ def _mean_face(size: int) -> np.ndarray:
     return pts
 
 
-def count_flops(module: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one forward (torch's FlopCounterMode: 2 per multiply-add of convs and matmuls; norms,
-    activations and elementwise ops are not counted, so this is a slight under-count)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        module(x)
-    return int(fc.get_total_flops())
-
-
 def _sketch(size: int, device="cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device)
@@ -191,6 +181,9 @@ def bench_config(config, backends, warmup: int, runs: int, budget_s: float, targ
     """All backend rows for one config (a random-weight target unless one is given)."""
     target = target or random_target(config)
     pg = target.person_generator("cpu")
+    from models.flops import flops as count_flops
+
+    # FlopCounterMode: 2 per multiply-add of convs and matmuls; norms and activations are not counted
     flops = count_flops(pg, _sketch(target.image_size))
     params = sum(p.numel() for p in pg.parameters())
     rows = []

@@ -15,11 +15,21 @@ def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path
     Returns the loop's own statistics (puppet.stats.Stats.summary()): fps, end-to-end latency and per-stage
     times as measured inside the running pipeline, plus the wall time.
     """
+    import os
+
+    import torch
+
     from puppet.live import Live, LiveTarget
     from puppet.sinks import FileSink
+    from puppet.sketch import sketch_tensor
     from puppet.sources import FileSource
     from puppet.stats import Stats
 
+    # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
+    backend.generate(sketch_tensor(target.ref_landmarks, target.image_size))
+    threads = torch.get_num_threads()
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     source = FileSource(clip)
     sink = FileSink(out_path, target.image_size, source.fps)
     stats = Stats(source=str(clip), backend=getattr(backend, "name", "?"), image_size=target.image_size)
@@ -30,6 +40,7 @@ def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path
         live.run()
         wall = time.perf_counter() - t0
     finally:
+        torch.set_num_threads(threads)
         sink.close()
         source.close()
     s = stats.summary()
