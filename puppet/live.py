@@ -139,6 +139,7 @@ class Driver:
         self.crop = CropSmoother(fps=fps)
         self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
         self.neutral: np.ndarray | None = None
+        self._blend = False
         self.set_target(target)
 
     def set_target(self, target: LiveTarget) -> None:
@@ -151,14 +152,20 @@ class Driver:
         self.filter.reset()
 
     def recalibrate(self) -> None:
+        """Record a new neutral (relative) / start a new crop (absolute) from the next frames."""
         self.calibrator.reset()
         self.crop.reset()
+        self._blend = True
+
 
     def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
         if lms is None:
             self.filter.reset()
             self.calibrator.run.clear()  # steadiness has to be consecutive frames of a face
             return self.continuity(None, t)
+        if self._blend:  # after a recalibration the pose may jump: blend into it instead
+            self._blend = False
+            self.continuity.jump(t)
         if self.absolute:
             mapped = self.crop(lms, t).to_crop(lms, self.size)
         else:
@@ -255,6 +262,7 @@ class Live:
     def _process(self) -> None:
         from puppet.images import to_tensor
         from puppet.sketch import draw_sketch
+        from puppet.track import Tracker
 
         while not self.stop.is_set():
             item = self.q_frames.get(0.1)
@@ -264,14 +272,14 @@ class Live:
                 self._put_eos(self.q_sketch)
                 return
             c = self.controls
-            if c.mirror != self._mirror or c.calibrate.is_set():
-                c.calibrate.clear()
+            if c.mirror != self._mirror:
                 self._mirror = c.mirror
-                self.driver.recalibrate()
-                self.tracker.close()  # video-mode tracking follows the last face: start over
-                from puppet.track import Tracker
-
+                self.driver.recalibrate()  # the neutral was recorded the other way round
+                self.tracker.close()  # video-mode tracking follows the last face, now mirrored: start over
                 self.tracker = Tracker(mode="video")
+            if c.calibrate.is_set():
+                c.calibrate.clear()
+                self.driver.recalibrate()
             if c.target != self._target:
                 self._target = c.target
                 self.driver.set_target(self.targets[self._target])

@@ -123,6 +123,27 @@ class VirtualCamSink:
             self.cam = None
 
 
+def compose(camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray, height: int,
+            landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> np.ndarray:
+    """The preview panel: camera (its aspect kept) | sketch | output, all `height` high, overlays drawn."""
+    h = height
+    if camera is None:
+        cam = np.zeros((h, h * 4 // 3, 3), np.uint8)
+    else:
+        s = h / camera.shape[0]
+        cam = cv2.resize(camera, (round(camera.shape[1] * s), h), interpolation=cv2.INTER_AREA)
+        if landmarks is not None:
+            for x, y in np.asarray(landmarks) * s:
+                cv2.circle(cam, (round(x), round(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
+    sk = np.zeros((h, h, 3), np.uint8) if sketch is None else fit(sketch, h, h)
+    panel = np.hstack([cam, sk, fit(output, h, h)])
+    for i, line in enumerate(lines or []):
+        org = (8, 20 + 18 * i)
+        cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return panel
+
+
 def display_available() -> tuple[bool, str]:
     """Whether cv2.imshow can open a window here, and if not, why.
 
@@ -163,35 +184,24 @@ class PreviewWindow:
         self.height = height
         self.show_landmarks = True
         self.show_stats = True
+        self._shown = False
 
     def show(self, camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray,
              landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> None:
-        h = self.height
-        if camera is None:
-            cam = np.zeros((h, h * 4 // 3, 3), np.uint8)
-        else:
-            s = h / camera.shape[0]
-            cam = cv2.resize(camera, (round(camera.shape[1] * s), h), interpolation=cv2.INTER_AREA)
-            if self.show_landmarks and landmarks is not None:
-                for x, y in np.asarray(landmarks) * s:
-                    cv2.circle(cam, (round(x), round(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
-        sk = np.zeros((h, h, 3), np.uint8) if sketch is None else fit(sketch, h, h)
-        panel = np.hstack([cam, sk, fit(output, h, h)])
-        if self.show_stats and lines:
-            for i, line in enumerate(lines):
-                org = (8, 20 + 18 * i)
-                cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-                cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        panel = compose(camera, sketch, output, self.height, landmarks if self.show_landmarks else None,
+                        lines if self.show_stats else None)
         cv2.imshow(self.TITLE, panel)
+        self._shown = True
 
     def poll(self, wait_ms: int = 1) -> str | None:
         """Process window events; the hotkey's action name, or None. Closing the window means quit."""
         key = cv2.waitKey(wait_ms) & 0xFF
-        try:
-            if cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1:
+        if self._shown:  # (before the first imshow some toolkits report the window as not visible yet)
+            try:
+                if cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1:
+                    return "quit"
+            except cv2.error:
                 return "quit"
-        except cv2.error:
-            return "quit"
         action = self.KEYS.get(key)
         if action == "landmarks":
             self.show_landmarks = not self.show_landmarks

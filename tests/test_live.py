@@ -481,3 +481,41 @@ def test_vcam_setup_hint_names_the_os_fix():
     else:
         assert "OBS" in hint
 
+
+
+def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_frames, face_clip, tmp_path):
+    """--absolute: the driver's landmarks in its (smoothed) crop, as in the paper. End to end through the
+    CLI, and the Driver against the crop geometry."""
+    from puppet.crop import Crop
+    from puppet.live import Driver, LiveTarget, main
+    from puppet.target import load_target
+    from puppet.track import Tracker
+
+    out = tmp_path / "abs.mp4"
+    assert main(["--target", str(tiny_target), "--source", str(face_clip), "--backend", "torch", "--absolute",
+                 "--output", str(out), "--max-frames", "6"]) == 0
+    assert count_frames(out) == 6
+
+    target = LiveTarget("tiny", load_target(tiny_target), backend=None)
+    d = Driver(target, absolute=True, fps=FPS)
+    with Tracker("video") as tracker:
+        lms = tracker(face_frames[0])
+        for i in range(12):  # a still driver: the crop and the filter settle on its landmarks
+            got = d(lms, i / FPS)
+    expected = Crop.from_landmarks(lms).to_crop(lms, 64)
+    np.testing.assert_allclose(got, expected, atol=0.05)
+
+
+def test_preview_panel_shows_camera_sketch_and_output_side_by_side():
+    from puppet.sinks import compose, fit
+
+    cam = np.full((480, 640, 3), 100, np.uint8)
+    sketch = np.zeros((64, 64, 3), np.uint8)
+    out = np.full((64, 64, 3), 200, np.uint8)
+    lms = np.full((68, 2), 240.0)
+    panel = compose(cam, sketch, out, 120, landmarks=lms, lines=["12.0 fps"])
+    assert panel.shape == (120, 160 + 120 + 120, 3)
+    np.testing.assert_array_equal(panel[:, 280:], fit(out, 120, 120))
+    assert (panel[55:65, 55:65, 1] == 255).any()  # the landmark dots on the camera pane
+    plain = compose(cam, sketch, out, 120)
+    assert not (plain[:, :160, 1] == 255).any()
