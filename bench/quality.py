@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -125,7 +126,9 @@ class Inception:
             raise PuppetError(f"--inception {p}: no such file; pass the TorchScript Inception-v3 "
                               f"(inception-2015-12-05.pt) or leave --inception out to skip FID")
         try:
-            self.net = torch.jit.load(str(p), map_location="cpu").eval()
+            with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the file is TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(str(p), map_location="cpu").eval()
         except Exception as e:  # noqa: BLE001 - torch.jit raises several kinds
             raise PuppetError(f"--inception {p}: not a TorchScript model ({type(e).__name__}); pass the "
                               f"TorchScript Inception-v3 (inception-2015-12-05.pt)") from None
