@@ -22,8 +22,8 @@ import copy
 from puppet.errors import PuppetError
 
 CONFIGS: dict[str, dict] = {
-    # The paper's widths at 256x256. Measured (tests/test_models.py pins them): E 14.9 M parameters,
-    # G 37.7 M with P, D 19.6 M without W.
+    # The paper's widths at 256x256. Measured (tests/test_models.py checks the bounds): E 14.9 M parameters,
+    # G 37.8 M with P (P: 6.7 M), D 19.6 M without W.
     "paper": {
         "name": "paper",
         "image_size": 256,
