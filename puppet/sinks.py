@@ -177,7 +177,7 @@ class PreviewWindow:
         if not ok:
             raise PuppetError(f"window: {why}; run on a desktop, or use --output virtualcam / out.mp4")
         try:
-            cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE)
+            cv2.namedWindow(self.TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar
         except cv2.error as e:
             raise PuppetError(f"window: can't open one ({str(e).strip().splitlines()[-1]}); "
                               f"use --output virtualcam / out.mp4") from None

@@ -30,32 +30,34 @@ def keep_torch_threads():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory):
+def make_tiny_target(path, photo_path, seed):
+    """A target file: tiny config, random weights (seeded), a real face's reference crop and landmarks."""
     from models.config import get_config
     from models.generator import Generator
     from models.spectral import remove_spectral_norm
-    from puppet.assets import astronaut
     from puppet.crop import Crop
     from puppet.images import read_image
     from puppet.target import Target, save_target
     from puppet.track import detect
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = get_config("tiny")
     size = cfg["image_size"]
     g = Generator(cfg)
     remove_spectral_norm(g)
     psi = 0.5 * torch.randn(1, g.n_adain)
-    photo = read_image(astronaut())
+    photo = read_image(photo_path)
     lms = detect(photo)
     assert lms is not None
     crop = Crop.from_landmarks(lms)
     ref_lms, ref_img = crop.to_crop(lms, size), crop.apply(photo, size)
-    target = Target(cfg, g.state_dict(), psi, ref_lms, ref_img, {"test": True})
-    path = tmp_path_factory.mktemp("target") / "tiny.pt"
-    save_target(path, target)
+    save_target(path, Target(cfg, g.state_dict(), psi, ref_lms, ref_img, {"test": True}))
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_target(tmp_path_factory, astronaut_path):
+    return make_tiny_target(tmp_path_factory.mktemp("target") / "tiny.pt", astronaut_path, 0)
 
 
 @pytest.fixture(scope="module")
@@ -372,6 +374,32 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
     assert s["frames_out"] >= 3 and s["source"] == "demo"
     assert count_frames(out) == s["frames_out"]
     assert not list(tmp_path.glob(".*.tmp*"))  # the mp4 was renamed into place, no temporary file left
+
+
+def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tmp_path):
+    """n/p: the next frames come from the other target's generator, from its own neutral."""
+    from puppet.live import Live, load_targets
+    from puppet.sources import FileSource
+    from puppet.stats import Stats
+
+    second = make_tiny_target(tmp_path / "second.pt", grace_hopper_path, 1)
+    targets = load_targets([str(tiny_target), str(second)], "torch", None)
+    for t in targets:
+        t.backend = Spy(t.backend)
+
+    class Switcher(Recorder):
+        def write(self, img):
+            super().write(img)
+            if len(self.frames) == 8:
+                live.controls.target = 1  # what the window's n key does
+
+    rec = Switcher()
+    live = Live(targets, FileSource(face_clip), [rec], None, Stats())
+    live.run()
+    first, other = ({g.tobytes() for g in t.backend.images} for t in targets)
+    assert len(rec.frames) == 24
+    assert all(f.tobytes() in first for f in rec.frames[:8])
+    assert all(f.tobytes() in other for f in rec.frames[-12:])  # a few frames were already in flight
 
 
 def test_slots_drop_for_live_and_block_for_files():
