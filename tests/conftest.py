@@ -1,7 +1,10 @@
 import os
 
-import pytest
-import torch
+# OpenMP threads that spin while waiting starve the other processes on 2 cores (torchrun tests).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Two cores in CI: keep torch from oversubscribing them.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
