@@ -408,7 +408,7 @@ def trt_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
+def sample_sketches(target, n: int = 2, seed: int = 0) -> list[torch.Tensor]:
     """A few real-looking sketches: the target's reference landmarks jittered and drawn by puppet.sketch,
     plus one uniform random tensor (which reaches corners of the input range sketches never do)."""
     size = int(target.config["image_size"])

@@ -8,8 +8,9 @@ Backends:
   CUDA tensors with `set_tensor_address`, `execute_async_v3` on a non-default stream, captured in a CUDA graph
   after warm-up. UNVERIFIED: no machine here has TensorRT (see export/trt.py).
 - `torch`: CUDA FP16 captured in a CUDA graph when a GPU is there; FP32 on the CPU otherwise.
-- `onnxruntime`: the exported ONNX (made and self-checked once, cached beside the target); the CUDA provider
-  (FP16 graph) when onnxruntime-gpu is installed, else the CPU provider (FP32 graph).
+- `onnxruntime`: the exported ONNX (made and self-checked once, cached beside a target file; a Target object
+  is exported to a temp dir); the CUDA provider (FP16 graph) when onnxruntime-gpu is installed, else the CPU
+  provider (FP32 graph).
 - `auto`: tensorrt when TensorRT imports and there is a CUDA GPU; else torch on the GPU; else onnxruntime on
   the CPU, measured 1.7-9x faster than torch's CPU eager mode here (2 cores, random-weight targets: tiny
   10.6 vs 95 ms, small 244 vs 788 ms, paper 2.9 vs 5.0 s a frame), so it is picked without a startup race.
@@ -18,6 +19,8 @@ Backends:
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -132,7 +135,7 @@ class OnnxRuntimeBackend:
     def __init__(self, target, device=None, onnx_path=None):
         import onnxruntime as ort
 
-        from export.onnx import ensure_onnx
+        from export.onnx import ensure_onnx, export_target
 
         available = ort.get_available_providers()
         want_cuda = device is not None and torch.device(device).type == "cuda"
@@ -141,8 +144,13 @@ class OnnxRuntimeBackend:
                               "pip install onnxruntime-gpu, or use --device cpu")
         use_cuda = "CUDAExecutionProvider" in available and (device is None or want_cuda)
         precision = "fp16" if use_cuda else "fp32"
-        if onnx_path is None:
-            onnx_path = ensure_onnx(target, precision=precision)
+        tmp = None
+        if onnx_path is None and isinstance(target, (str, os.PathLike)):
+            onnx_path = ensure_onnx(target, precision=precision)  # once; cached beside the target file
+        elif onnx_path is None:  # a Target object has no home: export to a temp dir, gone once loaded
+            tmp = tempfile.TemporaryDirectory(prefix="puppet-onnx-")
+            onnx_path = Path(tmp.name) / f"target.{precision}.onnx"
+            export_target(target, onnx_path, precision, check=False)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one chain of convs: nothing to run in parallel
@@ -151,6 +159,8 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 3
         providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=providers)
+        if tmp is not None:
+            tmp.cleanup()  # the session holds the model in memory
         self.size = int(self.session.get_inputs()[0].shape[-1])  # static shapes: the export's image_size
         self.onnx_path = onnx_path
         self.precision = precision

@@ -186,7 +186,7 @@ def build_serialized(trt, onnx_path: Path, settings: BuildSettings, timing_cache
     if settings.route == ROUTE_FP16_FLAG:
         _fp16_with_fp32_norms(trt, network, config)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.set_timing_cache(cache, False)  # False: a cache from another device or version is refused
     monitor = _progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor

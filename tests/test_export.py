@@ -1,0 +1,176 @@
+"""ONNX export of a tiny target: fp32 and fp16 graphs, parity with torch on onnxruntime, TensorRT ops."""
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from export.onnx import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    TRT_SUPPORTED_OPS,
+    ensure_onnx,
+    export_target,
+    sample_sketches,
+    self_check,
+    tolerance,
+    trt_problems,
+)
+from models.generator import Generator
+from models.spectral import remove_spectral_norm
+from puppet.errors import PuppetError
+from puppet.target import Target, load_target, save_target
+
+# What the generator exports to: pinned so that a new op in models/ is a deliberate, checked change.
+GENERATOR_OPS = {"Add", "AveragePool", "Conv", "InstanceNormalization", "MatMul", "Mul", "Relu", "Reshape",
+                 "Resize", "Softmax", "Tanh", "Transpose"}
+
+
+def make_target(seed: int = 0) -> Target:
+    """A tiny random target whose every part matters: attention switched on (gamma != 0), psi far from 0."""
+    torch.manual_seed(seed)
+    G = Generator("tiny")
+    with torch.no_grad():
+        for m in G.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(0.7)
+    G = remove_spectral_norm(copy.deepcopy(G).eval())
+    size = G.cfg["image_size"]
+    rng = np.random.default_rng(seed)
+    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
+                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
+                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
+
+
+@pytest.fixture(scope="module")
+def target_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("target") / "mona.pt"
+    save_target(path, make_target())
+    return path
+
+
+def _types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    values = [*inferred.value_info, *inferred.input, *inferred.output]
+    out = {v.name: v.type.tensor_type.elem_type for v in values}
+    out.update({i.name: i.data_type for i in model.graph.initializer})
+    return out
+
+
+def _check_common(model: onnx.ModelProto, size: int) -> None:
+    (inp,), (out,) = model.graph.input, model.graph.output
+    for v, name in ((inp, "sketch"), (out, "image")):
+        assert v.name == name and v.type.tensor_type.elem_type == TensorProto.FLOAT
+        assert [d.dim_value for d in v.type.tensor_type.shape.dim] == [1, 3, size, size]  # static
+    # weights inside the file, no external-data sidecar
+    assert all(i.data_location == TensorProto.DEFAULT for i in model.graph.initializer)
+    assert trt_problems(model) == []
+
+
+def test_fp32_export_matches_torch_and_uses_only_trt_ops(target_path, tmp_path):
+    target = load_target(target_path)
+    out = export_target(target, tmp_path / "mona.onnx", "fp32", check=False)
+    model = onnx.load(str(out))
+    _check_common(model, 64)
+    assert {n.op_type for n in model.graph.node} == GENERATOR_OPS
+    assert GENERATOR_OPS <= TRT_SUPPORTED_OPS
+    # psi' folded: no projection matrix P (n_adain x emb_dim) among the weights, the AdaIN layers carry it
+    n_adain = Generator(target.config, spectral=False).n_adain
+    shapes = {tuple(i.dims) for i in model.graph.initializer}
+    assert (n_adain, target.config["emb_dim"]) not in shapes
+    n_norms = sum(n.op_type == "InstanceNormalization" for n in model.graph.node)
+    assert n_norms == len(Generator(target.config).adain_channels) + 5  # + the down path's affine norms
+
+    report = self_check(out, target.person_generator(), sample_sketches(target), "fp32")
+    assert report.max_abs_diff <= FP32_TOLERANCE == 1e-4
+    assert report.tolerance == FP32_TOLERANCE  # 64 px: the brief's bound, not a scaled one
+
+
+def test_fp16_export_keeps_norms_in_fp32_and_matches_torch(target_path, tmp_path):
+    target = load_target(target_path)
+    out = export_target(target, tmp_path / "mona.fp16.onnx", "fp16", check=False)
+    model = onnx.load(str(out))
+    _check_common(model, 64)
+    types = _types(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    ops = {n.op_type for n in model.graph.node}
+    assert ops == GENERATOR_OPS | {"Cast"}
+    for n in model.graph.node:
+        if n.op_type == "Conv":  # FP16 weights and compute
+            assert inits[n.input[1]].data_type == TensorProto.FLOAT16
+            assert types[n.input[0]] == types[n.output[0]] == TensorProto.FLOAT16
+        if n.op_type in ("InstanceNormalization", "Softmax"):  # statistics and softmax in FP32
+            assert all(types[i] == TensorProto.FLOAT for i in n.input if i)
+            assert types[n.output[0]] == TensorProto.FLOAT
+        if n.op_type == "InstanceNormalization":  # TensorRT: scale and bias must be initializers
+            assert n.input[1] in inits and n.input[2] in inits
+        if n.op_type == "Resize":  # scales stay float32 by the ONNX spec
+            assert types[n.input[2]] == TensorProto.FLOAT
+    # the attention logits feeding each softmax are computed in FP32 as well
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        if n.op_type == "Softmax":
+            assert producer[n.input[0]].op_type == "MatMul"
+            assert all(types[i] == TensorProto.FLOAT for i in producer[n.input[0]].input)
+    def count(dtype):
+        return sum(numpy_helper.to_array(i).size for i in inits.values() if i.data_type == dtype)
+
+    fp16_weights, fp32_weights = count(TensorProto.FLOAT16), count(TensorProto.FLOAT)
+    assert fp16_weights > 20 * fp32_weights  # the bulk is half precision
+
+    report = self_check(out, target.person_generator(), sample_sketches(target), "fp16")
+    assert 0 < report.max_abs_diff <= FP16_TOLERANCE == 1e-2
+
+
+def test_self_check_catches_a_wrong_graph(target_path, tmp_path):
+    """The parity check is not vacuous: the graph of another person's psi fails it."""
+    target = load_target(target_path)
+    other = make_target(seed=1)
+    out = export_target(other, tmp_path / "other.onnx", "fp32", check=False)
+    with pytest.raises(PuppetError, match="differs from torch"):
+        self_check(out, target.person_generator(), sample_sketches(target), "fp32")
+
+
+def test_unsupported_operator_is_reported():
+    x = helper.make_tensor_value_info("sketch", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    g = helper.make_graph([helper.make_node("Hardmax", ["sketch"], ["image"])], "g", [x], [y])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert trt_problems(model) == ["operator Hardmax is not in TRT_SUPPORTED_OPS"]
+
+
+def test_tolerance_is_the_briefs_at_64px_and_grows_with_size():
+    assert tolerance("fp32", 64) == 1e-4 and tolerance("fp16", 64) == 1e-2
+    assert tolerance("fp32", 256) == pytest.approx(1.6e-3) and tolerance("fp16", 256) == pytest.approx(4e-2)
+
+
+def test_ensure_onnx_reuses_an_up_to_date_file_and_reexports_a_changed_target(tmp_path):
+    path = tmp_path / "mona.pt"
+    save_target(path, make_target())
+    first = ensure_onnx(path, "fp32")
+    assert first == tmp_path / "mona.onnx"
+    stamp = first.stat().st_mtime_ns
+    assert ensure_onnx(path, "fp32").stat().st_mtime_ns == stamp  # same bytes, same engine key downstream
+    save_target(path, make_target(seed=2))
+    assert ensure_onnx(path, "fp32").stat().st_mtime_ns != stamp
+
+
+def test_cli_fp16_prints_its_checks(target_path, tmp_path):
+    out = tmp_path / "cli.fp16.onnx"
+    r = subprocess.run([sys.executable, "-m", "export.onnx", "--target", str(target_path), "--out", str(out),
+                        "--precision", "fp16"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "onnx.checker: ok" in r.stdout and "all supported by TensorRT's ONNX parser" in r.stdout
+    assert "onnxruntime CPU vs torch on 3 sketches" in r.stdout and out.is_file()
+
+
+def test_cli_missing_target_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "export.onnx", "--target", str(tmp_path / "nope.pt")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "nope.pt" in r.stderr

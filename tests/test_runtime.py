@@ -1,0 +1,167 @@
+"""Generator runtimes and the TensorRT engine cache.
+
+No machine here has TensorRT: the cache logic is tested on plain files with the TensorRT version and GPU given
+as strings (that tests the key, it does not pretend an engine was built), and `python -m export.trt` is run
+for its one-line error.
+"""
+
+import copy
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from export.cache import (
+    BuildSettings,
+    DeviceIdentity,
+    engine_key,
+    is_fresh,
+    load_fresh_engine,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+from export.onnx import sample_sketches
+from export.runtime import auto_backend_name, load_backend
+from export.trt import ROUTE_FP16_FLAG, ROUTE_STRONG, default_engine_path, route_for
+from models.generator import Generator
+from models.spectral import remove_spectral_norm
+from puppet.errors import PuppetError
+from puppet.target import Target, load_target, save_target
+
+H200 = DeviceIdentity("10.13.3", "NVIDIA H200", "9.0")
+SHA = "ab" * 32
+
+
+def make_target(seed: int = 0) -> Target:
+    torch.manual_seed(seed)
+    G = Generator("tiny")
+    with torch.no_grad():
+        for m in G.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(0.7)  # attention on
+    G = remove_spectral_norm(copy.deepcopy(G).eval())
+    size = G.cfg["image_size"]
+    rng = np.random.default_rng(seed)
+    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
+                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
+                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
+
+
+@pytest.fixture(scope="module")
+def target_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rt") / "mona.pt"
+    save_target(path, make_target())
+    return path
+
+
+# ------------------------------------------------------------------------------------------ engine cache
+
+def test_engine_key_changes_with_tensorrt_gpu_model_and_settings():
+    base = engine_key(H200, SHA, BuildSettings())
+    assert base == engine_key(DeviceIdentity("10.13.3", "NVIDIA H200", "9.0"), SHA, BuildSettings())
+    variants = [
+        engine_key(DeviceIdentity("10.13.2", "NVIDIA H200", "9.0"), SHA, BuildSettings()),  # TensorRT
+        engine_key(DeviceIdentity("11.0.0", "NVIDIA H200", "9.0"), SHA, BuildSettings()),
+        engine_key(DeviceIdentity("10.13.3", "NVIDIA GeForce RTX 4090", "8.9"), SHA, BuildSettings()),  # GPU
+        engine_key(DeviceIdentity("10.13.3", "NVIDIA H200", "9.1"), SHA, BuildSettings()),
+        engine_key(H200, "cd" * 32, BuildSettings()),  # the ONNX file
+        engine_key(H200, SHA, BuildSettings(precision="fp32")),  # settings
+        engine_key(H200, SHA, BuildSettings(workspace_gb=8.0)),
+        engine_key(H200, SHA, BuildSettings(route=ROUTE_FP16_FLAG)),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def test_stale_or_foreign_engine_is_never_loaded(tmp_path):
+    path = tmp_path / "mona.engine"
+    key = engine_key(H200, SHA, BuildSettings())
+    write_engine(path, b"serialized engine bytes", key, {"note": "plain bytes: the cache logic only"})
+    assert is_fresh(path, key) and load_fresh_engine(path, key) == b"serialized engine bytes"
+    # another GPU / TensorRT / ONNX: a different key, so not loaded (the caller rebuilds)
+    foreign = engine_key(DeviceIdentity("10.13.3", "NVIDIA L4", "8.9"), SHA, BuildSettings())
+    assert not is_fresh(path, foreign) and load_fresh_engine(path, foreign) is None
+    # the file replaced behind the cache's back (sha256 no longer the sidecar's)
+    path.write_bytes(b"something else")
+    assert not is_fresh(path, key) and load_fresh_engine(path, key) is None
+    # an engine without a sidecar (e.g. killed between the two writes) is not trusted either
+    write_engine(path, b"serialized engine bytes", key)
+    sidecar_path(path).unlink()
+    assert load_fresh_engine(path, key) is None
+    sidecar_path(path).write_text("{not json")
+    assert load_fresh_engine(path, key) is None
+    # a rebuild replaces engine and sidecar together
+    write_engine(path, b"new engine", foreign)
+    assert load_fresh_engine(path, foreign) == b"new engine" and load_fresh_engine(path, key) is None
+
+
+def test_timing_cache_and_engine_names(tmp_path):
+    a = timing_cache_path(tmp_path / "mona.engine", H200)
+    b = timing_cache_path(tmp_path / "mona.engine", DeviceIdentity("10.13.3", "NVIDIA L4", "8.9"))
+    assert a != b and a.parent == tmp_path and a.name.startswith("mona.engine.")
+    assert default_engine_path(tmp_path / "mona.pt") == tmp_path / "mona.engine"
+    assert default_engine_path(tmp_path / "mona.fp16.onnx") == tmp_path / "mona.engine"
+    assert default_engine_path(tmp_path / "mona.pt", "torch-tensorrt") == tmp_path / "mona.trt.ep"
+
+
+def test_route_follows_tensorrt_version():
+    assert route_for("10.0.1") == route_for("10.11.0.33") == ROUTE_FP16_FLAG
+    assert route_for("10.12.0.36") == route_for("10.13.3") == route_for("11.0.0") == ROUTE_STRONG
+
+
+def test_trt_cli_without_tensorrt_or_gpu_is_one_line_exit_2(target_path):
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    if has_trt and torch.cuda.is_available():
+        pytest.skip("TensorRT and a GPU are here: the command would build an engine")
+    r = subprocess.run([sys.executable, "-m", "export.trt", "--target", str(target_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
+    assert ('pip install "puppet[trt]"' if not has_trt else "no CUDA GPU") in r.stderr
+    assert not default_engine_path(target_path).exists()
+
+
+# ------------------------------------------------------------------------------------------ backends
+
+def test_torch_and_onnxruntime_backends_give_the_same_image(target_path):
+    target = load_target(target_path)
+    torch_b = load_backend("torch", target_path, device="cpu", verbose=False)
+    ort_b = load_backend("onnxruntime", target_path, device="cpu", verbose=False)
+    assert (torch_b.name, ort_b.name) == ("torch", "onnxruntime")
+    assert "CPU" in torch_b.describe() and "CPU" in ort_b.describe()
+    for sketch in sample_sketches(target, n=2):
+        a, b = torch_b.generate(sketch), ort_b.generate(sketch)
+        assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32
+        assert a.device.type == b.device.type == "cpu"
+        assert (a - b).abs().max().item() <= 1e-4
+        assert a.abs().max() > 0.1  # a real image, not a blank
+    # a Target object works too (exported to a temp dir)
+    obj_b = load_backend("onnxruntime", target, device="cpu", verbose=False)
+    sketch = sample_sketches(target, n=1)[0]
+    assert (obj_b.generate(sketch) - torch_b.generate(sketch)).abs().max().item() <= 1e-4
+    with pytest.raises(ValueError, match="float32 sketch"):
+        torch_b.generate(torch.zeros(1, 3, 32, 32))
+
+
+def test_auto_picks_and_says_so(target_path, capsys):
+    expected = auto_backend_name()
+    if not torch.cuda.is_available():
+        assert expected == "onnxruntime"
+    backend = load_backend("auto", target_path)
+    assert backend.name == expected
+    assert f"auto picked {expected}" in capsys.readouterr().out
+
+
+def test_unknown_or_unavailable_backend_is_a_one_line_error(target_path):
+    with pytest.raises(PuppetError, match="unknown backend") as e:
+        load_backend("openvino", target_path)
+    assert "\n" not in str(e.value)
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(PuppetError, match=r'pip install "puppet\[trt\]"'):
+            load_backend("tensorrt", target_path)
+    if not torch.cuda.is_available():
+        with pytest.raises(PuppetError, match="no CUDA GPU"):
+            load_backend("torch", target_path, device="cuda")
