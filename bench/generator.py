@@ -81,49 +81,37 @@ def _sketch(size: int, device="cpu") -> torch.Tensor:
     return (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device)
 
 
-class _CudaTorch:
-    """PersonGenerator on CUDA in fp32 or fp16, optionally replayed as one CUDA graph."""
+class _CudaEager:
+    """PersonGenerator in torch eager on CUDA, fp32 or fp16 (the runtime's torch backend: + CUDA graph)."""
 
-    def __init__(self, target, half: bool, graph: bool):
-        self.pg = target.person_generator("cuda")
+    def __init__(self, target, half: bool):
         self.dtype = torch.float16 if half else torch.float32
-        if half:
-            self.pg = self.pg.half()
-        self.name = "torch-cuda-" + ("fp16" if half else "fp32") + ("-graph" if graph else "")
-        self.graph = None
-        size = target.image_size
-        if graph:
-            self.static_in = torch.zeros(1, 3, size, size, device="cuda", dtype=self.dtype)
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s), torch.inference_mode():
-                for _ in range(3):  # warm-up on a side stream before capture, as torch's docs require
-                    self.pg(self.static_in)
-            torch.cuda.current_stream().wait_stream(s)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.inference_mode(), torch.cuda.graph(self.graph):
-                self.static_out = self.pg(self.static_in)
+        self.pg = target.person_generator("cuda").to(self.dtype)
+        self.name = "torch-cuda-" + ("fp16" if half else "fp32")
 
     @torch.inference_mode()
     def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        if self.graph is not None:
-            self.static_in.copy_(sketch, non_blocking=False)
-            self.graph.replay()
-            return self.static_out.float().cpu()
         return self.pg(sketch.to("cuda", self.dtype)).float().cpu()
 
 
 def load(name: str, target):
-    """A backend with .generate(sketch) -> image, or raise with the reason it is unavailable."""
-    if name in ("torch", "onnxruntime", "tensorrt"):
-        from export.runtime import load_backend
+    """A backend with .generate(sketch) -> image, or raise with the reason it is unavailable.
 
-        device = "cuda" if name == "tensorrt" else "cpu"
-        return load_backend(name, target, device=device)
-    if name.startswith("torch-cuda-"):
+    torch and onnxruntime: export.runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
+    (fp16 replayed from a CUDA graph); tensorrt: its TensorRT backend. fp32/fp16 eager: for comparison.
+    """
+    from export.runtime import load_backend
+
+    if name in ("torch", "onnxruntime"):
+        return load_backend(name, target, device="cpu", verbose=False)
+    if name.startswith("torch-cuda-") or name == "tensorrt":
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device")
-        return _CudaTorch(target, half="fp16" in name, graph=name.endswith("-graph"))
+        if name == "tensorrt":
+            return load_backend("tensorrt", target, device="cuda", verbose=False)
+        if name == "torch-cuda-fp16-graph":
+            return load_backend("torch", target, device="cuda", verbose=False)
+        return _CudaEager(target, half=name == "torch-cuda-fp16")
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -138,6 +126,8 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
         row["skipped"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
         return row
     row["load_s"] = round(time.perf_counter() - t0, 3)
+    if hasattr(backend, "describe"):
+        row["describe"] = backend.describe()
     cuda = name == "tensorrt" or name.startswith("torch-cuda-")
     sync = torch.cuda.synchronize if cuda else None
     x = _sketch(target.image_size)

@@ -1,5 +1,7 @@
-"""The live pipeline on a clip: puppet.live's threaded loop (file source: every frame, in order) against
-the serial sum of its stages measured one at a time (bench.stages)."""
+"""The live pipeline on a clip: puppet.live's threaded loop against the serial sum of its stages measured one
+at a time (bench.stages). Two sources: the file itself (every frame, in order, as fast as the loop goes:
+throughput) and its frames played at the clip's frame rate like a camera (stale frames dropped: the
+latency a webcam user sees)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from pathlib import Path
 SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "output")
 
 
-def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path: str | Path) -> dict:
-    """puppet.live.Live on `clip` with `target` (its backend already loaded), writing an mp4 to `out_path`.
+def run_live(source, target, backend, max_frames: int | None, out_path: str | Path) -> dict:
+    """puppet.live.Live from `source` (a puppet.sources.Source) with `target` (its backend already loaded),
+    writing an mp4 to `out_path`.
 
     Returns the loop's own statistics (puppet.stats.Stats.summary()): fps, end-to-end latency and per-stage
     times as measured inside the running pipeline, plus the wall time.
@@ -22,7 +25,6 @@ def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path
     from puppet.live import Live, LiveTarget
     from puppet.sinks import FileSink
     from puppet.sketch import sketch_tensor
-    from puppet.sources import FileSource
     from puppet.stats import Stats
 
     # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
@@ -30,9 +32,8 @@ def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path
     threads = torch.get_num_threads()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    source = FileSource(clip)
     sink = FileSink(out_path, target.image_size, source.fps)
-    stats = Stats(source=str(clip), backend=getattr(backend, "name", "?"), image_size=target.image_size)
+    stats = Stats(source=source.name, backend=getattr(backend, "name", "?"), image_size=target.image_size)
     try:
         targets = [LiveTarget("bench", target, backend)]
         live = Live(targets, source, [sink], None, stats, max_frames=max_frames)
@@ -46,6 +47,27 @@ def run_live(clip: str | Path, target, backend, max_frames: int | None, out_path
     s = stats.summary()
     s["wall_s"] = round(wall, 3)
     return s
+
+
+def file_and_paced(clip: str | Path, frames: list, fps: float, target, backend, tmp: Path) -> dict:
+    """The loop on the file (throughput) and on its frames paced at `fps` (camera-like latency)."""
+    from puppet.sources import FileSource, FramesSource
+
+    out = {}
+    for kind, source in (("file", FileSource(clip)), ("paced", FramesSource(frames, fps=fps, name="paced"))):
+        s = run_live(source, target, backend, len(frames), tmp / f"live-{kind}.mp4")
+        out[kind] = {
+            "frames_in": s["frames_in"],
+            "frames_out": s["frames_out"],
+            "dropped": s["dropped"],
+            "no_face": s["no_face"],
+            "fps": s["fps"],
+            "latency_p50_ms": s["latency_ms"]["p50"],
+            "latency_p95_ms": s["latency_ms"]["p95"],
+            "stages_in_loop_ms": {k: v["p50"] for k, v in s["stages_ms"].items()},
+            "wall_s": s["wall_s"],
+        }
+    return out
 
 
 def serial_sum_ms(stages: dict, generate_ms: float) -> float:
