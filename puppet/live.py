@@ -157,7 +157,6 @@ class Driver:
         self.crop.reset()
         self._blend = True
 
-
     def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
         if lms is None:
             self.filter.reset()
@@ -306,6 +305,15 @@ class Live:
                 self.stats.count("dropped")
 
     def _generate(self) -> None:
+        import torch
+
+        # inference_mode is per thread: set it here, whatever the backend does itself
+        with torch.inference_mode():
+            self._generate_loop()
+
+    def _generate_loop(self) -> None:
+        import torch
+
         from puppet.images import to_bgr
 
         last_key, last_out = None, None
@@ -324,6 +332,8 @@ class Live:
             else:
                 t0 = time.perf_counter()
                 img = self.targets[item.target].backend.generate(item.sketch_t)
+                if not isinstance(img, torch.Tensor):  # e.g. a numpy array from onnxruntime
+                    img = torch.from_numpy(np.asarray(img))
                 item.output = to_bgr(img[0] if img.dim() == 4 else img)
                 self.stats.stage("generate", time.perf_counter() - t0)
                 last_key, last_out = key, item.output
@@ -446,15 +456,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def load_targets(paths: list[str], backend: str, device: str | None) -> list[LiveTarget]:
     """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first."""
     from export.runtime import load_backend
-
     from puppet.sketch import sketch_tensor
     from puppet.target import load_target
 
     out = []
     for path in paths:
         target = load_target(path)
-        kw = {} if device is None else {"device": device}
-        t = LiveTarget(path, target, load_backend(backend, target, **kw))
+        # The path, not the object: exports (mona.onnx, the engine) are cached beside the target file.
+        t = LiveTarget(path, target, load_backend(backend, path, device=device, verbose=False))
         # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
         t.backend.generate(sketch_tensor(t.ref, t.size))
         out.append(t)
@@ -505,6 +514,9 @@ def main(argv: list[str]) -> int:
                       mode="absolute" if a.absolute else "relative", image_size=targets[0].size)
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
                     max_frames=a.max_frames)
+        for t in targets:  # (only now: a failed start prints its one error line and nothing else)
+            describe = getattr(t.backend, "describe", None)
+            log(f"{t.path}: {describe() if describe else t.backend.name}")
         names = [getattr(s, "device", None) or str(getattr(s, "path", s.name)) for s in outputs]
         log(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px) <- {source.name} "
             f"({source.fps:.0f} fps) -> {', '.join(names + (['window'] if window else []))}"

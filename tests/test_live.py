@@ -5,6 +5,7 @@ landmarks and crop (the astronaut), saved with puppet.target.save_target. No fin
 check the loop's plumbing, timing and guarantees, not the picture quality.
 """
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -96,8 +97,9 @@ def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face
     from puppet.stats import STAGES
 
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
+    # the default backend (auto: onnxruntime on a CPU-only machine, exported beside the target on first use)
     code = main(["--target", str(tiny_target), "--source", str(face_clip), "--output", str(out),
-                 "--backend", "torch", "--stats", str(stats_path)])
+                 "--stats", str(stats_path)])
     assert code == 0
     n = count_frames(face_clip)
     assert n == 24
@@ -459,6 +461,9 @@ def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):
     (["--target", "BAD"], "bad.pt: not a readable target file"),
     (["--source", "nope.mp4"], "nope.mp4: no such video file"),
     (["--backend", "foo"], "--backend foo: unknown"),
+    pytest.param(["--backend", "tensorrt"], "tensorrt: not installed",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+                                          reason="TensorRT is installed here")),
     (["--output", "x.txt"], "--output x.txt: unknown output"),
     (["--max-frames", "0"], "--max-frames 0: must be at least 1"),
     (["--vcam-backend", "nonesuch", "--output", "virtualcam"], "--vcam-backend nonesuch: not available"),
