@@ -1,0 +1,487 @@
+"""Meta-learning (paper section 3.2): a prepared dataset -> meta.pt (E, G with P, D with W).
+
+    python -m puppet.train --data DATA --config tiny|small|paper --out meta.pt [--steps N] [--resume]
+        [--batch B] [--K 8] [--ckpt-every N] [--logdir DIR] [--seed S] [--vgg19 PATH|random]
+        [--vggface PATH|random] [--d-steps 2] [--amp auto|off|bf16|fp16] [--workers N]
+    torchrun --nproc_per_node N -m puppet.train ...        (and multi-node: torchrun's --nnodes/--rdzv_*)
+
+Each step, per video i of the batch: K frames and their sketches go to the embedder, e_hat_i = mean of
+E(x_k, y_k); the generator draws a different frame t of the same video (never one of the K) from its sketch
+with psi = P e_hat_i. E, G and P minimise content (VGG19 + VGGFace) + adversarial (-D) + feature matching +
+embedding match |W_i - e_hat_i|; D minimises the hinge loss (plus the same match term for W, with e_hat held
+fixed). Weights of every term: models.losses. Adam, lr 5e-5 for E/G, 2e-4 for D.
+
+Choices the paper leaves open (documented in /work/notes/issue-4.md as well):
+- Adam's betas: PyTorch's defaults (0.9, 0.999), as in the public reproductions (the paper names none).
+- D steps per E/G step: 2 (--d-steps), as both public reproductions do.
+- The embedding match reaches W through D's update (the E/G step holds W fixed, D's step holds e_hat
+  fixed): every parameter is stepped by its own network's optimiser.
+
+Scale: under torchrun every rank runs this same script; E+G and D are DistributedDataParallel (NCCL on GPU,
+gloo on CPU); each rank takes its own share of every epoch's shuffled videos (puppet.data.EpochSampler, split
+like torch's DistributedSampler). D's W is an nn.Embedding (dense gradients) inside the DDP'd D, so every
+rank's W_i gradients are all-reduced and W stays identical everywhere. Mixed precision on GPU (bf16 where
+supported, else fp16 with loss scaling).
+
+Checkpoints (rank 0, every --ckpt-every steps and at the end) go to --out atomically; they hold plain tensors
+and values only (weights_only loadable), including both optimisers, the loss scalers and the RNG states.
+--resume continues from --out exactly: same step, optimiser state, RNG and data order (the data order is a
+function of seed, epoch and step), so an interrupted run (even by kill -9) ends with the weights an
+uninterrupted one would have. SIGTERM/SIGINT save a checkpoint at the end of the current step and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from puppet.errors import PuppetError, run_cli
+
+FORMAT = "puppet-meta"
+VERSION = 1
+LR_EG = 5e-5  # the paper's learning rate for E and G (and P)
+LR_D = 2e-4  # the paper's learning rate for D
+BETAS = (0.9, 0.999)  # PyTorch's defaults: the paper doesn't name any; public reproductions use these
+D_STEPS = 2  # D updates per E/G update, as in the public reproductions
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def load_meta(path: str | os.PathLike) -> dict:
+    """Read a meta-learned checkpoint (weights_only): {"config", "num_videos", "embedder", "generator",
+    "discriminator", "step", ...}. A missing, unreadable or foreign file is a one-line PuppetError."""
+    path = Path(path)
+    fix = "train one with python -m puppet.train --data DATA --config tiny|small|paper --out meta.pt"
+    if not path.is_file():
+        raise PuppetError(f"{path}: meta-learned checkpoint not found; {fix}")
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a torch file, or a pickle with code in it
+        raise PuppetError(f"{path}: not a readable checkpoint ({type(e).__name__}); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise PuppetError(f"{path}: not a puppet meta-learned checkpoint; {fix}")
+    if meta.get("version") != VERSION:
+        raise PuppetError(f"{path}: checkpoint version {meta.get('version')}, this puppet reads {VERSION}; "
+                          f"use the puppet version that wrote it")
+    for key in ("config", "num_videos", "embedder", "generator", "discriminator"):
+        if key not in meta:
+            raise PuppetError(f"{path}: checkpoint lacks '{key}' (damaged or from another tool); {fix}")
+    return meta
+
+
+def weights_digest(embedder: dict, generator: dict, discriminator: dict) -> str:
+    """sha256 over every tensor of the three state dicts (key order sorted): equal digests, equal weights."""
+    h = hashlib.sha256()
+    for name, sd in (("E", embedder), ("G", generator), ("D", discriminator)):
+        for k in sorted(sd):
+            t = sd[k].detach().to("cpu").contiguous()
+            h.update(f"{name}.{k}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _rng_state() -> dict:
+    """Every RNG's state as plain tensors and values (weights_only loadable)."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py_version), "state": [int(v) for v in py_state], "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------ the networks
+
+
+class MetaEG(nn.Module):
+    """E and G (with P) as one module, so that DDP sees one forward per step: (frames, sketches of the K
+    frames, target sketch) -> (generated target frame, e_hat)."""
+
+    def __init__(self, E: nn.Module, G: nn.Module):
+        super().__init__()
+        self.E, self.G = E, G
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_t: torch.Tensor):
+        e_hat = self.E.embed_frames(x, y)  # (B, K, 3, S, S) -> (B, emb_dim), the mean over the K frames
+        return self.G(y_t, self.G.psi_from_embedding(e_hat)), e_hat
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return getattr(m, "module", m)
+
+
+# ------------------------------------------------------------------------------------------ distributed
+
+
+class Dist:
+    """Rank, world size and device; torchrun's environment turns distributed training on."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise PuppetError(f"--device {device}: CUDA is not available here; use --device cpu")
+            if device == "cuda":
+                device = f"cuda:{self.local_rank % torch.cuda.device_count()}"
+            torch.cuda.set_device(torch.device(device))
+        self.device = torch.device(device)
+        if self.enabled:
+            import torch.distributed as dist
+
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (so all ranks stop at the same step)."""
+        if not self.enabled:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def close(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m puppet.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="a prepared dataset folder (python -m puppet.prepare)")
+    p.add_argument("--config", help="tiny|small|paper (a new run needs it; --resume takes the checkpoint's)")
+    p.add_argument("--image-size", type=int, help="override the config's image_size (e.g. 32: smoke tests)")
+    p.add_argument("--out", required=True, help="the checkpoint meta.pt (written every --ckpt-every steps)")
+    p.add_argument("--steps", type=int, default=100_000, help="total steps to train to (default 100000)")
+    p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
+    p.add_argument("--batch", type=int, default=None, help="videos per step per rank (default 2; 8 on GPU)")
+    p.add_argument("--K", type=int, default=8, help="frames per video for the embedder (paper: 8)")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    p.add_argument("--logdir", help="TensorBoard folder (default: --out with .tb instead of .pt)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vgg19", help="VGG19 weights file (torchvision's ImageNet), or 'random' (tests only)")
+    p.add_argument("--vggface", help="VGGFace weights file (vgg_face_dag.pth), or 'random' (tests only)")
+    p.add_argument("--lr-g", type=float, default=LR_EG, help=f"E/G learning rate (paper: {LR_EG})")
+    p.add_argument("--lr-d", type=float, default=LR_D, help=f"D learning rate (paper: {LR_D})")
+    p.add_argument("--d-steps", type=int, default=D_STEPS, help=f"D updates per E/G update ({D_STEPS})")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                   help="mixed precision (auto: bf16 on GPUs that have it, else fp16; off on CPU)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (torchrun: one GPU per rank)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per rank (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes per rank (0: in-process)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between logged losses (default 10)")
+    p.add_argument("--image-every", type=int, default=500, help="steps between TensorBoard image grids")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    for name in ("steps", "K", "ckpt_every", "log_every", "image_every", "d_steps"):
+        if getattr(a, name) < 1:
+            raise PuppetError(f"--{name.replace('_', '-')} {getattr(a, name)}: must be at least 1")
+    if a.batch is not None and a.batch < 1:
+        raise PuppetError(f"--batch {a.batch}: must be at least 1")
+    if a.workers < 0:
+        raise PuppetError(f"--workers {a.workers}: must be 0 or more")
+    if not a.resume and a.config is None:
+        raise PuppetError("--config: needed for a new run (tiny|small|paper); or pass --resume")
+    return a
+
+
+def _amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or mode == "off":
+        if mode in ("bf16", "fp16") and device.type != "cuda":
+            print(f"warning: --amp {mode} needs a GPU; training in float32", file=sys.stderr)
+        return None
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _image_grid(y_t: torch.Tensor, x_t: torch.Tensor, fake: torch.Tensor, n: int = 4) -> torch.Tensor:
+    """(3, H, W) in [0, 1]: one row per sample, sketch | real | generated."""
+    rows = [torch.cat([y_t[k], x_t[k], fake[k]], dim=2) for k in range(min(n, len(fake)))]
+    return ((torch.cat(rows, dim=1).detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    dist_ = Dist(a.device)
+    try:
+        return _train(a, dist_)
+    finally:
+        dist_.close()
+
+
+def _train(a: argparse.Namespace, d: Dist) -> int:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data import DataLoader
+
+    from models.config import get_config
+    from models.discriminator import Discriminator
+    from models.embedder import Embedder
+    from models.generator import Generator
+    from models.losses import ContentLoss, embedding_match_loss, generator_losses, hinge_d_loss
+    from puppet.data import EpochSampler, VideoDataset
+    from puppet.files import torch_save_atomic
+
+    out = Path(a.out)
+    ckpt = None
+    if a.resume:
+        if not out.is_file():
+            raise PuppetError(f"{out}: no checkpoint to resume; run without --resume to start training")
+        ckpt = load_meta(out)
+        if "opt_eg" not in ckpt:
+            raise PuppetError(f"{out}: holds weights only (no optimiser state), so it can't be resumed; "
+                              f"start a new run with another --out")
+        cfg = get_config(ckpt["config"])
+        if a.config is not None and get_config(a.config) != cfg:
+            raise PuppetError(f"--config {a.config}: differs from {out}'s config '{cfg.get('name')}'; "
+                              f"leave --config out with --resume")
+        if a.image_size and a.image_size != cfg["image_size"]:
+            raise PuppetError(f"--image-size {a.image_size}: {out} was trained at {cfg['image_size']}; "
+                              f"leave --image-size out with --resume")
+    else:
+        if out.exists():
+            raise PuppetError(f"{out}: exists; pass --resume to continue it, or another --out")
+        cfg = get_config(a.config)
+        if a.image_size:
+            cfg = get_config({**cfg, "image_size": a.image_size})  # validated: the size must suit the widths
+    batch = a.batch or (ckpt["train"]["batch"] if ckpt else (8 if d.device.type == "cuda" else 2))
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    # The content loss first: missing VGG weights are the most likely setup error, and the cheapest to find.
+    # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
+    torch.manual_seed(a.seed)
+    content = ContentLoss(vgg19=a.vgg19, vggface=a.vggface).to(d.device)
+    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed)
+    n_videos = len(data)
+    if ckpt is not None:
+        same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
+        if int(ckpt["num_videos"]) != n_videos or not same:
+            raise PuppetError(f"{a.data}: not the dataset {out} was trained on ({n_videos} videos now, "
+                              f"{ckpt['num_videos']} then); resume with the same --data, or start a new run")
+
+    torch.manual_seed(a.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, num_videos=n_videos)
+    if ckpt is not None:
+        E.load_state_dict(ckpt["embedder"])
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+    eg = MetaEG(E, G).to(d.device).train()
+    D = D.to(d.device).train()
+    opt_eg = torch.optim.Adam(eg.parameters(), lr=a.lr_g, betas=BETAS)
+    opt_d = torch.optim.Adam(D.parameters(), lr=a.lr_d, betas=BETAS)
+    amp_dtype = _amp(a.amp, d.device)
+    use_scaler = amp_dtype == torch.float16
+    scaler_eg = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    step = 0
+    if ckpt is not None:
+        opt_eg.load_state_dict(ckpt["opt_eg"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        for g in opt_eg.param_groups:
+            g["lr"] = a.lr_g
+        for g in opt_d.param_groups:
+            g["lr"] = a.lr_d
+        if use_scaler and ckpt.get("scaler_eg"):
+            scaler_eg.load_state_dict(ckpt["scaler_eg"])
+            scaler_d.load_state_dict(ckpt["scaler_d"])
+        step = int(ckpt["step"])
+        old = ckpt["train"]
+        changed = (old["batch"], old["world_size"], old["seed"], old["K"]) != (batch, d.world, a.seed, a.K)
+        if changed and d.main:
+            print(f"warning: resuming with batch {batch}, {d.world} ranks, seed {a.seed}, K {a.K} (the run "
+                  f"used {old['batch']}, {old['world_size']}, {old['seed']}, {old['K']}): training goes on, "
+                  f"but not with the data order an uninterrupted run would have had", file=sys.stderr)
+        _set_rng_state(ckpt["rng"])
+    if d.enabled:
+        # find_unused_parameters stays off: every parameter takes part in every forward.
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        eg = DDP(eg, device_ids=ids)
+        D = DDP(D, device_ids=ids)
+
+    per_rank = math.ceil(n_videos / d.world)
+    epoch, start = EpochSampler.position(step, batch, per_rank)
+    sampler = EpochSampler(n_videos, rank=d.rank, world_size=d.world, seed=a.seed, epoch=epoch, start=start)
+    loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=a.workers,
+                        pin_memory=d.device.type == "cuda", persistent_workers=a.workers > 0,
+                        prefetch_factor=4 if a.workers > 0 else None)
+
+    writer, log_file, bar = None, None, None
+    logdir = Path(a.logdir) if a.logdir else out.with_suffix(".tb")
+    if d.main:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        writer = SummaryWriter(str(logdir))
+        log_file = open(logdir / "losses.jsonl", "a", encoding="utf-8")
+        bar = tqdm(total=a.steps, initial=min(step, a.steps), unit="step", dynamic_ncols=True, desc="train",
+                   disable=a.no_progress)
+        amp_name = f", {str(amp_dtype).split('.')[-1]}" if amp_dtype else ""
+        print(f"train: {n_videos} videos, config {cfg['name']} ({cfg['image_size']} px), batch {batch} x "
+              f"{d.world} rank(s), K {a.K}, {d.device}{amp_name}, steps {step} -> {a.steps}", file=sys.stderr)
+
+    def save() -> None:
+        if not d.main:
+            return
+        torch_save_atomic(_checkpoint(cfg, n_videos, data.fingerprint(), _unwrap(eg), _unwrap(D), opt_eg,
+                                      opt_d, scaler_eg, scaler_d, step, batch, d.world, a), out)
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # finish the step, checkpoint, stop (all ranks at the same step)
+        stop["flag"] = True
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    def autocast():
+        return torch.autocast(d.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+
+    it = iter(loader)
+    t_last = time.time()
+    try:
+        while step < a.steps:
+            b = next(it)
+            x, y = b["x"].to(d.device, non_blocking=True), b["y"].to(d.device, non_blocking=True)
+            x_t, y_t = b["x_t"].to(d.device, non_blocking=True), b["y_t"].to(d.device, non_blocking=True)
+            i = b["i"].to(d.device, non_blocking=True)
+
+            # E, G (and P): content + adversarial + feature matching + embedding match. D's parameters get
+            # gradients here too; they stay local (no_sync) and are dropped before D's own step.
+            opt_eg.zero_grad(set_to_none=True)
+            no_sync = D.no_sync() if d.enabled else contextlib.nullcontext()
+            with no_sync:
+                with autocast():
+                    fake, e_hat = eg(x, y, y_t)
+                    terms = generator_losses(D, content, fake, x_t, y_t, i=i, e_hat=e_hat)
+                scaler_eg.scale(terms["total"]).backward()
+            scaler_eg.step(opt_eg)
+            scaler_eg.update()
+
+            # D: hinge loss on real vs generated (one forward of both, so DDP sees one forward per backward),
+            # plus the match term pulling W_i towards e_hat_i (held fixed here).
+            fake_d, e_fixed = fake.detach(), e_hat.detach().float()
+            for _ in range(a.d_steps):
+                opt_d.zero_grad(set_to_none=True)
+                with autocast():
+                    score, _ = D(torch.cat([x_t, fake_d]), torch.cat([y_t, y_t]), i=torch.cat([i, i]))
+                    score_real, score_fake = score[: len(i)].float(), score[len(i) :].float()
+                    hinge = hinge_d_loss(score_real, score_fake)
+                    mch_d = embedding_match_loss(_unwrap(D).W(i).float(), e_fixed)
+                    loss_d = hinge + mch_d
+                scaler_d.scale(loss_d).backward()
+                scaler_d.step(opt_d)
+                scaler_d.update()
+            step += 1
+
+            if d.main:
+                bar.update(1)
+                if step % a.log_every == 0 or step == a.steps:
+                    now = time.time()
+                    vals = {k: float(v.detach()) for k, v in terms.items()}
+                    vals.update({"d_hinge": float(hinge.detach()), "d_mch": float(mch_d.detach()),
+                                 "d_real": float(score_real.mean().detach()),
+                                 "d_fake": float(score_fake.mean().detach()),
+                                 "sec_per_step": (now - t_last) / a.log_every})
+                    t_last = now
+                    for k, v in vals.items():
+                        writer.add_scalar(f"{'d' if k.startswith('d_') else 'eg'}/{k}", v, step)
+                    log_file.write(json.dumps({"step": step, **vals}) + "\n")
+                    log_file.flush()
+                    bar.set_postfix({"cnt": f"{vals['content']:.3f}", "adv": f"{vals['adv']:.2f}",
+                                     "fm": f"{vals['fm']:.2f}", "d": f"{vals['d_hinge']:.2f}"}, refresh=False)
+                if step % a.image_every == 0 or step == 1:
+                    writer.add_image("samples/sketch_real_generated", _image_grid(y_t, x_t, fake), step)
+            if step % a.ckpt_every == 0 and step < a.steps:
+                save()
+            if d.any(stop["flag"]):
+                break
+        save()
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        if d.main:
+            bar.close()
+            writer.close()
+            log_file.close()
+
+    digest = weights_digest(_unwrap(eg).E.state_dict(), _unwrap(eg).G.state_dict(), _unwrap(D).state_dict())
+    # Every rank reports its own weights' digest: the ranks of a healthy DDP run print the same one.
+    print(f"rank {d.rank}/{d.world}: step {step}, weights sha256 {digest}", file=sys.stderr, flush=True)
+    if d.main:
+        msg = "stopped" if step < a.steps else "done"
+        print(f"train: {msg} at step {step}; checkpoint {out}" + ("; rerun with --resume to continue"
+                                                                  if step < a.steps else ""), file=sys.stderr)
+    return 0
+
+
+def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, scaler_d, step, batch, world, a):
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": cfg,
+        "num_videos": int(n_videos),
+        "data_fingerprint": fingerprint,
+        "step": int(step),
+        "embedder": eg.E.state_dict(),
+        "generator": eg.G.state_dict(),
+        "discriminator": D.state_dict(),
+        "opt_eg": opt_eg.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "scaler_eg": scaler_eg.state_dict(),
+        "scaler_d": scaler_d.state_dict(),
+        "rng": _rng_state(),
+        "train": {"batch": int(batch), "world_size": int(world), "seed": int(a.seed), "K": int(a.K),
+                  "lr_g": float(a.lr_g), "lr_d": float(a.lr_d), "d_steps": int(a.d_steps),
+                  "data": str(a.data)},
+    }
+
+
+if __name__ == "__main__":
+    run_cli(main)
