@@ -454,7 +454,9 @@ def trajectory(
     syll = 0.5 + 0.5 * _smooth(rng, n, fps, 2.0, 5.0)
     env = np.clip(0.5 + 0.8 * _smooth(rng, n, fps, 0.1, 0.4), 0.0, 1.0)
     mouth = max_mouth * np.clip(syll * env, 0.0, 1.0)
-    blink = _blinks(rng, n, fps)
+    # Blinks come from their own generator: how many a clip has depends on its length, and the other
+    # signals' draws must not (the first k frames of a longer clip are the k-frame clip).
+    blink = _blinks(np.random.default_rng(rng.integers(2**63)), n, fps)
     dx = max_shift * _smooth(rng, n, fps, 0.05, 0.3)
     dy = max_shift * _smooth(rng, n, fps, 0.05, 0.3)
     scale = 1.0 + 0.5 * max_shift * _smooth(rng, n, fps, 0.05, 0.2)
@@ -496,22 +498,27 @@ def animate(
 def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 25.0) -> Path:
     """Write uint8 BGR frames to an mp4 (MPEG-4 Part 2 through OpenCV's FFmpeg), atomically.
 
-    The frames must all have the same size. Returns the path.
+    The frames must all have the same size. The codec needs even sides: an odd width or height is padded by
+    one pixel on the right or bottom (a copy of the edge), so pixel coordinates don't change. Returns the
+    path.
     """
     path = Path(path)
     if not frames:
         raise PuppetError(f"{path}: no frames to write; pass at least one frame")
     h, w = frames[0].shape[:2]
+    pad_h, pad_w = h % 2, w % 2
     path.parent.mkdir(parents=True, exist_ok=True)
     # VideoWriter picks the container from the extension, so the temporary file keeps it.
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix or '.mp4'}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w + pad_w, h + pad_h))
     try:
         if not writer.isOpened():
             raise PuppetError(f"{path}: OpenCV can't write this video; use an .mp4 or .avi path")
         for f in frames:
             if f.shape[:2] != (h, w) or f.dtype != np.uint8:
                 raise PuppetError(f"{path}: frames differ in size or type; pass uint8 frames of one size")
+            if pad_h or pad_w:
+                f = cv2.copyMakeBorder(f, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
             writer.write(np.ascontiguousarray(f))
     finally:
         writer.release()

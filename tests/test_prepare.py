@@ -1,0 +1,148 @@
+"""puppet.prepare and puppet.data: real synthetic mp4s, real mediapipe tracking, real bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _data import FRAMES, GOOD_VIDEOS, STORED_SIZE, child_env, prepared
+
+from puppet.data import MANIFEST, Video, VideoDataset, load_manifest, read_journal
+from puppet.errors import PuppetError
+
+
+@pytest.fixture(scope="session")
+def data_run(tmp_path_factory):
+    return prepared(tmp_path_factory.mktemp("prep"))
+
+
+def test_good_videos_prepared_bad_ones_counted(data_run):
+    data, proc = data_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert f"prepared {GOOD_VIDEOS} videos ({GOOD_VIDEOS * FRAMES} frames)" in summary, summary
+    assert "skipped 2 (1 no face, 1 unreadable)" in summary, summary
+    assert "ignored 1 non-video files" in summary, summary
+
+    m = load_manifest(data)
+    assert m["size"] == STORED_SIZE and m["landmarks"] == "mediapipe"
+    assert len(m["videos"]) == GOOD_VIDEOS
+    assert all(v["id"].split("/")[0] in ("grace_hopper", "astronaut") for v in m["videos"])
+    assert m["skipped"] == {"no face": 1, "unreadable": 1}
+    journal = read_journal(data)
+    assert journal["bad/corrupt"]["reason"] == "unreadable"
+    assert journal["bad/noise"]["reason"] == "no face"
+
+
+def test_stored_frames_and_landmarks_agree(data_run):
+    """The stored landmarks are where the face is in the stored crop: re-detecting on the crops finds them."""
+    from puppet.track import detect
+
+    data, _ = data_run
+    m = load_manifest(data)
+    errs = []
+    for v in m["videos"]:
+        video = Video(data / v["file"])
+        assert len(video) == v["frames"] == FRAMES
+        assert video.landmarks.shape == (FRAMES, 68, 2) and video.landmarks.dtype == np.float32
+        for k in (0, FRAMES // 2):
+            img = video.frame(k)
+            assert img.shape == (STORED_SIZE, STORED_SIZE, 3)
+            # 64 px crops are small for a detector: upscale to look, then compare in stored pixels.
+            import cv2
+
+            big = cv2.resize(img, (256, 256), interpolation=cv2.INTER_CUBIC)
+            found = detect(big)
+            assert found is not None, f"{v['id']} frame {k}: no face in the stored crop"
+            found = (found + 0.5) * (STORED_SIZE / 256) - 0.5
+            lms = video.landmarks[k]
+            width = np.linalg.norm(lms[16] - lms[0])
+            errs.append(float(np.linalg.norm(found - lms, axis=1).mean() / width))
+    assert max(errs) < 0.08, errs  # mean point error under 8 % of the face width
+
+
+def test_dataset_samples(data_run):
+    data, _ = data_run
+    ds = VideoDataset(data, image_size=32, K=8, seed=0)
+    assert len(ds) == GOOD_VIDEOS
+    item = ds[(1, 3)]
+    assert item["x"].shape == (8, 3, 32, 32) and item["y"].shape == (8, 3, 32, 32)
+    assert item["x_t"].shape == (3, 32, 32) and item["y_t"].shape == (3, 32, 32)
+    assert int(item["i"]) == 1
+    assert item["x"].min() >= -1 and item["x"].max() <= 1
+    # The target frame is never one of the K, and the choice depends only on (seed, epoch, index).
+    for epoch in range(20):
+        picks = ds.choose(1, epoch, FRAMES)
+        assert len(set(picks.tolist())) == 9
+    assert (ds.choose(2, 5, FRAMES) == VideoDataset(data, 32, K=8, seed=0).choose(2, 5, FRAMES)).all()
+    assert not (ds.choose(2, 5, FRAMES) == ds.choose(2, 6, FRAMES)).all()
+    # Sketches are drawn at the training size from the resized landmarks: the jaw line is lit.
+    assert (item["y_t"] > -1).any()
+    with pytest.raises(PuppetError, match="K \\+ 1 = 17"):
+        VideoDataset(data, 32, K=16)
+
+
+def test_second_run_resumes(data_run, tmp_path):
+    """A second run skips what is done (prepared and skipped alike) and only does new videos."""
+    from puppet.prepare import main
+    from puppet.synthetic import write_synthetic_videos
+
+    data, _ = data_run
+    work = tmp_path / "data"
+    shutil.copytree(data, work)
+    videos = data.parent / "videos"
+    extra = tmp_path / "extra"
+    shutil.copytree(videos, extra)
+    write_synthetic_videos(extra / "newcomer", 1, n_frames=12, seed=7, size=256)
+    before = json.loads((work / MANIFEST).read_text())
+    assert main([str(extra), "--out", str(work), "--size", str(STORED_SIZE), "--no-progress"]) == 0
+    after = json.loads((work / MANIFEST).read_text())
+    assert len(after["videos"]) == len(before["videos"]) + 1
+    new = [v for v in after["videos"] if v["id"].startswith("newcomer/")]
+    assert len(new) == 1 and new[0]["frames"] == 12
+    # Nothing else was redone: the journal holds one new line.
+    lines = (work / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == GOOD_VIDEOS + 2 + 1
+
+
+def test_synthetic_prepare_without_tracking(tmp_path):
+    """--synthetic N: animated portraits straight into the dataset, their exact landmarks stored."""
+    from puppet.prepare import main
+
+    out = tmp_path / "syn"
+    assert main(["--synthetic", "3", "--out", str(out), "--size", "48", "--max-frames", "10",
+                 "--no-progress"]) == 0
+    m = load_manifest(out)
+    assert [v["id"] for v in m["videos"]] == ["synthetic/00000", "synthetic/00001", "synthetic/00002"]
+    v = Video(out / m["videos"][0]["file"])
+    assert len(v) == 10 and v.frame(0).shape == (48, 48, 3)
+    lms = v.landmarks
+    assert np.all(lms > -5) and np.all(lms < 53)  # inside the crop
+    assert np.abs(np.diff(lms, axis=0)).max() > 0.05  # the face moves
+    # Same seed, same clips: a resumed or repeated run makes identical data.
+    out2 = tmp_path / "syn2"
+    assert main(["--synthetic", "1", "--out", str(out2), "--size", "48", "--max-frames", "10",
+                 "--no-progress"]) == 0
+    v2 = Video(out2 / load_manifest(out2)["videos"][0]["file"])
+    np.testing.assert_array_equal(v2.landmarks, lms)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "puppet.prepare", *args], capture_output=True, text=True,
+                          env=child_env(), timeout=120)
+
+
+def test_empty_or_missing_input_is_one_line_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for spec in (str(empty), str(tmp_path / "missing")):
+        proc = _cli(spec, "--out", str(tmp_path / "out"))
+        assert proc.returncode == 2, proc.stderr
+        err = proc.stderr.strip()
+        assert err.startswith("error: ") and "\n" not in err, err
+        assert spec in err
+    assert not (tmp_path / "out").exists()
