@@ -75,6 +75,14 @@ class FileSink:
                 self.tmp.unlink(missing_ok=True)
 
 
+def _first_reason(e: Exception) -> str:
+    """pyvirtualcam's first backend error, first sentence: "v4l2loopback: No v4l2 loopback device found"."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else "no virtual camera found"
+    name, sep, msg = text.partition(" backend: ")
+    reason = f"{name.strip(chr(39))}: {msg}" if sep else text
+    return reason.split(". ")[0].rstrip(".")
+
+
 def vcam_setup_hint() -> str:
     if sys.platform.startswith("linux"):
         return ("set one up with `sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=puppet` "
@@ -108,8 +116,8 @@ class VirtualCamSink:
             self.cam = pyvirtualcam.Camera(self.width, self.height, fps, device=device, backend=backend,
                                            fmt=pyvirtualcam.PixelFormat.BGR)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else "none found"
-            raise PuppetError(f"{what}: can't open ({first}); {vcam_setup_hint()}") from None
+            raise PuppetError(f"{what}: can't open ({_first_reason(e)}); {vcam_setup_hint()}, "
+                              f"or use --output window / out.mp4") from None
         except ValueError as e:  # e.g. a size or fps the backend refuses
             raise PuppetError(f"{what}: {e}; try --pad-720p") from None
         self.device = self.cam.device
