@@ -421,23 +421,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         def error(self, message):  # one line, exit 2, like every other bad input
             raise PuppetError(f"{self.prog}: {message}; see --help")
 
-    p = Parser(prog="python -m puppet.live", description="Drive a target face with your webcam, live.")
+    p = Parser(prog="python -m puppet.live", description="Drive a target face with your webcam, live.",
+               epilog="Preview window keys: c recalibrate the neutral face, m mirror, n/p next/previous "
+                      "target, l landmarks, s stats, q or Esc quit.")
     p.add_argument("--target", action="append", required=True, metavar="FILE.pt",
                    help="target file from puppet.finetune; repeat it to switch with n/p")
     p.add_argument("--source", default="0",
                    help="camera index, /dev/videoN, a video file, or demo (default 0)")
     p.add_argument("--output", action="append", metavar="virtualcam|window|FILE.mp4",
                    help="repeatable (default: virtualcam and window)")
-    p.add_argument("--backend", default="auto", help="auto|tensorrt|torch|onnxruntime (default auto)")
-    p.add_argument("--device", default=None, help="device for the torch backend, e.g. cuda or cpu")
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help="auto|tensorrt|torch|onnxruntime (default auto)")
+    p.add_argument("--device", default=None,
+                   help="where the generator runs: cuda, cuda:1 or cpu (default: the GPU if there is one)")
     p.add_argument("--mirror", action="store_true", help="mirror the camera (like a mirror)")
     p.add_argument("--absolute", action="store_true",
                    help="drive with the raw landmarks in the driver's crop (as the paper does) "
                         "instead of relative motion")
     p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
-    p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video2 or 'OBS Virtual Camera'")
-    p.add_argument("--vcam-backend", help="pyvirtualcam backend: v4l2loopback, obs, unitycapture")
+    p.add_argument("--vcam-device", metavar="DEV",
+                   help="virtual camera device, e.g. /dev/video2 or 'OBS Virtual Camera'")
+    p.add_argument("--vcam-backend", metavar="NAME",
+                   help="pyvirtualcam backend: v4l2loopback, obs, unitycapture")
     p.add_argument("--pad-720p", action="store_true",
                    help="send 1280x720 to the virtual camera (macOS needs it)")
     a = p.parse_args(argv)
