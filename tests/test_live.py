@@ -404,6 +404,37 @@ def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tm
     assert all(f.tobytes() in other for f in rec.frames[-12:])  # a few frames were already in flight
 
 
+def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
+    """An error in a worker thread (here the generator, on its 5th frame) ends the run with that error,
+    every thread stopped, instead of a hang or a silent half-run."""
+    from puppet.errors import PuppetError
+    from puppet.live import Live, load_targets
+    from puppet.sources import FileSource
+    from puppet.stats import Stats
+
+    targets = load_targets([str(tiny_target)], "torch", None)
+    real = targets[0].backend
+
+    class Failing:
+        name = "failing"
+        calls = 0
+
+        def generate(self, sketch):
+            Failing.calls += 1
+            if Failing.calls == 5:
+                raise PuppetError("gpu: lost; restart")
+            return real.generate(sketch)
+
+    targets[0].backend = Failing()
+    rec = Recorder()
+    live = Live(targets, FileSource(face_clip), [rec], None, Stats())
+    before = threading.active_count()
+    with pytest.raises(PuppetError, match="gpu: lost"):
+        live.run()
+    assert 3 <= len(rec.frames) <= 4
+    assert threading.active_count() <= before  # capture, process and generate threads are gone
+
+
 def test_slots_drop_for_live_and_block_for_files():
     from puppet.live import Slot
 
