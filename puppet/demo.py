@@ -1,0 +1,199 @@
+"""The embedded-default demo: puppet end to end with no GPU, no webcam and nothing downloaded.
+
+    python -m puppet.demo [--photo PHOTO] [--source CLIP] [--out demo_out] [--config tiny] [--steps N]
+
+1. A target: fine-tuned from scratch, with warp augmentation, on a portrait that ships in a package
+   (matplotlib's Grace Hopper), or on --photo. Cached: a second run with the same photo and settings starts
+   at once.
+2. A driving clip: a synthetic talking head made from another packaged portrait (scikit-image's astronaut,
+   animated by puppet.synthetic), or --source.
+3. The live loop (puppet.live, the same threads and stages as with a webcam) drives the target with the clip
+   and writes `demo.mp4`: driver | sketch | output side by side, `output.mp4` (what a virtual camera would
+   get), `demo.png` (a few frames, stacked) and `stats.json`. With a display it also opens the preview window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from puppet.errors import PuppetError, run_cli
+
+DEMO_CONFIG = "tiny"
+DEMO_STEPS = 600
+DEMO_FRAMES = 100
+PANEL_HEIGHT = 256
+
+
+def log(msg: str) -> None:
+    print(f"demo: {msg}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """$PUPPET_CACHE, else $XDG_CACHE_HOME/puppet, else ~/.cache/puppet."""
+    if os.environ.get("PUPPET_CACHE"):
+        return Path(os.environ["PUPPET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "puppet"
+
+
+def target_cache_path(photo: Path, config: str, steps: int, seed: int) -> Path:
+    """The cached target's name: it changes with the photo's bytes, the settings and puppet's version."""
+    from puppet import __version__
+
+    h = hashlib.sha256(photo.read_bytes())
+    h.update(json.dumps([config, steps, seed, __version__]).encode())
+    return cache_dir() / f"demo-{photo.stem}-{config}-{h.hexdigest()[:12]}.pt"
+
+
+def make_target(photo: Path, config: str, steps: int, seed: int, device: str) -> Path:
+    """Fine-tune from scratch on `photo` (pixel L1 loss: no VGG weights needed) unless cached; its path."""
+    from models.config import get_config
+    from puppet.finetune import finetune, prepare_photos
+    from puppet.target import load_target, save_target
+
+    path = target_cache_path(photo, config, steps, seed)
+    if path.exists():
+        try:
+            load_target(path)
+            log(f"target: cached {path}")
+            return path
+        except PuppetError as e:  # a damaged cache is rebuilt, not trusted
+            log(f"{e}; fine-tuning again")
+    size = get_config(config)["image_size"]
+    crops, lms = prepare_photos([photo], image_size=size)
+    log(f"target: fine-tuning '{config}' from scratch on {photo.name}, {steps} steps with warp augmentation "
+        f"(once; cached in {path.parent})")
+    target = finetune(crops, lms, config, steps=steps, augment=True, device=device, seed=seed,
+                      content="l1", sources=[photo.name])
+    save_target(path, target)
+    return path
+
+
+def make_driver(out: Path, n_frames: int, seed: int, portrait: Path | None = None) -> Path:
+    """A synthetic talking clip of the astronaut portrait (or `portrait`), written to out/driver.mp4."""
+    from puppet.assets import astronaut, grace_hopper
+    from puppet.synthetic import animate, load_portraits, write_video
+
+    portrait = portrait or astronaut() or grace_hopper()
+    [(_, img, lms)] = load_portraits([portrait])
+    frames, _ = animate(img, lms, n_frames, np.random.default_rng(seed))
+    path = write_video(out / "driver.mp4", frames, fps=25.0)
+    log(f"driver: {n_frames} synthetic frames of {Path(portrait).name} -> {path}")
+    return path
+
+
+class PanelRecorder:
+    """Takes the preview window's place in the live loop: writes each panel (driver | sketch | output) to an
+    mp4 and keeps a few for the still, and forwards to a real window when there is a display."""
+
+    def __init__(self, path: Path, fps: float, window=None, height: int = PANEL_HEIGHT):
+        self.path, self.fps, self.window, self.height = path, fps, window, height
+        self.show_landmarks = False
+        self.show_stats = False
+        self.panels: list[np.ndarray] = []
+        self.writer = None
+        self.tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+    def show(self, camera, sketch, output, landmarks=None, lines=None) -> None:
+        from puppet.sinks import compose
+
+        panel = compose(camera, sketch, output, self.height)
+        if self.writer is None:
+            h, w = panel.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise PuppetError(f"{self.path}: can't write a video there; check the folder is writable")
+        self.writer.write(panel)
+        self.panels.append(panel)
+        if self.window is not None:
+            self.window.show(camera, sketch, output, landmarks, lines)
+
+    def poll(self, wait_ms: int = 1):
+        return self.window.poll(wait_ms) if self.window is not None else None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+            os.replace(self.tmp, self.path)
+        if self.window is not None:
+            self.window.close()
+
+    def still(self, n: int = 4) -> np.ndarray:
+        """n panels evenly spread over the clip, stacked: the picture in the README."""
+        idx = np.linspace(0, len(self.panels) - 1, n).round().astype(int)
+        return np.vstack([self.panels[i] for i in idx])
+
+
+def _parser() -> argparse.ArgumentParser:
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise PuppetError(f"puppet.demo: {message}; see python -m puppet.demo --help")
+
+    p = Parser(prog="python -m puppet.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--photo", type=Path, help="the target's photo (default: matplotlib's Grace Hopper)")
+    p.add_argument("--source", help="a driving video (default: a synthetic talking clip of the astronaut)")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
+    p.add_argument("--config", default=DEMO_CONFIG, help=f"network size (default {DEMO_CONFIG})")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"fine-tuning steps (default {DEMO_STEPS})")
+    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the synthetic driving clip")
+    p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (default auto)")
+    p.add_argument("--device", default="auto", help="fine-tuning device: auto|cpu|cuda")
+    p.add_argument("--no-window", action="store_true", help="don't open the preview window")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from puppet.assets import grace_hopper
+    from puppet.live import Live, load_targets
+    from puppet.sinks import FileSink, PreviewWindow, display_available
+    from puppet.sources import FileSource
+    from puppet.stats import Stats
+
+    a = _parser().parse_args(argv)
+    photo = a.photo or grace_hopper()
+    if not Path(photo).is_file():
+        raise PuppetError(f"{photo}: no such photo; pass --photo a JPEG or PNG with one face")
+    if a.steps < 0 or a.frames < 2:
+        raise PuppetError("--steps must be >= 0 and --frames >= 2")
+    a.out.mkdir(parents=True, exist_ok=True)
+
+    target_path = make_target(Path(photo), a.config, a.steps, a.seed, a.device)
+    clip = Path(a.source) if a.source else make_driver(a.out, a.frames, a.seed)
+
+    targets = load_targets([str(target_path)], a.backend, None)
+    source = FileSource(clip)
+    window = None
+    if not a.no_window and display_available()[0]:
+        window = PreviewWindow()
+    recorder = PanelRecorder(a.out / "demo.mp4", source.fps, window)
+    output = FileSink(a.out / "output.mp4", targets[0].size, source.fps)
+    stats = Stats(source=source.name, targets=[str(target_path)], backend=targets[0].backend.name,
+                  mode="relative", image_size=targets[0].size)
+    try:
+        Live(targets, source, [output], recorder, stats).run()
+    finally:
+        output.close()
+        recorder.close()
+        source.close()
+    if not recorder.panels:
+        raise PuppetError(f"{clip}: no frame came through the live loop; pass a clip with a face")
+    cv2.imwrite(str(a.out / "demo.png"), recorder.still())
+    stats.write_json(a.out / "stats.json")
+    print(stats.table())
+    log(f"wrote {a.out / 'demo.mp4'} (driver | sketch | output), {a.out / 'output.mp4'}, "
+        f"{a.out / 'demo.png'}, {a.out / 'stats.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
