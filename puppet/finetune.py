@@ -1,0 +1,463 @@
+"""Few-shot fine-tuning (paper section 3.3): photos of one person -> a target file (mona.pt).
+
+    python -m puppet.finetune PHOTO [PHOTO ...] | --video CLIP [--frames T]  --out mona.pt
+        (--checkpoint meta.pt | --from-scratch --config tiny|small|paper) [--steps N] [--no-augment] ...
+
+The T frames are cropped with the shared tracker and crop and sketched with the one rasteriser. Then, as in
+the paper: e_hat = mean of E over the T frames, psi' = P e_hat and w' = w0 + e_hat; G (all of its weights,
+with psi' a free parameter) and D (with w') are trained on those frames alone with the paper's fine-tuning
+losses (content + adversarial + feature matching for G, hinge for D). psi' is then a constant of the
+person's generator, which is saved with spectral norm removed.
+
+Warp augmentation (on by default, --no-augment turns it off): besides the T frames, every batch holds
+landmark-driven warps of them (puppet.synthetic: perturbed pose, mouth and eyes), so even one photo teaches
+the generator how the face moves under a new sketch.
+
+Content loss. The paper's is VGG19 + VGGFace feature L1, which needs the weights on disk (--vgg19/--vggface
+PATH, or the usual cache). Without them there are two explicit, warned choices and no silent fallback:
+  --content l1               a pixel L1 loss only (no downloads; the demo's path)
+  --vgg19 random --vggface random
+                             random-weight VGG features (a weak structural prior) plus the pixel L1 loss
+Learning rates: the paper's 5e-5 (G) and 2e-4 (D) are for fine-tuning a meta-learned model. A model from
+--from-scratch has everything to learn from a handful of frames and needs a higher G rate to get anywhere in
+a few hundred steps: its default is FROM_SCRATCH_LR_G (override with --lr / --lr-d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from puppet.errors import PuppetError, run_cli
+from puppet.images import read_image, to_tensor
+from puppet.target import Target, make_metadata, save_target
+
+PAPER_LR_G = 5e-5
+PAPER_LR_D = 2e-4
+FROM_SCRATCH_LR_G = 1e-3
+FROM_SCRATCH_LR_D = 2e-4
+DEFAULT_STEPS_META = 200  # fine-tuning a meta-learned model: a few epochs over T frames suffice
+DEFAULT_STEPS_SCRATCH = 600
+PIXEL_WEIGHT = 10.0  # the pixel L1 term, when used; comparable with feature matching's weight 10
+AUG_FRACTION = 0.75  # share of each batch that is a fresh warp (the rest: the T frames themselves)
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shared crop of a face: (uint8 BGR (S, S, 3), landmarks (68, 2) in crop pixels)."""
+    from puppet.crop import Crop
+
+    box = Crop.from_landmarks(lms)
+    return box.apply(bgr, image_size), np.asarray(box.to_crop(lms, image_size), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _native_logs_silenced():
+    """Send file descriptor 2 to /dev/null while mediapipe runs: its C++ start-up logs (TFLite delegate,
+    absl warnings) would bury our one-line errors and warnings. Python-level messages are queued by the
+    callers and printed after this block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _prepare_photos(paths, image_size: int):
+    from puppet.track import Tracker
+
+    crops, lms, kept, skipped = [], [], [], []
+    for p in paths:
+        if not Path(p).is_file():
+            raise PuppetError(f"{p}: no such photo; check the path")
+    with _native_logs_silenced(), Tracker(mode="image") as tracker:
+        for p in paths:
+            bgr = read_image(p)  # unreadable file: one-line PuppetError naming it
+            pts = tracker(bgr)
+            if pts is None:
+                skipped.append(p)
+                continue
+            crop, pts_c = crop_face(bgr, pts, image_size)
+            crops.append(crop)
+            lms.append(pts_c)
+            kept.append(str(p))
+    if len(paths) == 1 and skipped:
+        raise PuppetError(f"{paths[0]}: no face found; pass a photo with a clear, frontal face")
+    if not crops:
+        raise PuppetError(f"{', '.join(map(str, paths))}: no face found in any photo; "
+                          f"pass photos with a clear, frontal face")
+    for p in skipped:
+        warn(f"{p}: no face found; skipped")
+    return crops, lms, kept
+
+
+def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Detect and crop the face in each photo: (crops uint8 BGR (S, S, 3), landmarks (68, 2) crop pixels).
+
+    A photo without a face is an error when it is the only one, else skipped with a warning.
+    """
+    crops, lms, _ = _prepare_photos(list(paths), image_size)
+    return crops, lms
+
+
+def _prepare_video(path, n_frames: int, image_size: int):
+    import cv2
+
+    from puppet.track import Tracker
+
+    cap = cv2.VideoCapture(str(path))
+    if not Path(path).is_file() or not cap.isOpened():
+        raise PuppetError(f"{path}: not a readable video file; pass an mp4/avi/mov clip")
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    if count <= 0:
+        cap.release()
+        raise PuppetError(f"{path}: the video has no frames; pass a clip of the person talking")
+    want = set(np.linspace(0, count - 1, min(n_frames, count)).round().astype(int).tolist())
+    crops, lms, kept, skipped = [], [], [], []
+    # video mode tracks through every frame (continuity helps the tracker); we keep T evenly spaced ones
+    with _native_logs_silenced(), Tracker(mode="video") as tracker:
+        i = 0
+        while i <= max(want):
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            pts = tracker(bgr)
+            if i in want:
+                if pts is None:
+                    skipped.append(i)
+                else:
+                    crop, pts_c = crop_face(bgr, pts, image_size)
+                    crops.append(crop)
+                    lms.append(pts_c)
+                    kept.append(f"{path}#{i}")
+            i += 1
+    cap.release()
+    if not crops:
+        raise PuppetError(f"{path}: no face found in the chosen frames; pass a clip with a clear face")
+    if skipped:
+        warn(f"{path}: no face found in frame(s) {', '.join(map(str, skipped))}; skipped")
+    return crops, lms, kept
+
+
+def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """T evenly spaced frames of a clip, tracked in video mode and cropped like prepare_photos."""
+    crops, lms, _ = _prepare_video(path, n_frames, image_size)
+    return crops, lms
+
+
+# ----------------------------------------------------------------------------------------------- losses
+class _Content(nn.Module):
+    """The content term of G's fine-tuning loss (see the module docstring for the choices)."""
+
+    def __init__(self, mode: str, vgg19, vggface):
+        super().__init__()
+        self.vgg = None
+        self.pixel = False
+        if mode == "l1":
+            warn("content loss: pixel L1 only (no VGG weights used): fine for a from-scratch or demo "
+                 "model; pass --content paper with VGG weights for the paper's perceptual loss")
+            self.pixel = True
+        elif mode == "paper":
+            from models.losses import ContentLoss
+
+            self.vgg = ContentLoss(vgg19=vgg19, vggface=vggface)
+            if "random" in (vgg19, vggface):
+                warn("content loss: random-weight VGG features are only a weak structural prior; "
+                     "adding a pixel L1 term")
+                self.pixel = True
+        else:
+            raise PuppetError(f"--content {mode}: unknown; use paper or l1")
+
+    def forward(self, fake, real):
+        loss = fake.new_zeros(())
+        if self.vgg is not None:
+            loss = loss + self.vgg(fake, real)
+        if self.pixel:
+            loss = loss + PIXEL_WEIGHT * (fake - real).abs().mean()
+        return loss
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PuppetError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def _load_checkpoint(checkpoint) -> dict:
+    if isinstance(checkpoint, dict):
+        return checkpoint
+    from puppet.train import load_meta
+
+    return load_meta(checkpoint)
+
+
+class _Batches:
+    """Training batches (frames, sketches) of the T frames and, with augmentation, fresh warps of them."""
+
+    def __init__(self, frames_bgr, landmarks, image_size: int, augment: bool, rng: np.random.Generator):
+        from puppet.sketch import sketch_tensor
+
+        self.frames = [np.ascontiguousarray(f) for f in frames_bgr]
+        self.lms = [np.asarray(p, dtype=np.float32) for p in landmarks]
+        self.size = image_size
+        self.augment = augment
+        self.rng = rng
+        self.x = torch.cat([to_tensor(f) for f in self.frames])
+        self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from puppet.sketch import sketch_tensor
+        from puppet.synthetic import perturb, warp
+
+        idx = self.rng.integers(0, len(self.frames), size=batch)
+        xs, ys = [], []
+        for k, i in enumerate(idx):
+            # always keep at least one real frame per batch: the photos are the only ground truth of the face
+            if self.augment and k > 0 and self.rng.random() < AUG_FRACTION:
+                dst = perturb(self.lms[i], self.rng)
+                xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
+                ys.append(sketch_tensor(dst, self.size))
+            else:
+                xs.append(self.x[i : i + 1])
+                ys.append(self.y[i : i + 1])
+        return torch.cat(xs), torch.cat(ys)
+
+
+def finetune(
+    frames_bgr: list[np.ndarray],
+    landmarks: list[np.ndarray],
+    config: str | dict | None = None,
+    *,
+    steps: int | None = None,
+    augment: bool = True,
+    checkpoint=None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 4,
+    lr_g: float | None = None,
+    lr_d: float | None = None,
+    content: str = "paper",
+    vgg19=None,
+    vggface=None,
+    sources=(),
+    progress: bool = True,
+) -> Target:
+    """Fine-tune on T already-cropped frames (uint8 BGR (S, S, 3)) and their landmarks (68, 2, crop pixels).
+
+    checkpoint: a meta.pt path (or the dict puppet.train.load_meta returns); None means from scratch
+    (randomly initialised E, G, D; then `config` names the networks). steps=0 gives the feed-forward model.
+    Returns the Target (not yet saved: puppet.target.save_target).
+    """
+    from models.config import get_config
+    from models.discriminator import Discriminator
+    from models.embedder import Embedder
+    from models.generator import Generator
+    from models.losses import adversarial_loss, feature_matching_loss, hinge_d_loss
+    from models.spectral import remove_spectral_norm
+
+    t0 = time.time()
+    if len(frames_bgr) == 0 or len(frames_bgr) != len(landmarks):
+        raise ValueError(f"need T >= 1 frames and as many landmark sets, got {len(frames_bgr)} and "
+                         f"{len(landmarks)}")
+    meta = _load_checkpoint(checkpoint) if checkpoint is not None else None
+    if meta is not None:
+        cfg = get_config(meta["config"])
+        if config is not None and get_config(config) != cfg:
+            name = config if isinstance(config, str) else "<dict>"
+            raise PuppetError(f"--config {name}: differs from the checkpoint's config '{cfg.get('name')}'; "
+                              f"leave --config out with --checkpoint")
+    else:
+        if config is None:
+            raise PuppetError("--from-scratch: needs --config tiny|small|paper")
+        cfg = get_config(config)
+    S = cfg["image_size"]
+    for f in frames_bgr:
+        if f.dtype != np.uint8 or f.shape != (S, S, 3):
+            raise ValueError(f"frames must be uint8 BGR crops of {S}x{S}x3 (config image_size), got "
+                             f"{f.dtype} {f.shape}")
+    if steps is None:
+        steps = DEFAULT_STEPS_META if meta is not None else DEFAULT_STEPS_SCRATCH
+    if lr_g is None:
+        lr_g = PAPER_LR_G if meta is not None else FROM_SCRATCH_LR_G
+    if lr_d is None:
+        lr_d = PAPER_LR_D if meta is not None else FROM_SCRATCH_LR_D
+    dev = _device(device)
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    E = Embedder(cfg)
+    G = Generator(cfg)
+    D = Discriminator(cfg, num_videos=int(meta["num_videos"]) if meta is not None else 1)
+    if meta is not None:
+        E.load_state_dict(meta["embedder"])
+        G.load_state_dict(meta["generator"])
+        D.load_state_dict(meta["discriminator"])
+    E, G, D = E.to(dev).eval(), G.to(dev), D.to(dev)
+
+    batches = _Batches(frames_bgr, landmarks, S, augment and steps > 0, rng)
+    x_all, y_all = batches.x.to(dev), batches.y.to(dev)
+    with torch.no_grad():
+        e_hat = E(x_all, y_all).mean(0, keepdim=True)  # (1, emb_dim): the person's embedding
+        psi = nn.Parameter(G.psi_from_embedding(e_hat).detach().clone())
+        w = nn.Parameter((D.w0.detach().reshape(1, -1) + e_hat).clone())
+    del E  # E only initialises psi' and w'
+
+    content_loss = _Content(content, vgg19, vggface).to(dev) if steps > 0 else None
+    opt_g = torch.optim.Adam([*G.parameters(), psi], lr=lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*D.parameters(), w], lr=lr_d, betas=(0.5, 0.999))
+
+    from tqdm import tqdm
+
+    losses = {}
+    G.train()
+    D.train()
+    bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress or steps == 0,
+               dynamic_ncols=True)
+    for _ in bar:
+        x, y = batches.sample(batch_size)
+        x, y = x.to(dev), y.to(dev)
+        B = x.shape[0]
+        # G step: content + adversarial + feature matching (weights inside models.losses)
+        fake = G(y, psi.expand(B, -1))
+        score_fake, feats_fake = D(fake, y, w=w.expand(B, -1))
+        with torch.no_grad():
+            _, feats_real = D(x, y, w=w.expand(B, -1))
+        loss_c = content_loss(fake, x)
+        loss_g = loss_c + adversarial_loss(score_fake) + feature_matching_loss(feats_real, feats_fake)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        # D step: hinge on the real frames and G's (detached) outputs
+        score_real, _ = D(x, y, w=w.expand(B, -1))
+        score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
+        loss_d = hinge_d_loss(score_real, score_fake)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        losses = {"content": loss_c.item(), "g": loss_g.item(), "d": loss_d.item()}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+    bar.close()
+
+    G_out = copy.deepcopy(G).cpu().eval()
+    remove_spectral_norm(G_out)
+    ref = 0
+    info = make_metadata(
+        sources or [f"frame{i}" for i in range(len(frames_bgr))],
+        steps,
+        frames=len(frames_bgr),
+        augment=bool(augment),
+        checkpoint=str(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
+        from_scratch=meta is None,
+        content=content,
+        lr_g=float(lr_g),
+        lr_d=float(lr_d),
+        batch_size=int(batch_size),
+        seed=int(seed),
+        device=str(dev),
+        final_losses=losses,
+        seconds=round(time.time() - t0, 2),
+    )
+    return Target(
+        config=cfg,
+        generator={k: v.detach().clone() for k, v in G_out.state_dict().items()},
+        psi=psi.detach().cpu().clone(),
+        ref_landmarks=np.asarray(landmarks[ref], dtype=np.float32).copy(),
+        ref_image=np.ascontiguousarray(frames_bgr[ref]).copy(),
+        meta=info,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m puppet.finetune",
+        description="Fine-tune a talking-head generator on photos (or a clip) of one person -> target file.",
+    )
+    p.add_argument("photos", nargs="*", metavar="PHOTO", help="photos of the person (T = their number)")
+    p.add_argument("--video", metavar="CLIP", help="take the frames from this clip instead of photos")
+    p.add_argument("--frames", type=int, default=8, metavar="T",
+                   help="frames to take from --video (default 8)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the target file to write (e.g. mona.pt)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="META", help="meta-learned checkpoint (meta.pt) to start from")
+    src.add_argument("--from-scratch", action="store_true", help="no meta checkpoint: random E, G, D")
+    p.add_argument("--config", choices=["tiny", "small", "paper"], help="networks, with --from-scratch")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"fine-tuning steps (default {DEFAULT_STEPS_META} from a checkpoint, "
+                        f"{DEFAULT_STEPS_SCRATCH} from scratch; 0: the feed-forward model)")
+    p.add_argument("--no-augment", action="store_true", help="train on the frames only, no warps of them")
+    p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"G learning rate (default {PAPER_LR_G:g}, the paper's; {FROM_SCRATCH_LR_G:g} "
+                        f"from scratch)")
+    p.add_argument("--lr-d", type=float, default=None, help=f"D learning rate (default {PAPER_LR_D:g})")
+    p.add_argument("--content", choices=["paper", "l1"], default="paper",
+                   help="content loss: the paper's VGG19+VGGFace features, or pixel L1 (no weights needed)")
+    p.add_argument("--vgg19", metavar="PATH|random", default=None, help="VGG19 weights (default: the cache)")
+    p.add_argument("--vggface", metavar="PATH|random", default=None,
+                   help="VGGFace weights (default: the cache)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if bool(args.photos) == bool(args.video):
+        raise PuppetError("finetune: give either photos or --video CLIP; e.g. "
+                          "`python -m puppet.finetune mona.jpg --out mona.pt --from-scratch --config tiny`")
+    if args.steps is not None and args.steps < 0:
+        raise PuppetError(f"--steps {args.steps}: must be >= 0")
+    if args.frames < 1:
+        raise PuppetError(f"--frames {args.frames}: must be >= 1")
+    if args.from_scratch and args.config is None:
+        raise PuppetError("--from-scratch: needs --config tiny|small|paper")
+    if args.from_scratch and args.steps == 0:
+        warn("--from-scratch with --steps 0: the generator is untrained noise")
+    from models.config import get_config
+
+    meta = _load_checkpoint(args.checkpoint) if args.checkpoint else None
+    cfg = get_config(meta["config"] if meta is not None else args.config)
+    S = cfg["image_size"]
+    if args.video:
+        crops, lms, sources = _prepare_video(args.video, args.frames, S)
+    else:
+        crops, lms, sources = _prepare_photos(args.photos, S)
+    print(f"fine-tuning on {len(crops)} frame(s) at {S}x{S}", file=sys.stderr)
+    target = finetune(
+        crops, lms, None if meta is not None else args.config,
+        steps=args.steps, augment=not args.no_augment, checkpoint=meta, device=args.device, seed=args.seed,
+        batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d, content=args.content, vgg19=args.vgg19,
+        vggface=args.vggface, sources=sources, progress=not args.quiet,
+    )
+    if args.checkpoint:
+        target.meta["checkpoint"] = str(args.checkpoint)
+    save_target(args.out, target)
+    print(f"wrote {args.out} ({target.meta['seconds']:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
