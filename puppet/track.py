@@ -13,6 +13,9 @@ one the backend listed first, so the choice is deterministic.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -50,18 +53,56 @@ def largest(faces: list[np.ndarray]) -> np.ndarray | None:
     return best
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C++ logging) for a moment; Python's sys.stderr is flushed around it."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+_warmed = False
+
+
+def _first_face_warmup(face_mesh) -> None:
+    """mediapipe logs one more warning (once per process) on its first found face: find one, quietly."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    from puppet.assets import grace_hopper
+
+    img = cv2.imread(str(grace_hopper()))
+    if img is not None:
+        with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as m:
+            m.process(cv2.cvtColor(cv2.resize(img, (256, 300)), cv2.COLOR_BGR2RGB))
+
+
+
 class _MediapipeBackend:
     def __init__(self, mode: str, max_faces: int, min_detection_confidence: float,
                  min_tracking_confidence: float):
         from mediapipe.python.solutions import face_mesh
 
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=(mode == "image"),
-            max_num_faces=max_faces,
-            refine_landmarks=True,  # 478 points: the iris model also sharpens the eye contours
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        # mediapipe's C++ side logs its start-up (TFLite delegate, "feedback tensors", NORM_RECT) straight to
+        # stderr, through no logger we can configure; those lines mean nothing to a user and would bury our
+        # one-line errors. So the graph is built and run once on a blank image with stderr silenced.
+        with _quiet_stderr():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=(mode == "image"),
+                max_num_faces=max_faces,
+                refine_landmarks=True,  # 478 points: the iris model also sharpens the eye contours
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+            _first_face_warmup(face_mesh)
 
     def faces(self, bgr: np.ndarray) -> list[np.ndarray]:
         h, w = bgr.shape[:2]
