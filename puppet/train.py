@@ -232,9 +232,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _amp(mode: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or mode == "off":
-        if mode in ("bf16", "fp16") and device.type != "cuda":
-            print(f"warning: --amp {mode} needs a GPU; training in float32", file=sys.stderr)
+    """The autocast dtype, or None for float32. auto: bf16 on GPUs that have it, else fp16; float32 on CPU.
+    An explicit bf16/fp16 is honoured on CPU too (slow there; it exercises the same code path)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
     if mode == "fp16":
         return torch.float16
@@ -280,7 +280,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
             raise PuppetError(f"{out}: holds weights only (no optimiser state), so it can't be resumed; "
                               f"start a new run with another --out")
         cfg = get_config(ckpt["config"])
-        if a.config is not None and get_config(a.config) != cfg:
+        if a.config is not None and get_config(a.config)["name"] != cfg.get("name"):
             raise PuppetError(f"--config {a.config}: differs from {out}'s config '{cfg.get('name')}'; "
                               f"leave --config out with --resume")
         if a.image_size and a.image_size != cfg["image_size"]:
@@ -320,8 +320,8 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     opt_d = torch.optim.Adam(D.parameters(), lr=a.lr_d, betas=BETAS)
     amp_dtype = _amp(a.amp, d.device)
     use_scaler = amp_dtype == torch.float16
-    scaler_eg = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler_eg = torch.amp.GradScaler(d.device.type, enabled=use_scaler)  # fp16 only: bf16 needs no scaling
+    scaler_d = torch.amp.GradScaler(d.device.type, enabled=use_scaler)
     step = 0
     if ckpt is not None:
         opt_eg.load_state_dict(ckpt["opt_eg"])
@@ -352,7 +352,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     sampler = EpochSampler(n_videos, rank=d.rank, world_size=d.world, seed=a.seed, epoch=epoch, start=start)
     loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=a.workers,
                         pin_memory=d.device.type == "cuda", persistent_workers=a.workers > 0,
-                        prefetch_factor=4 if a.workers > 0 else None)
+                        prefetch_factor=4 if a.workers > 0 else None, worker_init_fn=_quiet_worker)
 
     writer, log_file, bar = None, None, None
     logdir = Path(a.logdir) if a.logdir else out.with_suffix(".tb")
@@ -459,6 +459,13 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         print(f"train: {msg} at step {step}; checkpoint {out}" + ("; rerun with --resume to continue"
                                                                   if step < a.steps else ""), file=sys.stderr)
     return 0
+
+
+def _quiet_worker(_worker_id: int) -> None:
+    """Data workers ignore Ctrl-C and SIGTERM: the main process decides when to stop (after a checkpoint),
+    and shuts them down itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, scaler_d, step, batch, world, a):
