@@ -157,8 +157,8 @@ def ensure_engine(
     out = Path(out)
     if not force and is_fresh(out, key):
         return Engine(out, key, route, built=False)
-    if out.exists():
-        print(f"{out}: built for another TensorRT, GPU, model or settings; rebuilding")
+    if out.exists() and not force:
+        print(f"{out}: built for another TensorRT, GPU, model or settings (or damaged); rebuilding")
     data = build_serialized(trt, onnx_path, settings, timing_cache_path(out, device))
     info = {"device": asdict(device), "settings": asdict(settings), "onnx": str(onnx_path)}
     write_engine(out, data, key, info)
