@@ -311,7 +311,6 @@ def main(argv: list[str]) -> int:
     if a.synthetic:
         tasks += [Task(id=f"synthetic/{i:05d}", index=i) for i in range(a.synthetic)]
     _check_existing(out, a.size, a.landmarks)
-    out.mkdir(parents=True, exist_ok=True)
     settings = Settings(out=str(out), size=a.size, max_frames=a.max_frames, min_frames=a.min_frames,
                         landmarks=a.landmarks, portraits=tuple(a.portrait), seed=a.seed)
     # Fail on setup problems (tracker backend, portraits) once, here, rather than once per video.
@@ -321,6 +320,7 @@ def main(argv: list[str]) -> int:
         Tracker(mode="video", backend=a.landmarks).close()
     if a.synthetic:
         _portraits(settings)
+    out.mkdir(parents=True, exist_ok=True)
 
     done = read_journal(out)
     todo = [t for t in tasks if t.id not in done or not _file_ok(out, done[t.id])]
