@@ -238,7 +238,8 @@ def run(a: argparse.Namespace) -> dict:
     real_feats = inception.features(reals) if inception else None
     result = {
         "clip": str(a.clip), "config": cfg.get("name"), "image_size": size,
-        "checkpoint": str(a.checkpoint) if a.checkpoint else None, "steps": a.steps, "content": a.content,
+        "checkpoint": str(a.checkpoint) if a.checkpoint else None, "steps": a.steps, "batch": a.batch,
+        "content": a.content,
         "augment": not a.no_augment, "frames_read": n_read, "face_frames": len(crops),
         "held_out": held, "rows": [],
     }
@@ -254,7 +255,7 @@ def run(a: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             target = finetune(
                 crops[:T], lms[:T], None if meta is not None else cfg, steps=a.steps,
-                augment=not a.no_augment, checkpoint=meta, device=a.device, seed=a.seed,
+                augment=not a.no_augment, checkpoint=meta, device=a.device, seed=a.seed, batch_size=a.batch,
                 content=a.content, vgg19=a.vgg19, vggface=a.vggface, progress=not a.quiet,
             )
             ft_s = time.perf_counter() - t0
@@ -328,6 +329,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", default="small", help="networks when training from scratch (default small)")
     p.add_argument("--checkpoint", metavar="META", help="meta-learned checkpoint (meta.pt) to fine-tune from")
     p.add_argument("--steps", type=int, default=200, help="fine-tuning steps per T (default 200)")
+    p.add_argument("--batch", type=int, default=4, help="fine-tuning batch size (default 4)")
     p.add_argument("--eval-frames", type=int, default=32, help="held-out frames to score (default 32)")
     p.add_argument("--max-frames", type=int, help="read at most this many frames of the clip")
     p.add_argument("--content", choices=["l1", "paper"], default="l1",
@@ -349,8 +351,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--frames {a.frames}: expected comma-separated integers such as 1,8,32") from None
     if not a.frames or a.frames[0] < 1:
         raise PuppetError(f"--frames {a.frames}: each T must be at least 1")
-    if a.steps < 0 or a.eval_frames < 1:
-        raise PuppetError("--steps must be >= 0 and --eval-frames >= 1")
+    if a.steps < 0 or a.eval_frames < 1 or a.batch < 1:
+        raise PuppetError(f"--steps {a.steps} --eval-frames {a.eval_frames} --batch {a.batch}: "
+                          f"need steps >= 0, eval-frames >= 1 and batch >= 1")
     if a.config.endswith(".json"):
         from bench.generator import parse_config
 
