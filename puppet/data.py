@@ -199,16 +199,29 @@ class VideoDataset:
     dict of tensors at `image_size`:
         x (K, 3, S, S), y (K, 3, S, S): the K frames and their sketches; x_t, y_t (3, S, S): the target frame
         and its sketch; i: the video's index (its column W_i in the discriminator). Images in [-1, 1] RGB.
+
+    group="clip": every prepared file is a video. group="folder": the files of one folder are one video
+    (VoxCeleb2's speaker/video/clip.mp4: the clips of one YouTube video, the paper's unit), so the K frames
+    and the target come from all of its clips, and W has a row per folder rather than per clip (7x fewer
+    on VoxCeleb2). Only for layouts where a folder holds one person's one video.
     Videos with fewer than K + 1 frames are left out (so the index is over the videos kept).
     """
 
-    def __init__(self, root: str | os.PathLike, image_size: int, K: int = 8, seed: int = 0):
+    def __init__(self, root: str | os.PathLike, image_size: int, K: int = 8, seed: int = 0,
+                 group: str = "clip"):
+        if group not in ("clip", "folder"):
+            raise PuppetError(f"group {group!r}: unknown; use clip or folder")
         self.root = Path(root)
         self.manifest = load_manifest(self.root)
         self.image_size = int(image_size)
         self.K = int(K)
         self.seed = int(seed)
-        self.videos = [v for v in self.manifest["videos"] if int(v["frames"]) >= self.K + 1]
+        groups: dict[str, list[dict]] = {}
+        for v in self.manifest["videos"]:  # sorted by id, so groups and their members come in a fixed order
+            key = v["id"] if group == "clip" else (v["id"].rsplit("/", 1)[0] if "/" in v["id"] else ".")
+            groups.setdefault(key, []).append(v)
+        self.videos = [(key, members) for key, members in groups.items()
+                       if sum(int(m["frames"]) for m in members) >= self.K + 1]
         if not self.videos:
             raise PuppetError(f"{self.root}: no video with at least K + 1 = {self.K + 1} frames "
                               f"({len(self.manifest['videos'])} prepared); prepare more videos or lower --K")
@@ -218,7 +231,7 @@ class VideoDataset:
 
     @property
     def ids(self) -> list[str]:
-        return [v["id"] for v in self.videos]
+        return [key for key, _ in self.videos]
 
     def fingerprint(self) -> str:
         """A hash of the video ids in index order: W's columns mean these videos, in this order."""
@@ -245,12 +258,19 @@ class VideoDataset:
         from puppet.sketch import draw_sketch
 
         index, epoch = (key if isinstance(key, tuple) else (key, 0))
-        rec = self.videos[int(index)]
-        video = Video(self.root / rec["file"])
-        picks = self.choose(index, epoch, len(video))
+        _, members = self.videos[int(index)]
+        # The group's frames, numbered across its files in order; the picks are global frame numbers.
+        counts = np.array([int(m["frames"]) for m in members])
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        picks = self.choose(index, epoch, int(starts[-1]))
+        opened: dict[int, Video] = {}
         frames, sketches = [], []
         for k in picks:
-            img, lms = self._resize(video.frame(int(k)), video.landmarks[int(k)], video.size)
+            f = int(np.searchsorted(starts, k, side="right") - 1)
+            if f not in opened:
+                opened[f] = Video(self.root / members[f]["file"])
+            video, local = opened[f], int(k - starts[f])
+            img, lms = self._resize(video.frame(local), video.landmarks[local], video.size)
             frames.append(img)
             sketches.append(draw_sketch(lms, self.image_size))
         x = to_tensor(np.stack(frames))

@@ -2,7 +2,7 @@
 
     python -m puppet.train --data DATA --config tiny|small|paper --out meta.pt [--steps N] [--resume]
         [--batch B] [--K 8] [--ckpt-every N] [--logdir DIR] [--seed S] [--vgg19 PATH|random]
-        [--vggface PATH|random] [--d-steps 2] [--amp auto|off|bf16|fp16] [--workers N]
+        [--vggface PATH|random] [--d-steps 2] [--amp auto|off|bf16|fp16] [--workers N] [--group clip|folder]
     torchrun --nproc_per_node N -m puppet.train ...        (and multi-node: torchrun's --nnodes/--rdzv_*)
 
 Each step, per video i of the batch: K frames and their sketches go to the embedder, e_hat_i = mean of
@@ -201,15 +201,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=100_000, help="total steps to train to (default 100000)")
     p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
     p.add_argument("--batch", type=int, default=None, help="videos per step per rank (default 2; 8 on GPU)")
-    p.add_argument("--K", type=int, default=8, help="frames per video for the embedder (paper: 8)")
+    p.add_argument("--K", type=int, help="frames per video for the embedder (default: the paper's 8)")
+    p.add_argument("--group", choices=("clip", "folder"),
+                   help="what one video is: a prepared clip (default), or a folder of clips (VoxCeleb2's "
+                        "speaker/video/*.mp4: the paper's unit, one W row per YouTube video)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     p.add_argument("--logdir", help="TensorBoard folder (default: --out with .tb instead of .pt)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of the initial weights and the data order (default 0)")
     p.add_argument("--vgg19", help="VGG19 weights file (torchvision's ImageNet), or 'random' (tests only)")
     p.add_argument("--vggface", help="VGGFace weights file (vgg_face_dag.pth), or 'random' (tests only)")
-    p.add_argument("--lr-g", type=float, default=LR_EG, help=f"E/G learning rate (paper: {LR_EG})")
-    p.add_argument("--lr-d", type=float, default=LR_D, help=f"D learning rate (paper: {LR_D})")
-    p.add_argument("--d-steps", type=int, default=D_STEPS, help=f"D updates per E/G update ({D_STEPS})")
+    p.add_argument("--lr-g", type=float, help=f"E/G learning rate (default: the paper's {LR_EG})")
+    p.add_argument("--lr-d", type=float, help=f"D learning rate (default: the paper's {LR_D})")
+    p.add_argument("--d-steps", type=int, help=f"D updates per E/G update (default {D_STEPS})")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                    help="mixed precision (auto: bf16 on GPUs that have it, else fp16; off on CPU)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (torchrun: one GPU per rank)")
@@ -220,7 +223,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     for name in ("steps", "K", "ckpt_every", "log_every", "image_every", "d_steps"):
-        if getattr(a, name) < 1:
+        if getattr(a, name) is not None and getattr(a, name) < 1:
             raise PuppetError(f"--{name.replace('_', '-')} {getattr(a, name)}: must be at least 1")
     if a.batch is not None and a.batch < 1:
         raise PuppetError(f"--batch {a.batch}: must be at least 1")
@@ -293,6 +296,11 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         if a.image_size:
             cfg = get_config({**cfg, "image_size": a.image_size})  # validated: the size must suit the widths
     batch = a.batch or (ckpt["train"]["batch"] if ckpt else (8 if d.device.type == "cuda" else 2))
+    # Unset options continue the checkpoint's run, else take the defaults.
+    old = ckpt["train"] if ckpt else {}
+    for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS)):
+        if getattr(a, name) is None:
+            setattr(a, name, old.get(name, default))
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -300,7 +308,8 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
     torch.manual_seed(a.seed)
     content = ContentLoss(vgg19=a.vgg19, vggface=a.vggface).to(d.device)
-    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed)
+    group = a.group or (ckpt["train"].get("group", "clip") if ckpt else "clip")
+    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=group)
     n_videos = len(data)
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
@@ -372,7 +381,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         if not d.main:
             return
         torch_save_atomic(_checkpoint(cfg, n_videos, data.fingerprint(), _unwrap(eg), _unwrap(D), opt_eg,
-                                      opt_d, scaler_eg, scaler_d, step, batch, d.world, a), out)
+                                      opt_d, scaler_eg, scaler_d, step, batch, d.world, a, group), out)
 
     stop = {"flag": False}
 
@@ -468,7 +477,8 @@ def _quiet_worker(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, scaler_d, step, batch, world, a):
+def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, scaler_d, step, batch, world, a,
+                data_group):
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -486,7 +496,7 @@ def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, sca
         "rng": _rng_state(),
         "train": {"batch": int(batch), "world_size": int(world), "seed": int(a.seed), "K": int(a.K),
                   "lr_g": float(a.lr_g), "lr_d": float(a.lr_d), "d_steps": int(a.d_steps),
-                  "data": str(a.data)},
+                  "data": str(a.data), "group": data_group},
     }
 
 

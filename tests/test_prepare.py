@@ -86,6 +86,18 @@ def test_dataset_samples(data_run):
         VideoDataset(data, 32, K=16)
 
 
+def test_dataset_groups_clips_by_folder(data_run):
+    """group="folder": VoxCeleb2's speaker/video/clip layout, a video is the folder's clips together."""
+    data, _ = data_run
+    ds = VideoDataset(data, image_size=32, K=16, seed=0, group="folder")  # 16 + 1 frames: needs both clips
+    assert ds.ids == ["astronaut", "grace_hopper"]
+    picks = ds.choose(0, 0, 2 * FRAMES)
+    assert (picks < FRAMES).any() and (picks >= FRAMES).any()
+    item = ds[(0, 0)]
+    assert item["x"].shape == (16, 3, 32, 32) and int(item["i"]) == 0
+    assert ds.fingerprint() != VideoDataset(data, 32, K=8).fingerprint()
+
+
 def test_second_run_resumes(data_run, tmp_path):
     """A second run skips what is done (prepared and skipped alike) and only does new videos."""
     from puppet.prepare import main
