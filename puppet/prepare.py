@@ -60,6 +60,7 @@ class Settings:
     landmarks: str
     portraits: tuple[str, ...] = ()
     seed: int = 0
+    quality: int = 95
 
 
 # ------------------------------------------------------------------------------------------ finding work
@@ -215,7 +216,7 @@ def process(task: Task, settings: Settings) -> dict:
         if len(crops) < settings.min_frames:
             return {**rec, "status": "skipped", "reason": "too few frames with a face"}
         rel = video_file(task.id)
-        save_video(Path(settings.out) / rel, crops, np.stack(crop_lms))
+        save_video(Path(settings.out) / rel, crops, np.stack(crop_lms), quality=settings.quality)
         return {**rec, "status": "ok", "file": rel, "frames": len(crops)}
     except PuppetError:
         raise  # a setup problem (e.g. the FAN backend's weights), not a bad video: stop with its message
@@ -257,6 +258,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--portrait", action="append", default=[], metavar="IMG",
                    help="a portrait for --synthetic (repeatable; default: the packaged ones)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips' motion")
+    p.add_argument("--quality", type=int, default=95,
+                   help="JPEG quality of the stored frames (default 95: ~430 KB per 32-frame clip at 256 px)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.size < 16:
@@ -266,6 +269,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if a.min_frames > a.max_frames:
         raise PuppetError(f"--min-frames {a.min_frames} is more than --max-frames {a.max_frames}; "
                           f"raise --max-frames")
+    if not 50 <= a.quality <= 100:
+        raise PuppetError(f"--quality {a.quality}: use 50..100 (JPEG quality)")
     if a.workers < 1:
         raise PuppetError(f"--workers {a.workers}: must be at least 1")
     if a.synthetic < 0:
@@ -312,7 +317,7 @@ def main(argv: list[str]) -> int:
         tasks += [Task(id=f"synthetic/{i:05d}", index=i) for i in range(a.synthetic)]
     _check_existing(out, a.size, a.landmarks)
     settings = Settings(out=str(out), size=a.size, max_frames=a.max_frames, min_frames=a.min_frames,
-                        landmarks=a.landmarks, portraits=tuple(a.portrait), seed=a.seed)
+                        landmarks=a.landmarks, portraits=tuple(a.portrait), seed=a.seed, quality=a.quality)
     # Fail on setup problems (tracker backend, portraits) once, here, rather than once per video.
     if any(t.index < 0 for t in tasks):
         from puppet.track import Tracker
