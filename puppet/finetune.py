@@ -447,7 +447,7 @@ def main(argv: list[str]) -> int:
         crops, lms, sources = _prepare_photos(args.photos, S)
     print(f"fine-tuning on {len(crops)} frame(s) at {S}x{S}", file=sys.stderr)
     target = finetune(
-        crops, lms, None if meta is not None else args.config,
+        crops, lms, args.config,
         steps=args.steps, augment=not args.no_augment, checkpoint=meta, device=args.device, seed=args.seed,
         batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d, content=args.content, vgg19=args.vgg19,
         vggface=args.vggface, sources=sources, progress=not args.quiet,

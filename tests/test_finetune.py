@@ -148,6 +148,8 @@ def test_faceless_photo_among_several_is_skipped(grace_hopper_path, tmp_path, ca
     garbage.write_bytes(b"not an image")
     with pytest.raises(PuppetError, match="garbage.jpg: not a readable image"):
         prepare_photos([garbage, grace_hopper_path], 64)
+    with pytest.raises(PuppetError, match="nope.jpg: no such photo"):
+        prepare_photos([tmp_path / "nope.jpg", grace_hopper_path], 64)
 
 
 def _cli(*args):
@@ -159,14 +161,10 @@ def test_cli(grace_hopper_path, tmp_path):
     """As the user runs it (side by side): errors are exit 2 and one stderr line; a faceless photo among
     others is a warning and the target is written."""
     blank = _no_face_photo(tmp_path / "blank.png")
-    garbage = tmp_path / "garbage.jpg"
-    garbage.write_bytes(b"not an image")
-    out = {k: tmp_path / f"{k}.pt" for k in ("noface", "garbage", "missing", "ok")}
+    out = {k: tmp_path / f"{k}.pt" for k in ("noface", "ok")}
     common = ["--from-scratch", "--config", "tiny", "--content", "l1", "--quiet"]
     procs = {
         "blank.png: no face found": _cli(blank, "--out", out["noface"], *common),
-        "garbage.jpg: not a readable image": _cli(garbage, "--out", out["garbage"], *common),
-        "nope.jpg: no such photo": _cli(tmp_path / "nope.jpg", "--out", out["missing"], *common),
         "ok": _cli(grace_hopper_path, blank, "--out", out["ok"], "--steps", "2", *common),
     }
     for expect, p in procs.items():
@@ -181,4 +179,4 @@ def test_cli(grace_hopper_path, tmp_path):
             lines = err.strip().splitlines()
             assert p.returncode == 2, (expect, err)
             assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (expect, err)
-    assert not any(out[k].exists() for k in ("noface", "garbage", "missing"))
+    assert not out["noface"].exists()
