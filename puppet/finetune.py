@@ -31,6 +31,7 @@ import copy
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,15 @@ class _Content(nn.Module):
         elif mode == "paper":
             from models.losses import ContentLoss
 
-            self.vgg = ContentLoss(vgg19=vgg19, vggface=vggface)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    self.vgg = ContentLoss(vgg19=vgg19, vggface=vggface)
+                except PuppetError as e:
+                    fix = "or fine-tune with --content l1 (pixel loss, no downloads)"
+                    raise PuppetError(f"{e}; {fix}") from None
+            for w in caught:  # as our own one-line warnings, not Python's two-line file:line form
+                warn(str(w.message))
             if "random" in (vgg19, vggface):
                 warn("content loss: random-weight VGG features are only a weak structural prior; "
                      "adding a pixel L1 term")

@@ -180,3 +180,12 @@ def test_cli(grace_hopper_path, tmp_path):
             assert p.returncode == 2, (expect, err)
             assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (expect, err)
     assert not out["noface"].exists()
+
+
+def test_missing_vgg_weights_name_the_file_and_the_no_download_choice(grace, tmp_path):
+    crops, lms = grace
+    missing = tmp_path / "vgg19.pth"
+    with pytest.raises(PuppetError) as err:
+        finetune(crops, lms, "tiny", steps=1, content="paper", vgg19=missing, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and str(missing) in msg and "--content l1" in msg
