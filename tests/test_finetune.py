@@ -20,10 +20,9 @@ from puppet.sketch import sketch_tensor
 from puppet.synthetic import perturb, warp
 from puppet.target import load_target, save_target
 
-# Chosen by hand over several seeds (numbers in /work/notes/issue-5.md): enough steps for the augmented
-# model to clearly beat the unaugmented one on held-out warps, few enough for the CI budget.
-STEPS = 60
-LR = 2e-3
+# Chosen by hand over seeds 0-3, 6, 7: at 100 steps the augmented model beats the unaugmented one on held-out
+# warps by 0.040-0.058 (L1 in [-1, 1] units); 60 steps gave as little as 0.016. Few enough for the CI budget.
+STEPS = 100  # at the from-scratch default lr (FROM_SCRATCH_LR_G)
 HELDOUT_SEED = 12345  # the training runs draw their warps from default_rng(seed=0): different poses
 
 
@@ -53,7 +52,7 @@ def _heldout_error(target, heldout) -> float:
 @pytest.fixture(scope="module")
 def runs(grace):
     crops, lms = grace
-    kw = dict(seed=0, content="l1", lr_g=LR, progress=False)
+    kw = dict(seed=0, content="l1", progress=False)
     return {
         "before": finetune(crops, lms, "tiny", steps=0, **kw),
         "aug": finetune(crops, lms, "tiny", steps=STEPS, augment=True, **kw),
@@ -73,7 +72,7 @@ def test_finetuning_learns_and_augmentation_generalises(runs, heldout):
     err = {k: _heldout_error(t, heldout) for k, t in runs.items()}
     print("held-out L1:", err)
     assert err["aug"] < err["before"] and err["noaug"] < err["before"]
-    assert err["aug"] < err["noaug"] - 0.01, err
+    assert err["aug"] < err["noaug"] - 0.015, err
     assert runs["aug"].meta["augment"] is True and runs["noaug"].meta["augment"] is False
     assert runs["aug"].meta["steps"] == STEPS and runs["before"].meta["steps"] == 0
 
