@@ -46,8 +46,8 @@ PAPER_LR_G = 5e-5
 PAPER_LR_D = 2e-4
 FROM_SCRATCH_LR_G = 1e-3
 FROM_SCRATCH_LR_D = 2e-4
-DEFAULT_STEPS_META = 200  # fine-tuning a meta-learned model: a few epochs over T frames suffice
-DEFAULT_STEPS_SCRATCH = 600
+DEFAULT_STEPS_META = 200  # a first guess, untuned: no meta-learned checkpoint existed to tune it on
+DEFAULT_STEPS_SCRATCH = 600  # tiny, one photo: held-out warp L1 0.115 (identity 0.196); ~3 min on a CPU core
 PIXEL_WEIGHT = 10.0  # the pixel L1 term, when used; comparable with feature matching's weight 10
 AUG_FRACTION = 0.75  # share of each batch that is a fresh warp (the rest: the T frames themselves)
 
