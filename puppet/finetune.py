@@ -26,9 +26,7 @@ a few hundred steps: its default is FROM_SCRATCH_LR_G (override with --lr / --lr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import os
 import sys
 import time
 import warnings
@@ -65,23 +63,6 @@ def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.nda
     return box.apply(bgr, image_size), np.asarray(box.to_crop(lms, image_size), dtype=np.float32)
 
 
-@contextlib.contextmanager
-def _native_logs_silenced():
-    """Send file descriptor 2 to /dev/null while mediapipe runs: its C++ start-up logs (TFLite delegate,
-    absl warnings) would bury our one-line errors and warnings. Python-level messages are queued by the
-    callers and printed after this block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def _prepare_photos(paths, image_size: int):
     from puppet.track import Tracker
 
@@ -89,7 +70,7 @@ def _prepare_photos(paths, image_size: int):
     for p in paths:
         if not Path(p).is_file():
             raise PuppetError(f"{p}: no such photo; check the path")
-    with _native_logs_silenced(), Tracker(mode="image") as tracker:
+    with Tracker(mode="image") as tracker:
         for p in paths:
             bgr = read_image(p)  # unreadable file: one-line PuppetError naming it
             pts = tracker(bgr)
@@ -134,7 +115,7 @@ def _prepare_video(path, n_frames: int, image_size: int):
     want = set(np.linspace(0, count - 1, min(n_frames, count)).round().astype(int).tolist())
     crops, lms, kept, skipped = [], [], [], []
     # video mode tracks through every frame (continuity helps the tracker); we keep T evenly spaced ones
-    with _native_logs_silenced(), Tracker(mode="video") as tracker:
+    with Tracker(mode="video") as tracker:
         i = 0
         while i <= max(want):
             ok, bgr = cap.read()
