@@ -41,19 +41,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny config, few runs: well under a minute on a CPU")
     p.add_argument("--json", metavar="OUT.json", help="write every number here")
     p.add_argument("--configs", help="comma-separated config names or .json config files "
-                                     "(default tiny,small,paper; --quick: tiny)")
+                                     "(default: every named config; --quick: tiny)")
     p.add_argument("--backends", help="comma-separated: " + ", ".join(gen.CPU_BACKENDS + gen.CUDA_BACKENDS)
                    + " (default: the CPU ones, plus the CUDA ones when a GPU is present)")
     p.add_argument("--clip", help="a talking-head video to track and drive with (default: a synthetic one)")
     p.add_argument("--frames", type=int, help="clip frames to use (default 150; --quick 30)")
-    p.add_argument("--live-config", help="config of the live-loop run (default small; --quick tiny)")
+    p.add_argument("--live-config", help="config of the live-loop run (default: cpu on a CPU-only machine "
+                                         "when that config exists, else small; --quick: tiny)")
     p.add_argument("--live-backend", default="auto", help="backend of the live-loop run (default auto)")
     p.add_argument("--no-live", action="store_true", help="skip the clip, stages and live loop")
     p.add_argument("--runs", type=int, help="timed generator runs per row (default 30; --quick 10)")
     p.add_argument("--budget", type=float, help="seconds per generator row at most (default 10; --quick 1.5)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: all usable cores)")
     a = p.parse_args(argv)
-    a.configs = a.configs or ("tiny" if a.quick else "tiny,small,paper")
+    from models.config import CONFIGS
+
+    # every named config, cheapest first (a new one shows up here by itself)
+    named = sorted(CONFIGS, key=lambda n: (CONFIGS[n]["image_size"], sum(CONFIGS[n]["g_down_channels"])))
+    a.configs = a.configs or ("tiny" if a.quick else ",".join(named))
     if a.backends is None:
         a.backends = ",".join(gen.CPU_BACKENDS + (gen.CUDA_BACKENDS if torch.cuda.is_available() else ()))
     a.backends = [b.strip() for b in a.backends.split(",") if b.strip()]
@@ -62,7 +67,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             known = ", ".join(gen.CPU_BACKENDS + gen.CUDA_BACKENDS)
             raise PuppetError(f"--backends {b}: unknown; use {known}")
     a.frames = a.frames or (30 if a.quick else 150)
-    a.live_config = a.live_config or ("tiny" if a.quick else "small")
+    # the live loop runs the config meant for the machine: `cpu` (the CPU real-time one) without a GPU
+    cpu_live = "cpu" if "cpu" in CONFIGS and not torch.cuda.is_available() else "small"
+    a.live_config = a.live_config or ("tiny" if a.quick else cpu_live)
     a.runs = a.runs or (10 if a.quick else 30)
     a.budget = a.budget or (1.5 if a.quick else 10.0)
     for name in ("frames", "runs", "threads"):
