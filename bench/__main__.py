@@ -24,7 +24,7 @@ from bench import generator as gen
 from bench import live as live_bench
 from bench import stages as stage_bench
 from bench.machine import describe
-from bench.timing import peak_rss_mb
+from bench.timing import peak_rss_mb, summary, time_calls
 from puppet.errors import PuppetError, run_cli
 
 
@@ -79,17 +79,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def ref_from_clip(frames, lms, size: int):
-    """The first tracked frame as the random target's reference (landmarks and image in its crop)."""
-    from puppet.crop import Crop
-
-    for f, p in zip(frames, lms):
-        if p is not None:
-            box = Crop.from_landmarks(p)
-            return box.to_crop(p, size), box.apply(f, size)
-    raise PuppetError("clip: no face found in any frame; pass a clip with a clear face (--clip)")
-
-
 def run(a: argparse.Namespace) -> dict:
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -98,28 +87,28 @@ def run(a: argparse.Namespace) -> dict:
     configs = [gen.parse_config(s.strip()) for s in a.configs.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="puppet-bench-") as tmp:
         tmp = Path(tmp)
-        ref_lms0 = ref_img = frames = None
+        frames = lms0 = None
         if not a.no_live:
             clip = Path(a.clip) if a.clip else stage_bench.demo_clip(tmp / "clip.mp4", a.frames)
             log(f"clip {clip} ({'given' if a.clip else 'synthetic, packaged portrait'})")
             frames, decode_ms, fps = stage_bench.read_frames(clip, a.frames)
             if len(frames) < 3:
                 raise PuppetError(f"{clip}: only {len(frames)} frames could be read; pass a longer clip")
-            from puppet.track import Tracker
+            from puppet.track import detect
 
-            with Tracker(mode="image") as tr:
-                first = [tr(frames[0])]
-            if first[0] is None:
+            lms0 = detect(frames[0])
+            if lms0 is None:
                 raise PuppetError(f"{clip}: no face in the first frame; pass a clip that starts on a face")
+
+        def target_for(cfg):
+            """A random-weight target; with a clip, its first face is the reference (the live neutral)."""
+            ref = () if frames is None else stage_bench.reference(frames[0], lms0, cfg["image_size"])
+            return gen.random_target(cfg, *ref)
 
         # Generator rows, config by config.
         for cfg in configs:
-            target = None
-            if frames is not None:
-                ref_lms0, ref_img = ref_from_clip(frames, first, cfg["image_size"])
-                target = gen.random_target(cfg, ref_lms0, ref_img)
             log(f"generator {cfg.get('name')}: {', '.join(a.backends)}")
-            rows = gen.bench_config(cfg, a.backends, warmup=3, runs=a.runs, budget_s=a.budget, target=target)
+            rows = gen.bench_config(target_for(cfg), a.backends, warmup=3, runs=a.runs, budget_s=a.budget)
             result["generator"] += rows
             by = {r["backend"]: r for r in rows if "median_ms" in r}
             if "torch" in by and "onnxruntime" in by:
@@ -134,18 +123,15 @@ def run(a: argparse.Namespace) -> dict:
             from export.runtime import load_backend
 
             cfg = gen.parse_config(a.live_config)
-            ref_lms0, ref_img = ref_from_clip(frames, first, cfg["image_size"])
-            target = gen.random_target(cfg, ref_lms0, ref_img)
+            target = target_for(cfg)
             backend = load_backend(a.live_backend, target, verbose=False)
             bname = getattr(backend, "name", a.live_backend)
             result["live_backend"] = backend.describe() if hasattr(backend, "describe") else bname
             log(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
             stages = stage_bench.run_stages(frames, decode_ms, fps, target, backend.generate,
                                             tmp / "stages.mp4")
-            x = gen._sketch(target.image_size)
+            x = gen.random_sketch(target.image_size)
             with torch.inference_mode():
-                from bench.timing import summary, time_calls
-
                 stages["generate"] = summary(time_calls(lambda: backend.generate(x), 3, a.runs, a.budget))
             result["stages"] = stages
             log(f"live loop on {len(frames)} frames: the file, then paced at {fps:.0f} fps")

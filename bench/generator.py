@@ -76,7 +76,7 @@ def _mean_face(size: int) -> np.ndarray:
     return pts
 
 
-def _sketch(size: int, device="cpu") -> torch.Tensor:
+def random_sketch(size: int, device="cpu") -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device)
 
@@ -130,7 +130,7 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
         row["describe"] = backend.describe()
     cuda = name == "tensorrt" or name.startswith("torch-cuda-")
     sync = torch.cuda.synchronize if cuda else None
-    x = _sketch(target.image_size)
+    x = random_sketch(target.image_size)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
@@ -167,14 +167,13 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
     return row
 
 
-def bench_config(config, backends, warmup: int, runs: int, budget_s: float, target=None) -> list[dict]:
-    """All backend rows for one config (a random-weight target unless one is given)."""
-    target = target or random_target(config)
+def bench_config(target, backends, warmup: int, runs: int, budget_s: float) -> list[dict]:
+    """All backend rows for one target (bench uses random-weight targets of each config)."""
     pg = target.person_generator("cpu")
     from models.flops import flops as count_flops
 
     # FlopCounterMode: 2 per multiply-add of convs and matmuls; norms and activations are not counted
-    flops = count_flops(pg, _sketch(target.image_size))
+    flops = count_flops(pg, random_sketch(target.image_size))
     params = sum(p.numel() for p in pg.parameters())
     rows = []
     for name in backends:

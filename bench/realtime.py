@@ -136,7 +136,7 @@ def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> li
     for cfg in cfgs:
         target = gen.random_target(cfg, *(ref(cfg["image_size"]) if ref else (None, None)))
         onnx_path = export_target(target, tmp / f"{cfg['name']}.onnx", check=False)
-        x = gen._sketch(target.image_size)
+        x = gen.random_sketch(target.image_size)
         f = flops(target.person_generator(), x)
         for kind, opts in settings(usable_cores()):
             backend = make_backend(kind, opts, target, onnx_path)
@@ -189,8 +189,7 @@ def main(argv: list[str]) -> int:
         raise PuppetError(f"--configs {e}: unknown; use a models config name, a candidate "
                           f"({', '.join(candidates())}) or a .json file") from None
     from bench.machine import usable_cores
-    from bench.stages import demo_clip, read_frames
-    from puppet.crop import Crop
+    from bench.stages import demo_clip, read_frames, reference
     from puppet.track import detect
 
     with tempfile.TemporaryDirectory(prefix="puppet-realtime-") as tmp:
@@ -202,10 +201,9 @@ def main(argv: list[str]) -> int:
         if lms0 is None:
             raise PuppetError("demo clip: no face in its first frame; reinstall matplotlib (it ships the "
                               "portrait)")
-        box = Crop.from_landmarks(lms0)
 
         def ref(size):
-            return box.to_crop(lms0, size), box.apply(first, size)
+            return reference(first, lms0, size)
 
         t0 = time.perf_counter()
         rows = sweep(cfgs, a.runs, a.budget, tmp, ref)

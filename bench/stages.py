@@ -21,6 +21,14 @@ def demo_clip(path: str | Path, n_frames: int, height: int = 480, fps: float = 2
     return write_video(path, demo_frames(n_frames, seed=0, height=height), fps)
 
 
+def reference(frame, lms, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A face as a target's reference: its landmarks and image in the shared crop at `size`."""
+    from puppet.crop import Crop
+
+    box = Crop.from_landmarks(lms)
+    return box.to_crop(lms, size), box.apply(frame, size)
+
+
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[list, list[float], float]:
     """The frames of a video (up to max_frames), the milliseconds each took to decode, and its fps."""
     from puppet.sources import FileSource
