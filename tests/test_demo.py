@@ -6,15 +6,7 @@ import subprocess
 import sys
 
 import cv2
-
-
-def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
+from _util import count_frames
 
 
 def test_demo_writes_side_by_side_video_and_caches_target(tmp_path):
@@ -24,7 +16,7 @@ def test_demo_writes_side_by_side_video_and_caches_target(tmp_path):
            "--no-window"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _frames(out / "demo.mp4") == 6 and _frames(out / "output.mp4") == 6
+    assert count_frames(out / "demo.mp4") == 6 and count_frames(out / "output.mp4") == 6
     panel = cv2.imread(str(out / "demo.png"))
     # four stacked panels of driver (4:3 or wider) | sketch | output, each 256 high
     assert panel.shape[0] == 4 * 256 and panel.shape[1] >= 3 * 256

@@ -1,13 +1,11 @@
 """ONNX export of a tiny target: fp32 and fp16 graphs, parity with torch on onnxruntime, TensorRT ops."""
 
-import copy
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import pytest
-import torch
+from _util import random_target
 from onnx import TensorProto, helper, numpy_helper
 
 from export.onnx import (
@@ -22,35 +20,18 @@ from export.onnx import (
     trt_problems,
 )
 from models.generator import Generator
-from models.spectral import remove_spectral_norm
 from puppet.errors import PuppetError
-from puppet.target import Target, load_target, save_target
+from puppet.target import load_target, save_target
 
 # What the generator exports to: pinned so that a new op in models/ is a deliberate, checked change.
 GENERATOR_OPS = {"Add", "AveragePool", "Conv", "InstanceNormalization", "MatMul", "Mul", "Relu", "Reshape",
                  "Resize", "Softmax", "Tanh", "Transpose"}
 
 
-def make_target(seed: int = 0) -> Target:
-    """A tiny random target whose every part matters: attention switched on (gamma != 0), psi far from 0."""
-    torch.manual_seed(seed)
-    G = Generator("tiny")
-    with torch.no_grad():
-        for m in G.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.fill_(0.7)
-    G = remove_spectral_norm(copy.deepcopy(G).eval())
-    size = G.cfg["image_size"]
-    rng = np.random.default_rng(seed)
-    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
-                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
-                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
-
-
 @pytest.fixture(scope="module")
 def target_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("target") / "mona.pt"
-    save_target(path, make_target())
+    save_target(path, random_target())
     return path
 
 
@@ -130,7 +111,7 @@ def test_fp16_export_keeps_norms_in_fp32_and_matches_torch(target_path, tmp_path
 def test_self_check_catches_a_wrong_graph(target_path, tmp_path):
     """The parity check is not vacuous: the graph of another person's psi fails it."""
     target = load_target(target_path)
-    other = make_target(seed=1)
+    other = random_target(seed=1)
     out = export_target(other, tmp_path / "other.onnx", "fp32", check=False)
     with pytest.raises(PuppetError, match="differs from torch"):
         self_check(out, target.person_generator(), sample_sketches(target), "fp32")
@@ -153,12 +134,12 @@ def test_tolerance_is_the_briefs_at_64px_and_grows_with_size():
 
 def test_ensure_onnx_reuses_an_up_to_date_file_and_reexports_a_changed_target(tmp_path):
     path = tmp_path / "mona.pt"
-    save_target(path, make_target())
+    save_target(path, random_target())
     first = ensure_onnx(path, "fp32")
     assert first == tmp_path / "mona.onnx"
     stamp = first.stat().st_mtime_ns
     assert ensure_onnx(path, "fp32").stat().st_mtime_ns == stamp  # same bytes, same engine key downstream
-    save_target(path, make_target(seed=2))
+    save_target(path, random_target(seed=2))
     assert ensure_onnx(path, "fp32").stat().st_mtime_ns != stamp
 
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _util import count_frames
 
 from puppet.errors import run_cli
 
@@ -81,15 +82,6 @@ def face_clip(face_frames, tmp_path_factory):
     from puppet.synthetic import write_video
 
     return write_video(tmp_path_factory.mktemp("clip") / "drive.mp4", face_frames, FPS)
-
-
-def count_frames(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face_clip, tmp_path, capsys):

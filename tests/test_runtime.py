@@ -5,14 +5,13 @@ as strings (that tests the key, it does not pretend an engine was built), and `p
 for its one-line error.
 """
 
-import copy
 import importlib.util
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
+from _util import random_target
 
 from export.cache import (
     BuildSettings,
@@ -27,34 +26,17 @@ from export.cache import (
 from export.onnx import sample_sketches
 from export.runtime import auto_backend_name, load_backend
 from export.trt import ROUTE_FP16_FLAG, ROUTE_STRONG, default_engine_path, route_for
-from models.generator import Generator
-from models.spectral import remove_spectral_norm
 from puppet.errors import PuppetError
-from puppet.target import Target, load_target, save_target
+from puppet.target import load_target, save_target
 
 H200 = DeviceIdentity("10.13.3", "NVIDIA H200", "9.0")
 SHA = "ab" * 32
 
 
-def make_target(seed: int = 0) -> Target:
-    torch.manual_seed(seed)
-    G = Generator("tiny")
-    with torch.no_grad():
-        for m in G.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.fill_(0.7)  # attention on
-    G = remove_spectral_norm(copy.deepcopy(G).eval())
-    size = G.cfg["image_size"]
-    rng = np.random.default_rng(seed)
-    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
-                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
-                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
-
-
 @pytest.fixture(scope="module")
 def target_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("rt") / "mona.pt"
-    save_target(path, make_target())
+    save_target(path, random_target())
     return path
 
 

@@ -1,0 +1,37 @@
+"""Helpers shared by several test files."""
+
+import copy
+
+import cv2
+import numpy as np
+import torch
+
+from models.generator import Generator
+from models.spectral import remove_spectral_norm
+from puppet.target import Target
+
+
+def random_target(seed: int = 0) -> Target:
+    """A tiny random target whose every part matters: attention switched on (gamma != 0), psi far from 0."""
+    torch.manual_seed(seed)
+    G = Generator("tiny")
+    with torch.no_grad():
+        for m in G.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(0.7)  # attention on
+    G = remove_spectral_norm(copy.deepcopy(G).eval())
+    size = G.cfg["image_size"]
+    rng = np.random.default_rng(seed)
+    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
+                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
+                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
+
+
+def count_frames(path) -> int:
+    """Frames in a video file, counted by decoding it (not the container's claim)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
