@@ -168,7 +168,9 @@ def markdown(r: dict) -> str:
         f"Machine: {cpu['model']}, {cpu['cores']} cores @ {_f(cpu['mhz'], 0)} MHz; torch {m['torch']} "
         f"({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}"
         + (f"; GPU {m['gpu']['name']} (CUDA {m['gpu']['cuda']})" if m.get("gpu") else "; no GPU"),
-        f"CPU peak (fp32): {_f(cpu['peak_gflops_fp32'])} GFLOP/s = {cpu['peak_assumption']}",
+        f"CPU peak (fp32): {_f(cpu['peak_gflops_fp32'])} GFLOP/s = {cpu['peak_assumption']}; "
+        f"a 1024³ torch fp32 matmul reaches {_f(cpu['matmul_gflops_fp32'])} GFLOP/s here "
+        "(% of peak below: of the higher of the two)",
         "",
         "| config | size | backend | median ms | p95 ms | fps | GFLOP/frame | GFLOP/s | % of peak |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.machine import cpu_info, gpu_peak
+from bench.machine import cpu_peak, gpu_peak
 from bench.timing import summary, time_calls
 
 CPU_BACKENDS = ("torch", "onnxruntime")
@@ -153,11 +153,8 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
             row["peak_gflops"] = (peak[0] if half else peak[1]) * 1000.0
             row["peak_basis"] = "dense fp16 tensor (data sheet)" if half else "fp32 non-tensor (data sheet)"
     else:
-        cpu = cpu_info(torch.get_num_threads())
         row["device"] = f"cpu ({torch.get_num_threads()} threads)"
-        if cpu["peak_gflops_fp32"]:
-            row["peak_gflops"] = round(cpu["peak_gflops_fp32"], 1)
-            row["peak_basis"] = cpu["peak_assumption"]
+        row["peak_gflops"], row["peak_basis"] = cpu_peak(torch.get_num_threads())
     if row.get("peak_gflops"):
         row["fraction_of_peak"] = round(achieved / row["peak_gflops"], 4)
     with contextlib.suppress(Exception):
