@@ -12,7 +12,6 @@ synthetic talking head made from the packaged portrait unless --clip names one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import torch
 from bench import generator as gen
 from bench import live as live_bench
 from bench import stages as stage_bench
+from bench.cli import Parser, write_json
 from bench.machine import describe
 from bench.timing import peak_rss_mb, summary, time_calls
 from puppet.errors import PuppetError, run_cli
@@ -33,10 +33,6 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise PuppetError(f"{self.prog}: {message}; see --help")
-
     p = Parser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny config, few runs: well under a minute on a CPU")
     p.add_argument("--json", metavar="OUT.json", help="write every number here")
@@ -229,9 +225,7 @@ def main(argv: list[str]) -> int:
     r = run(a)
     print(markdown(r))
     if a.json:
-        from puppet.files import atomic_write_bytes
-
-        atomic_write_bytes(a.json, (json.dumps(r, indent=2) + "\n").encode())
+        write_json(a.json, r)
         log(f"wrote {a.json}")
     return 0
 

@@ -20,7 +20,6 @@ The held-out frames are the same for every T: evenly spaced among the frames aft
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench.cli import Parser, write_json
 from bench.metrics import nme, psnr, ssim
 from puppet.errors import PuppetError, run_cli
 
@@ -319,10 +319,6 @@ def _f(v, nd) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise PuppetError(f"{self.prog}: {message}; see --help")
-
     p = Parser(prog="python -m bench.quality", description="Self-reenactment quality on a talking-head clip.")
     p.add_argument("--clip", required=True, help="a video of one person talking")
     p.add_argument("--frames", default="1,8,32", help="the T values, comma-separated (default 1,8,32)")
@@ -345,6 +341,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save", metavar="DIR", help="write real | sketch | output strips per T here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
+    if not Path(a.clip).is_file():
+        raise PuppetError(f"--clip {a.clip}: no such video file; pass a clip of one person talking (.mp4)")
     try:
         a.frames = sorted({int(t) for t in a.frames.split(",") if t.strip()})
     except ValueError:
@@ -366,9 +364,7 @@ def main(argv: list[str]) -> int:
     r = run(a)
     print(markdown(r))
     if a.json:
-        from puppet.files import atomic_write_bytes
-
-        atomic_write_bytes(a.json, (json.dumps(r, indent=2) + "\n").encode())
+        write_json(a.json, r)
         log(f"wrote {a.json}")
     return 0
 

@@ -12,9 +12,7 @@ Configs are plain dicts (models.config.get_config takes them), so candidates nee
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 import torch
 
 from bench import generator as gen
+from bench.cli import Parser, write_json
 from bench.timing import summary, time_calls
 from puppet.errors import PuppetError, run_cli
 
@@ -52,7 +51,15 @@ def candidates() -> dict[str, dict]:
 
 
 def config(spec: str) -> dict:
-    return candidates()[spec] if spec in candidates() else gen.parse_config(spec)
+    """A candidate of this module, a named config, or a .json config file."""
+    from models.config import CONFIGS
+
+    if spec in candidates():
+        return candidates()[spec]
+    if spec in CONFIGS or spec.endswith(".json"):
+        return gen.parse_config(spec)
+    raise PuppetError(f"--configs {spec}: unknown; use a config name ({', '.join(CONFIGS)}), a candidate "
+                      f"({', '.join(candidates())}) or a .json file")
 
 
 # ------------------------------------------------------------------------------------------ backends
@@ -172,7 +179,7 @@ def log(msg: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.realtime", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m bench.realtime", description=__doc__.split("\n")[0])
     p.add_argument("--configs", default="small," + ",".join(candidates()),
                    help="config names (models' or this module's candidates) or .json files")
     p.add_argument("--frames", type=int, default=150, help="clip frames for the live loop (default 150)")
@@ -183,11 +190,7 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.quick:
         a.runs, a.budget, a.frames = 5, 1.0, 30
-    try:
-        cfgs = [config(s.strip()) for s in a.configs.split(",") if s.strip()]
-    except KeyError as e:
-        raise PuppetError(f"--configs {e}: unknown; use a models config name, a candidate "
-                          f"({', '.join(candidates())}) or a .json file") from None
+    cfgs = [config(s.strip()) for s in a.configs.split(",") if s.strip()]
     from bench.machine import usable_cores
     from bench.stages import demo_clip, read_frames, reference
     from puppet.track import detect
@@ -243,9 +246,7 @@ def main(argv: list[str]) -> int:
         print(f"| {lv['config']} | {lv['setting']} | {f['fps']:.1f} | {st['track']} | {st['generate']} | "
               f"{p['fps']:.1f} | {p['dropped']} | {p['latency_p50_ms']} | {p['latency_p95_ms']} |")
     if a.json:
-        from puppet.files import atomic_write_bytes
-
-        atomic_write_bytes(a.json, (json.dumps(result, indent=2) + "\n").encode())
+        write_json(a.json, result)
     return 0
 
 

@@ -121,7 +121,7 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
     driven, drive_ms = drive(lms, target, fps)
     sketches, raster_ms = rasterise(driven, target.image_size)
     with torch.inference_mode():
-        images = [generate(s) for s in sketches[: min(len(sketches), 30)]]
+        images = [generate(s) for s in sketches[:30]]
     out_ms = output(images, out_path, fps)
     return {
         "frames": len(frames),
