@@ -51,6 +51,22 @@ CONFIGS: dict[str, dict] = {
         "attn_down": [16],
         "attn_up": [32],
     },
+    # CPU real time (issue 8, BENCHMARKS.md): `small` with half of G's widths and 2 bottleneck blocks (E and D
+    # unchanged). 0.97 GFLOP a frame against small's 3.78; the live loop reaches 25+ fps on 2 CPU cores with
+    # onnxruntime.
+    "cpu": {
+        "name": "cpu",
+        "image_size": 128,
+        "emb_dim": 256,
+        "e_channels": [32, 64, 128, 256, 256],
+        "g_down_channels": [16, 32, 64, 128],
+        "g_res_blocks": 2,
+        "g_up_channels": [64, 32, 16, 16],
+        "d_channels": [32, 64, 128, 256, 256],
+        "d_res_blocks": 1,
+        "attn_down": [16],
+        "attn_up": [32],
+    },
     # For tests and smoke runs on a CPU: a forward+backward of all three networks takes milliseconds.
     "tiny": {
         "name": "tiny",

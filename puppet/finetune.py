@@ -1,7 +1,7 @@
 """Few-shot fine-tuning (paper section 3.3): photos of one person -> a target file (mona.pt).
 
     python -m puppet.finetune PHOTO [PHOTO ...] | --video CLIP [--frames T]  --out mona.pt
-        (--checkpoint meta.pt | --from-scratch --config tiny|small|paper) [--steps N] [--no-augment] ...
+        (--checkpoint meta.pt | --from-scratch --config tiny|small|cpu|paper) [--steps N] [--no-augment] ...
 
 The T frames are cropped with the shared tracker and crop and sketched with the one rasteriser. Then, as in
 the paper: e_hat = mean of E over the T frames, psi' = P e_hat and w' = w0 + e_hat; G (all of its weights,
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.config import CONFIGS
 from puppet.errors import PuppetError, run_cli
 from puppet.images import read_image, to_tensor
 from puppet.target import Target, make_metadata, save_target
@@ -279,7 +280,7 @@ def finetune(
                               f"leave --config out with --checkpoint")
     else:
         if config is None:
-            raise PuppetError("--from-scratch: needs --config tiny|small|paper")
+            raise PuppetError("--from-scratch: needs --config tiny|small|cpu|paper")
         cfg = get_config(config)
     S = cfg["image_size"]
     for f in frames_bgr:
@@ -392,7 +393,7 @@ def _parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="META", help="meta-learned checkpoint (meta.pt) to start from")
     src.add_argument("--from-scratch", action="store_true", help="no meta checkpoint: random E, G, D")
-    p.add_argument("--config", choices=["tiny", "small", "paper"], help="networks, with --from-scratch")
+    p.add_argument("--config", choices=sorted(CONFIGS), help="networks, with --from-scratch")
     p.add_argument("--steps", type=int, default=None,
                    help=f"fine-tuning steps (default {DEFAULT_STEPS_META} from a checkpoint, "
                         f"{DEFAULT_STEPS_SCRATCH} from scratch; 0: the feed-forward model)")
@@ -423,7 +424,7 @@ def main(argv: list[str]) -> int:
     if args.frames < 1:
         raise PuppetError(f"--frames {args.frames}: must be >= 1")
     if args.from_scratch and args.config is None:
-        raise PuppetError("--from-scratch: needs --config tiny|small|paper")
+        raise PuppetError("--from-scratch: needs --config tiny|small|cpu|paper")
     if args.from_scratch and args.steps == 0:
         warn("--from-scratch with --steps 0: the generator is untrained noise")
     from models.config import get_config

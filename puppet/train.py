@@ -1,6 +1,6 @@
 """Meta-learning (paper section 3.2): a prepared dataset -> meta.pt (E, G with P, D with W).
 
-    python -m puppet.train --data DATA --config tiny|small|paper --out meta.pt [--steps N] [--resume]
+    python -m puppet.train --data DATA --config tiny|small|cpu|paper --out meta.pt [--steps N] [--resume]
         [--batch B] [--K 8] [--ckpt-every N] [--logdir DIR] [--seed S] [--vgg19 PATH|random]
         [--vggface PATH|random] [--d-steps 2] [--amp auto|off|bf16|fp16] [--workers N] [--group clip|folder]
     torchrun --nproc_per_node N -m puppet.train ...        (and multi-node: torchrun's --nnodes/--rdzv_*)
@@ -65,7 +65,7 @@ def load_meta(path: str | os.PathLike) -> dict:
     """Read a meta-learned checkpoint (weights_only): {"config", "num_videos", "embedder", "generator",
     "discriminator", "step", ...}. A missing, unreadable or foreign file is a one-line PuppetError."""
     path = Path(path)
-    fix = "train one with python -m puppet.train --data DATA --config tiny|small|paper --out meta.pt"
+    fix = "train one with python -m puppet.train --data DATA --config tiny|small|cpu|paper --out meta.pt"
     if not path.is_file():
         raise PuppetError(f"{path}: meta-learned checkpoint not found; {fix}")
     try:
@@ -195,7 +195,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m puppet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="a prepared dataset folder (python -m puppet.prepare)")
-    p.add_argument("--config", help="tiny|small|paper (a new run needs it; --resume takes the checkpoint's)")
+    p.add_argument("--config", help="tiny|small|cpu|paper (new runs; --resume takes the checkpoint's)")
     p.add_argument("--image-size", type=int, help="override the config's image_size (e.g. 32: smoke tests)")
     p.add_argument("--out", required=True, help="the checkpoint meta.pt (written every --ckpt-every steps)")
     p.add_argument("--steps", type=int, default=100_000, help="total steps to train to (default 100000)")
@@ -230,7 +230,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if a.workers < 0:
         raise PuppetError(f"--workers {a.workers}: must be 0 or more")
     if not a.resume and a.config is None:
-        raise PuppetError("--config: needed for a new run (tiny|small|paper); or pass --resume")
+        raise PuppetError("--config: needed for a new run (tiny|small|cpu|paper); or pass --resume")
     return a
 
 
