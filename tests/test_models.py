@@ -32,7 +32,7 @@ def test_get_config_names_and_errors():
         assert get_config(cfg) == cfg  # a config read back from a checkpoint validates as is
     assert get_config("paper")["image_size"] == 256 and get_config("paper")["emb_dim"] == 512
     assert get_config("small")["image_size"] == 128 and get_config("tiny")["image_size"] <= 64
-    with pytest.raises(PuppetError, match="unknown name; use one of paper, small, tiny"):
+    with pytest.raises(PuppetError, match="unknown name; use one of cpu, paper, small, tiny"):
         get_config("huge")
     bad = get_config("tiny")
     bad["e_channels"][-1] = bad["emb_dim"] + 1
