@@ -92,26 +92,23 @@ def make_driver(out: Path, n_frames: int, seed: int, portrait: Path | None = Non
 
 class PanelRecorder:
     """Takes the preview window's place in the live loop: writes each panel (driver | sketch | output) to an
-    mp4 and keeps a few for the still, and forwards to a real window when there is a display."""
+    mp4 (a FileSink sized by the first panel) and keeps them for the still, and forwards to a real window
+    when there is a display."""
 
     def __init__(self, path: Path, fps: float, window=None, height: int = PANEL_HEIGHT):
         self.path, self.fps, self.window, self.height = path, fps, window, height
         self.show_landmarks = False
         self.show_stats = False
         self.panels: list[np.ndarray] = []
-        self.writer = None
-        self.tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        self.sink = None
 
     def show(self, camera, sketch, output, landmarks=None, lines=None) -> None:
-        from puppet.sinks import compose
+        from puppet.sinks import FileSink, compose
 
         panel = compose(camera, sketch, output, self.height)
-        if self.writer is None:
-            h, w = panel.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise PuppetError(f"{self.path}: can't write a video there; check the folder is writable")
-        self.writer.write(panel)
+        if self.sink is None:
+            self.sink = FileSink(self.path, (panel.shape[1], panel.shape[0]), self.fps)
+        self.sink.write(panel)
         self.panels.append(panel)
         if self.window is not None:
             self.window.show(camera, sketch, output, landmarks, lines)
@@ -120,10 +117,8 @@ class PanelRecorder:
         return self.window.poll(wait_ms) if self.window is not None else None
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-            os.replace(self.tmp, self.path)
+        if self.sink is not None:
+            self.sink.close()
         if self.window is not None:
             self.window.close()
 

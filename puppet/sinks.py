@@ -46,23 +46,24 @@ class FileSink:
     name = "file"
     keepalive = False  # one frame per output frame: nothing extra while the source stalls
 
-    def __init__(self, path: str | os.PathLike, size: int, fps: float):
+    def __init__(self, path: str | os.PathLike, size: int | tuple[int, int], fps: float):
+        """size: the side of a square output, or (width, height) (the demo's side-by-side panel)."""
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
                               f"create it or pick another path")
-        self.size = size
+        self.width, self.height = (size, size) if isinstance(size, int) else size
         # VideoWriter picks the container from the extension, so the temporary name keeps it.
         self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(fps), (size, size))
+        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(fps), (self.width, self.height))
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
             raise PuppetError(f"{self.path}: can't write a video there; check it's writable and ends in .mp4")
         self.frames = 0
 
     def write(self, img: np.ndarray) -> None:
-        self.writer.write(fit(img, self.size, self.size))
+        self.writer.write(fit(img, self.width, self.height))
         self.frames += 1
 
     def close(self) -> None:

@@ -23,5 +23,5 @@ def astronaut_path():
     from puppet.assets import astronaut
 
     p = astronaut()
-    assert p is not None, "scikit-image (the dev extra) provides astronaut.png"
+    assert p is not None, "scikit-image (a core dependency) provides astronaut.png"
     return p
