@@ -15,7 +15,6 @@ Peaks are estimates with stated assumptions, never measurements:
 from __future__ import annotations
 
 import functools
-import os
 import platform
 import re
 from pathlib import Path
@@ -71,17 +70,12 @@ def cpu_flops_per_cycle(info: dict[str, str]) -> int | None:
     return None
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def cpu_info(threads: int | None = None) -> dict:
     """CPU model, cores, clock and the estimated fp32 peak (GFLOP/s) for `threads` cores (all usable)."""
     info = _cpuinfo()
-    cores = usable_cores()
+    from export.runtime import physical_cores
+
+    cores = physical_cores()  # what the runtime gives onnxruntime; hyper-threads share a core's vector units
     n = min(threads or cores, cores)
     mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
     fpc = cpu_flops_per_cycle(info)

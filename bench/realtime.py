@@ -134,8 +134,8 @@ def make_backend(kind: str, opts: dict, target, onnx_path):
 
 # ------------------------------------------------------------------------------------------ the sweep
 def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> list[dict]:
-    from bench.machine import usable_cores
     from export.onnx import export_target
+    from export.runtime import physical_cores
     from models.flops import flops
 
     rows = []
@@ -145,7 +145,7 @@ def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> li
         onnx_path = export_target(target, tmp / f"{cfg['name']}.onnx", check=False)
         x = gen.random_sketch(target.image_size)
         f = flops(target.person_generator(), x)
-        for kind, opts in settings(usable_cores()):
+        for kind, opts in settings(physical_cores()):
             backend = make_backend(kind, opts, target, onnx_path)
             ms = time_calls(lambda b=backend, x=x: b.generate(x), 3, runs, budget)
             torch.set_num_threads(default_threads)
@@ -191,8 +191,8 @@ def main(argv: list[str]) -> int:
     if a.quick:
         a.runs, a.budget, a.frames = 5, 1.0, 30
     cfgs = [config(s.strip()) for s in a.configs.split(",") if s.strip()]
-    from bench.machine import usable_cores
     from bench.stages import demo_clip, read_frames, reference
+    from export.runtime import physical_cores
     from puppet.track import detect
 
     with tempfile.TemporaryDirectory(prefix="puppet-realtime-") as tmp:
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
             # The fastest generator setting alone, and onnxruntime with 1 and all threads (export.runtime's
             # default): in the loop the tracker competes for the same cores.
             tries = [(b["backend"], b["opts"])]
-            n = usable_cores()
+            n = physical_cores()
             for opts in ({"intra": 1, "level": "all"}, {"intra": n, "level": "all"},
                          {"intra": n, "level": "all", "spin": False}):
                 if ("onnxruntime", opts) not in tries:
