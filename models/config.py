@@ -13,13 +13,21 @@ Fields (all networks share `image_size` and `emb_dim`):
 - attn_down: resolutions (pixels) after which a self-attention layer sits in E, G's down path and D;
   attn_up: the same for G's up path. The paper: 32 and 64 at 256x256; smaller configs use the
   analogous resolutions (image_size/8 and image_size/4).
+- net_size (optional, default image_size): the side the networks work at inside. Images, sketches and
+  outputs cross the networks' boundary at image_size; E, G and D resize to net_size on the way in, and G
+  resizes its output back. With the appearance path, detail comes from the full-size warp, so a CPU model
+  can think at 128 and still give 256 (the attention resolutions and the divisibility rule refer to it).
+- appearance (optional, default "none"): "warp" gives G a second input, the target's reference picture
+  warped piecewise-affinely to the driving landmarks, and G predicts a colour image and a per-pixel mask
+  that blends the two (the warp keeps fine detail; G draws what a warp can't: the inside of the mouth,
+  closing eyes, shading). "none" is the paper's generator, which draws every pixel from the sketch.
 """
 
 from __future__ import annotations
 
 import copy
 
-from puppet.errors import PuppetError
+from models.errors import PuppetError
 
 CONFIGS: dict[str, dict] = {
     # The paper's widths at 256x256. Measured (tests/test_models.py checks the bounds): E 14.9 M parameters,
@@ -51,7 +59,7 @@ CONFIGS: dict[str, dict] = {
         "attn_down": [16],
         "attn_up": [32],
     },
-    # CPU real time (issue 8, BENCHMARKS.md): `small` with half of G's widths and 2 bottleneck blocks (E and D
+    # CPU real time (BENCHMARKS.md): `small` with half of G's widths and 2 bottleneck blocks (E and D
     # unchanged). 0.97 GFLOP a frame against small's 3.78; the live loop reaches 25+ fps on 2 CPU cores with
     # onnxruntime.
     "cpu": {
@@ -67,6 +75,38 @@ CONFIGS: dict[str, dict] = {
         "attn_down": [16],
         "attn_up": [32],
     },
+    # The CPU live default: `cpu`'s widths thinking at 128, with the appearance path giving a sharp 256
+    # output (the warp carries the detail, G the corrections). Still ~1 GFLOP a frame.
+    "cpu-warp": {
+        "name": "cpu-warp",
+        "image_size": 256,
+        "net_size": 128,
+        "appearance": "warp",
+        "emb_dim": 256,
+        "e_channels": [32, 64, 128, 256, 256],
+        "g_down_channels": [16, 32, 64, 128],
+        "g_res_blocks": 2,
+        "g_up_channels": [64, 32, 16, 16],
+        "d_channels": [32, 64, 128, 256, 256],
+        "d_res_blocks": 1,
+        "attn_down": [16],
+        "attn_up": [32],
+    },
+    # The appearance path at the paper's size and widths, for GPUs.
+    "paper-warp": {
+        "name": "paper-warp",
+        "image_size": 256,
+        "appearance": "warp",
+        "emb_dim": 512,
+        "e_channels": [64, 128, 256, 512, 512, 512],
+        "g_down_channels": [64, 128, 256, 512],
+        "g_res_blocks": 5,
+        "g_up_channels": [256, 128, 64, 32],
+        "d_channels": [64, 128, 256, 512, 512, 512],
+        "d_res_blocks": 1,
+        "attn_down": [32],
+        "attn_up": [64],
+    },
     # For tests and smoke runs on a CPU: a forward+backward of all three networks takes milliseconds.
     "tiny": {
         "name": "tiny",
@@ -81,7 +121,34 @@ CONFIGS: dict[str, dict] = {
         "attn_down": [8],
         "attn_up": [16],
     },
+    # `tiny` with the appearance path, thinking at half its I/O size: tests of the warp generator.
+    "tiny-warp": {
+        "name": "tiny-warp",
+        "image_size": 64,
+        "net_size": 32,
+        "appearance": "warp",
+        "emb_dim": 32,
+        "e_channels": [8, 16, 32],
+        "g_down_channels": [8, 16],
+        "g_res_blocks": 1,
+        "g_up_channels": [16, 8],
+        "d_channels": [8, 16, 32],
+        "d_res_blocks": 1,
+        "attn_down": [8],
+        "attn_up": [16],
+    },
 }
+
+APPEARANCE = ("none", "warp")
+
+
+def net_size(cfg: dict) -> int:
+    """The side the networks work at (see the module docstring)."""
+    return int(cfg.get("net_size") or cfg["image_size"])
+
+
+def appearance(cfg: dict) -> str:
+    return cfg.get("appearance") or "none"
 
 _INT_FIELDS = ("image_size", "emb_dim", "g_res_blocks", "d_res_blocks")
 _LIST_FIELDS = ("e_channels", "g_down_channels", "g_up_channels", "d_channels", "attn_down", "attn_up")
@@ -116,11 +183,19 @@ def _validate(cfg: dict) -> None:
         if not isinstance(cfg[k], (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in cfg[k]):
             raise PuppetError(f"{where}: {k} must be a list of positive ints, got {cfg[k]!r}")
         cfg[k] = list(cfg[k])
-    size = cfg["image_size"]
+    if "net_size" in cfg and cfg["net_size"] is not None:
+        ns = cfg["net_size"]
+        if not isinstance(ns, int) or ns <= 0 or cfg["image_size"] % ns:
+            raise PuppetError(f"{where}: net_size must be a positive int dividing image_size "
+                              f"{cfg['image_size']}, got {cfg['net_size']!r}")
+    if appearance(cfg) not in APPEARANCE:
+        raise PuppetError(f"{where}: appearance must be one of {', '.join(APPEARANCE)}, "
+                          f"got {cfg['appearance']!r}")
+    size = net_size(cfg)
     for k in ("e_channels", "g_down_channels", "d_channels"):
         n = len(cfg[k])
         if n == 0 or size % (2**n) != 0:
-            raise PuppetError(f"{where}: image_size {size} must be divisible by 2**len({k}) = {2**n}")
+            raise PuppetError(f"{where}: net_size {size} must be divisible by 2**len({k}) = {2**n}")
     if cfg["e_channels"][-1] != cfg["emb_dim"] or cfg["d_channels"][-1] != cfg["emb_dim"]:
         raise PuppetError(f"{where}: e_channels[-1] and d_channels[-1] must equal emb_dim {cfg['emb_dim']}")
     if len(cfg["g_up_channels"]) != len(cfg["g_down_channels"]):

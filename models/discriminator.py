@@ -4,7 +4,11 @@ V: residual down-sampling blocks (no normalisation, spectral norm) on the frame 
 self-attention at cfg["attn_down"], residual block(s) at the lowest resolution, global sum pooling and ReLU.
 W holds one emb_dim vector per training video (an nn.Embedding: DDP-friendly, rows looked up by index);
 fine-tuning passes an explicit w = w0 + e_hat instead. D also returns every block's output for the
-feature-matching loss."""
+feature-matching loss. Inputs larger than cfg["net_size"] are resized to it first.
+
+Fine-tuning from a meta-learned model starts w' at w0 + e_hat (the paper); from random weights it starts
+at w0 alone: a random embedder's e_hat is large and meaningless, the projection term then swamps D's score
+(+38 real / +40 fake measured) and the hinge loss kills D's features within a few hundred steps."""
 
 from __future__ import annotations
 
@@ -13,16 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResBlock, down_path
-from .config import get_config
+from .config import get_config, net_size
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: dict | str, num_videos: int, spectral: bool = True):
         super().__init__()
         self.cfg = get_config(cfg)
+        self.net_size = net_size(self.cfg)
         self.num_videos = num_videos
         c = self.cfg["emb_dim"]
-        self.blocks, _ = down_path(6, self.cfg["d_channels"], self.cfg["image_size"], self.cfg["attn_down"],
+        self.blocks, _ = down_path(6, self.cfg["d_channels"], net_size(self.cfg), self.cfg["attn_down"],
                                    None, spectral)
         for _ in range(self.cfg["d_res_blocks"]):
             self.blocks.append(ResBlock(c, None, spectral))
@@ -35,6 +40,8 @@ class Discriminator(nn.Module):
     def features(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """V(x, y) (B, emb_dim) and the blocks' outputs."""
         h = torch.cat([x, y], dim=1)
+        if h.shape[-1] != self.net_size:
+            h = F.interpolate(h, size=(self.net_size, self.net_size), mode="area")
         feats = []
         for blk in self.blocks:
             h = blk(h)

@@ -8,6 +8,16 @@ cfg["attn_up"] (32 and 64 in the paper's 256x256 config).
 The AdaIN parameters are person-specific: psi = P e_hat, with P a learned (n_adain x emb_dim) matrix.
 psi is laid out layer by layer as [scale offsets (C), shifts (C)]; a layer's scale is 1 + its offsets, so
 psi = 0 is plain instance norm (a gentle start for training).
+
+With cfg["appearance"] == "warp" G also takes the reference picture warped to the driving landmarks
+(`warped`, same size as the output). It sees it beside the sketch and ends in two heads: a colour image and
+a mask m, and returns m * warped + (1 - m) * colour. The mask head starts at m = 0.98 everywhere, so an
+untrained G already gives (nearly) the warp, and training teaches it where the warp is wrong. This is the
+idea of the authors' follow-up (Zakharov et al. 2020, bi-layer model: a warped high-frequency texture
+beside a generated layer), kept inside the 2019 generator: AdaIN with psi = P e_hat is unchanged.
+
+With cfg["net_size"] < cfg["image_size"] G works at net_size inside: its inputs are resized down (area),
+its colour and mask are resized up (bilinear) and blended with the full-size warp.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResBlock, ResBlockUp, SelfAttention, conv, down_path
-from .config import get_config
+from .config import appearance, get_config, net_size
 from .spectral import has_spectral_norm, remove_spectral_norm
 
 
@@ -28,8 +38,12 @@ class _Body(nn.Module):
 
     def __init__(self, cfg: dict, spectral: bool):
         super().__init__()
-        size = cfg["image_size"]
-        self.down, size = down_path(3, cfg["g_down_channels"], size, cfg["attn_down"], "in", spectral)
+        size = net_size(cfg)
+        self.io_size = cfg["image_size"]
+        self.net_size = size
+        self.appearance = appearance(cfg) == "warp"
+        cin = 6 if self.appearance else 3
+        self.down, size = down_path(cin, cfg["g_down_channels"], size, cfg["attn_down"], "in", spectral)
         c = cfg["g_down_channels"][-1]
         self.up = nn.ModuleList(ResBlock(c, "adain", spectral) for _ in range(cfg["g_res_blocks"]))
         for cout in cfg["g_up_channels"]:
@@ -39,10 +53,30 @@ class _Body(nn.Module):
                 self.up.append(SelfAttention(cout, spectral))
             c = cout
         self.out = conv(c, 3, 3, spectral)
+        if self.appearance:
+            # No spectral norm here: it would rescale the zero start. Weights 0 and bias 4: m = 0.98.
+            self.mask = nn.Conv2d(c, 1, 3, padding=1)
+            nn.init.zeros_(self.mask.weight)
+            nn.init.constant_(self.mask.bias, 4.0)
         self.adain_channels = [ch for blk in self.up for ch in getattr(blk, "adain_channels", [])]
 
-    def forward(self, y: torch.Tensor, params: list) -> torch.Tensor:
-        x = y
+    def _to_net(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] == self.net_size:
+            return x
+        return F.interpolate(x, size=(self.net_size, self.net_size), mode="area")
+
+    def _to_io(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] == self.io_size:
+            return x
+        return F.interpolate(x, size=(self.io_size, self.io_size), mode="bilinear", align_corners=False)
+
+    def forward(self, y: torch.Tensor, params: list, warped: torch.Tensor | None = None) -> torch.Tensor:
+        if self.appearance:
+            if warped is None:
+                raise ValueError("this generator has the appearance path: pass the warped reference too")
+            x = torch.cat([self._to_net(y), self._to_net(warped)], dim=1)
+        else:
+            x = self._to_net(y)
         for blk in self.down:
             x = blk(x)
         i = 0
@@ -53,7 +87,12 @@ class _Body(nn.Module):
                 i += n
             else:
                 x = blk(x)
-        return torch.tanh(self.out(F.relu(x)))
+        h = F.relu(x)
+        colour = self._to_io(torch.tanh(self.out(h)))
+        if not self.appearance:
+            return colour
+        m = self._to_io(torch.sigmoid(self.mask(h)))
+        return m * warped + (1.0 - m) * colour
 
 
 class Generator(nn.Module):
@@ -68,6 +107,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = get_config(cfg)
         self.body = _Body(self.cfg, spectral)
+        self.appearance = self.body.appearance
         self.adain_channels = self.body.adain_channels
         self.n_adain = 2 * sum(self.adain_channels)
         # P is a plain projection (no spectral norm): its scale sets the AdaIN parameters' range.
@@ -90,12 +130,15 @@ class Generator(nn.Module):
             i += 2 * c
         return out
 
-    def forward(self, y: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        return self.body(y, self.adain_params(psi))
+    def forward(self, y: torch.Tensor, psi: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        """y: sketches (B, 3, S, S); psi (B, n_adain); warped (B, 3, S, S): the reference warped to y's
+        landmarks (appearance generators only). S = cfg["image_size"]."""
+        return self.body(y, self.adain_params(psi), warped)
 
 
 class PersonGenerator(nn.Module):
-    """One person's generator: forward(sketch (B,3,S,S)) -> image, with psi folded into per-layer buffers.
+    """One person's generator: forward(sketch (B,3,S,S)[, warped (B,3,S,S)]) -> image, with psi folded into
+    per-layer buffers. `appearance` says whether it takes the warped reference as a second input.
 
     Holds a copy of G's shared weights with spectral norm removed (G itself is untouched) and no P, so it
     exports to ONNX as plain Conv / InstanceNormalization / Resize / MatMul / Softmax / Tanh / Relu ops.
@@ -113,6 +156,7 @@ class PersonGenerator(nn.Module):
         if has_spectral_norm(body):
             remove_spectral_norm(body)
         self.body = body.eval()
+        self.appearance = body.appearance
         self.n_layers = len(generator.adain_channels)
         for k, (scale, shift) in enumerate(generator.adain_params(psi)):
             self.register_buffer(f"scale{k}", scale.clone().contiguous())
@@ -120,6 +164,6 @@ class PersonGenerator(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
 
-    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
+    def forward(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
         params = [(getattr(self, f"scale{k}"), getattr(self, f"shift{k}")) for k in range(self.n_layers)]
-        return self.body(sketch, params)
+        return self.body(sketch, params, warped)

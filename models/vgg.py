@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from puppet.errors import PuppetError
+from models.errors import PuppetError
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
