@@ -12,7 +12,7 @@ synthetic talking head made from the packaged portrait unless --clip names one.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -22,14 +22,14 @@ import torch
 from bench import generator as gen
 from bench import live as live_bench
 from bench import stages as stage_bench
-from bench.cli import Parser, write_json
 from bench.machine import describe
 from bench.timing import peak_rss_mb, summary, time_calls
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.files import write_json
 
+log = logging.getLogger(__name__)
 
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -86,11 +86,11 @@ def run(a: argparse.Namespace) -> dict:
         frames = lms0 = None
         if not a.no_live:
             clip = Path(a.clip) if a.clip else stage_bench.demo_clip(tmp / "clip.mp4", a.frames)
-            log(f"clip {clip} ({'given' if a.clip else 'synthetic, packaged portrait'})")
+            log.info(f"clip {clip} ({'given' if a.clip else 'synthetic, packaged portrait'})")
             frames, decode_ms, fps = stage_bench.read_frames(clip, a.frames)
             if len(frames) < 3:
                 raise PuppetError(f"{clip}: only {len(frames)} frames could be read; pass a longer clip")
-            from puppet.track import detect
+            from puppet.faces.track import detect
 
             lms0 = detect(frames[0])
             if lms0 is None:
@@ -103,7 +103,7 @@ def run(a: argparse.Namespace) -> dict:
 
         # Generator rows, config by config.
         for cfg in configs:
-            log(f"generator {cfg.get('name')}: {', '.join(a.backends)}")
+            log.info(f"generator {cfg.get('name')}: {', '.join(a.backends)}")
             rows = gen.bench_config(target_for(cfg), a.backends, warmup=3, runs=a.runs, budget_s=a.budget)
             result["generator"] += rows
             by = {r["backend"]: r for r in rows if "median_ms" in r}
@@ -116,21 +116,21 @@ def run(a: argparse.Namespace) -> dict:
 
         # Stages and the live loop, on the live config.
         if frames is not None:
-            from export.runtime import load_backend
+            from puppet.live.runtime import load_backend
 
             cfg = gen.parse_config(a.live_config)
             target = target_for(cfg)
             backend = load_backend(a.live_backend, target, verbose=False)
             bname = getattr(backend, "name", a.live_backend)
             result["live_backend"] = backend.describe() if hasattr(backend, "describe") else bname
-            log(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
+            log.info(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
             stages = stage_bench.run_stages(frames, decode_ms, fps, target, backend.generate,
                                             tmp / "stages.mp4")
             x = gen.random_sketch(target.image_size)
             with torch.inference_mode():
                 stages["generate"] = summary(time_calls(lambda: backend.generate(x), 3, a.runs, a.budget))
             result["stages"] = stages
-            log(f"live loop on {len(frames)} frames: the file, then paced at {fps:.0f} fps")
+            log.info(f"live loop on {len(frames)} frames: the file, then paced at {fps:.0f} fps")
             runs = live_bench.file_and_paced(clip, frames, fps, target, backend, tmp)
             serial = live_bench.serial_sum_ms(stages, stages["generate"]["median_ms"])
             result["live"] = {
@@ -226,7 +226,7 @@ def main(argv: list[str]) -> int:
     print(markdown(r))
     if a.json:
         write_json(a.json, r)
-        log(f"wrote {a.json}")
+        log.info(f"wrote {a.json}")
     return 0
 
 

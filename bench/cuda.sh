@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# The GPU rows of BENCHMARKS.md, for a machine with a CUDA GPU (e.g. the lent H200, through the `device` tool):
+# The GPU rows of BENCHMARKS.md, for a machine with a CUDA GPU:
 #     bash bench/cuda.sh            # writes bench-cuda.json and bench-cuda.md into $OUT (or the current folder)
 # Generator rows only (--no-live): torch and onnxruntime on the CPU, torch CUDA fp32 / fp16 eager, the runtime's
 # torch backend (fp16 + CUDA graph) and TensorRT (skipped with the reason when TensorRT doesn't import).
 # The live loop needs mediapipe, which that machine's image lacks.
-# Then bench.cuda_parity: torch CUDA fp16 + CUDA graph vs fp32 parity per config (issue 6).
-# NOT YET RUN: the task that wrote it had no GPU; the first run on a GPU is its test.
+# Then bench.cuda_parity: torch CUDA fp16 + CUDA graph vs fp32 parity per config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-.}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || true
 python3 -m bench --no-live --configs tiny,small,paper --runs 50 --json "$out/bench-cuda.json" | tee "$out/bench-cuda.md"
-# torch CUDA fp16 + CUDA graph vs fp32 parity (issue 6's GPU check), per config.
+# torch CUDA fp16 + CUDA graph vs fp32 parity, per config.
 python3 -m bench.cuda_parity --configs tiny,small,cpu,paper --json "$out/parity-cuda.json" | tee "$out/parity-cuda.md"

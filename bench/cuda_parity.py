@@ -3,27 +3,26 @@
     python -m bench.cuda_parity [--configs tiny,small,cpu,paper] [--json out.json]
 
 For each config: a random-weight target (bench.generator.random_target), sketches drawn with the one
-rasteriser (export.onnx.sample_sketches), and the max / mean absolute difference of
+rasteriser (export.checks.sample_sketches), and the max / mean absolute difference of
   - torch CUDA fp32 eager vs torch CPU fp32 (the GPU's fp32 arithmetic), and
-  - export.runtime's torch backend on CUDA (fp16 + CUDA graph: what the live loop runs) vs torch CUDA fp32.
-NOT YET RUN: written in a task without a GPU; its first run on a GPU (bench/cuda.sh) is its test.
+  - the live runtime's torch backend on CUDA (fp16 + CUDA graph: what the live loop runs) vs torch CUDA fp32.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import torch
 
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 
 
 def parity(config: str) -> dict:
     from bench.generator import random_target
-    from export.onnx import sample_sketches
-    from export.runtime import load_backend
+    from export.checks import sample_sketches
+    from puppet.live.runtime import load_backend
 
     target = random_target(config)
     sketches = sample_sketches(target, n=3)
@@ -47,7 +46,7 @@ def parity(config: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.cuda_parity", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m bench.cuda_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="tiny,small,cpu,paper")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)

@@ -97,10 +97,10 @@ class _CudaEager:
 def load(name: str, target):
     """A backend with .generate(sketch) -> image, or raise with the reason it is unavailable.
 
-    torch and onnxruntime: export.runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
+    torch and onnxruntime: the live runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
     (fp16 replayed from a CUDA graph); tensorrt: its TensorRT backend. fp32/fp16 eager: for comparison.
     """
-    from export.runtime import load_backend
+    from puppet.live.runtime import load_backend
 
     if name in ("torch", "onnxruntime"):
         return load_backend(name, target, device="cpu", verbose=False)

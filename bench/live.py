@@ -22,10 +22,10 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
 
     import torch
 
-    from puppet.live import Live, LiveTarget
-    from puppet.sinks import FileSink
-    from puppet.sketch import sketch_tensor
-    from puppet.stats import Stats
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.live.loop import Live, LiveTarget
+    from puppet.live.sinks import FileSink
+    from puppet.live.stats import Stats
 
     # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
     backend.generate(sketch_tensor(target.ref_landmarks, target.image_size))
@@ -51,7 +51,7 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
 
 def file_and_paced(clip: str | Path, frames: list, fps: float, target, backend, tmp: Path) -> dict:
     """The loop on the file (throughput) and on its frames paced at `fps` (camera-like latency)."""
-    from puppet.sources import FileSource, FramesSource
+    from puppet.live.sources import FileSource, FramesSource
 
     out = {}
     for kind, source in (("file", FileSource(clip)), ("paced", FramesSource(frames, fps=fps, name="paced"))):

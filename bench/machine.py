@@ -73,7 +73,7 @@ def cpu_flops_per_cycle(info: dict[str, str]) -> int | None:
 def cpu_info(threads: int | None = None) -> dict:
     """CPU model, cores, clock and the estimated fp32 peak (GFLOP/s) for `threads` cores (all usable)."""
     info = _cpuinfo()
-    from export.runtime import physical_cores
+    from puppet.live.runtime import physical_cores
 
     cores = physical_cores()  # what the runtime gives onnxruntime; hyper-threads share a core's vector units
     n = min(threads or cores, cores)

@@ -20,7 +20,7 @@ The held-out frames are the same for every T: evenly spaced among the frames aft
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -29,24 +29,24 @@ import cv2
 import numpy as np
 import torch
 
-from bench.cli import Parser, write_json
 from bench.metrics import nme, psnr, ssim
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.files import write_json
+
+log = logging.getLogger(__name__)
 
 DETECT_SIZE = 256  # outputs are upscaled to this before re-detection: mediapipe misses faces in tiny crops
 
-
-def log(msg: str) -> None:
-    print(f"bench.quality: {msg}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ the clip
 def load_clip(path, image_size: int, max_frames: int | None = None) -> tuple[list, list, int]:
     """Track every frame (video mode) and crop it with the shared crop: (crops uint8 BGR (S,S,3), landmarks
     (68,2) in crop pixels, frames read). Frames without a face are left out."""
-    from puppet.finetune import crop_face
-    from puppet.sources import FileSource
-    from puppet.track import Tracker
+    from puppet.faces.track import Tracker
+    from puppet.live.sources import FileSource
+    from puppet.training.finetune import crop_face
 
     src = FileSource(path)
     crops, lms, n = [], [], 0
@@ -80,7 +80,7 @@ class Redetector:
     """Landmarks of a crop, found again with the shared tracker (image mode) on an upscaled copy."""
 
     def __init__(self):
-        from puppet.track import Tracker
+        from puppet.faces.track import Tracker
 
         self.tracker = Tracker(mode="image")
 
@@ -199,8 +199,8 @@ class ArcFace:
 
 # ------------------------------------------------------------------------------------------ protocol
 def generate_all(target, driving: list[np.ndarray]) -> list[np.ndarray]:
-    from puppet.images import to_bgr
-    from puppet.sketch import sketch_tensor
+    from puppet.faces.images import to_bgr
+    from puppet.faces.sketch import sketch_tensor
 
     pg = target.person_generator("cpu")
     with torch.inference_mode():
@@ -209,11 +209,11 @@ def generate_all(target, driving: list[np.ndarray]) -> list[np.ndarray]:
 
 def run(a: argparse.Namespace) -> dict:
     from models.config import get_config
-    from puppet.finetune import finetune
+    from puppet.training.finetune import finetune
 
     meta = None
     if a.checkpoint:
-        from puppet.train import load_meta
+        from puppet.training.train import load_meta
 
         meta = load_meta(a.checkpoint)
         cfg = get_config(meta["config"])
@@ -221,7 +221,7 @@ def run(a: argparse.Namespace) -> dict:
         cfg = get_config(a.config)
     size = cfg["image_size"]
     t_max = max(a.frames)
-    log(f"tracking and cropping {a.clip} at {size}px")
+    log.info(f"tracking and cropping {a.clip} at {size}px")
     crops, lms, n_read = load_clip(a.clip, size, a.max_frames)
     if len(crops) < t_max + 1:
         raise PuppetError(f"{a.clip}: a face in only {len(crops)} of {n_read} frames, need more than "
@@ -230,7 +230,7 @@ def run(a: argparse.Namespace) -> dict:
     held = eval_indices(len(crops), t_max, a.eval_frames)
     reals = [crops[i] for i in held]
     driving = [lms[i] for i in held]
-    log(f"{len(crops)} face frames of {n_read}; held-out frames {held[0]}..{held[-1]} ({len(held)})")
+    log.info(f"{len(crops)} face frames of {n_read}; held-out frames {held[0]}..{held[-1]} ({len(held)})")
 
     redetect = Redetector()
     inception = Inception(a.inception) if a.inception else None
@@ -251,7 +251,7 @@ def run(a: argparse.Namespace) -> dict:
     try:
         for T in a.frames:
             start = f"from {a.checkpoint}" if meta else "from scratch"
-            log(f"T={T}: fine-tuning {a.steps} steps ({start})")
+            log.info(f"T={T}: fine-tuning {a.steps} steps ({start})")
             t0 = time.perf_counter()
             target = finetune(
                 crops[:T], lms[:T], None if meta is not None else cfg, steps=a.steps,
@@ -266,7 +266,7 @@ def run(a: argparse.Namespace) -> dict:
             if arcface:
                 row["csim"] = round(arcface.csim(outputs, reals, driving), 4)
             result["rows"].append(row)
-            log(f"T={T}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "T"))
+            log.info(f"T={T}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "T"))
             if a.save:
                 save_strip(Path(a.save) / f"T{T}.png", reals, driving, outputs, size)
     finally:
@@ -281,8 +281,8 @@ def run(a: argparse.Namespace) -> dict:
 
 def save_strip(path: Path, reals, driving, outputs, size: int, n: int = 6) -> None:
     """Rows of real | sketch | output for a few held-out frames, to look at."""
+    from puppet.faces.sketch import draw_sketch
     from puppet.files import atomic_path
-    from puppet.sketch import draw_sketch
 
     idx = np.linspace(0, len(reals) - 1, min(n, len(reals))).round().astype(int)
     rows = [np.hstack([reals[i], draw_sketch(driving[i], size), outputs[i]]) for i in idx]
@@ -365,7 +365,7 @@ def main(argv: list[str]) -> int:
     print(markdown(r))
     if a.json:
         write_json(a.json, r)
-        log(f"wrote {a.json}")
+        log.info(f"wrote {a.json}")
     return 0
 
 

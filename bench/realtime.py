@@ -13,7 +13,7 @@ Configs are plain dicts (models.config.get_config takes them), so candidates nee
 from __future__ import annotations
 
 import copy
-import sys
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +21,12 @@ from pathlib import Path
 import torch
 
 from bench import generator as gen
-from bench.cli import Parser, write_json
 from bench.timing import summary, time_calls
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.files import write_json
+
+log = logging.getLogger(__name__)
 
 
 def _variant(base: str, name: str, **changes) -> dict:
@@ -64,7 +67,7 @@ def config(spec: str) -> dict:
 
 # ------------------------------------------------------------------------------------------ backends
 class OrtBackend:
-    """onnxruntime CPU session with explicit settings (export/runtime's backend picks its own)."""
+    """onnxruntime CPU session with explicit settings (puppet.live.runtime's backend picks its own)."""
 
     def __init__(self, onnx_path, intra: int, level: str = "all", parallel: bool = False, spin: bool = True):
         import onnxruntime as ort
@@ -135,8 +138,8 @@ def make_backend(kind: str, opts: dict, target, onnx_path):
 # ------------------------------------------------------------------------------------------ the sweep
 def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> list[dict]:
     from export.onnx import export_target
-    from export.runtime import physical_cores
     from models.flops import flops
+    from puppet.live.runtime import physical_cores
 
     rows = []
     default_threads = torch.get_num_threads()
@@ -152,7 +155,7 @@ def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> li
             row = {"config": cfg["name"], "gflop": round(f / 1e9, 3), "backend": kind, "opts": opts,
                    "setting": backend.name, **summary(ms), "min_ms": round(min(ms), 3)}
             rows.append(row)
-            log(f"{cfg['name']:>14} {backend.name:<40} median {row['median_ms']:8.2f} ms  "
+            log.info(f"{cfg['name']:>14} {backend.name:<40} median {row['median_ms']:8.2f} ms  "
                 f"min {row['min_ms']:8.2f}")
     return rows
 
@@ -174,9 +177,6 @@ def live_run(cfg: dict, kind: str, opts: dict, clip: Path, frames: list, fps: fl
     return {"config": cfg["name"], "setting": backend.name, **runs}
 
 
-def log(msg: str) -> None:
-    print(f"bench.realtime: {msg}", file=sys.stderr, flush=True)
-
 
 def main(argv: list[str]) -> int:
     p = Parser(prog="python -m bench.realtime", description=__doc__.split("\n")[0])
@@ -192,8 +192,8 @@ def main(argv: list[str]) -> int:
         a.runs, a.budget, a.frames = 5, 1.0, 30
     cfgs = [config(s.strip()) for s in a.configs.split(",") if s.strip()]
     from bench.stages import demo_clip, read_frames, reference
-    from export.runtime import physical_cores
-    from puppet.track import detect
+    from puppet.faces.track import detect
+    from puppet.live.runtime import physical_cores
 
     with tempfile.TemporaryDirectory(prefix="puppet-realtime-") as tmp:
         tmp = Path(tmp)
@@ -217,7 +217,7 @@ def main(argv: list[str]) -> int:
         lives = []
         for cfg in cfgs:
             b = best[cfg["name"]]
-            # The fastest generator setting alone, and onnxruntime with 1 and all threads (export.runtime's
+            # The fastest generator setting alone, and onnxruntime with 1 and all threads (the runtime's
             # default): in the loop the tracker competes for the same cores.
             tries = [(b["backend"], b["opts"])]
             n = physical_cores()
@@ -227,7 +227,7 @@ def main(argv: list[str]) -> int:
                     tries.append(("onnxruntime", opts))
             for kind, opts in tries:
                 lv = live_run(cfg, kind, opts, clip, frames, fps, tmp, ref)
-                log(f"live {cfg['name']} ({lv['setting']}): file {lv['file']['fps']:.1f} fps; "
+                log.info(f"live {cfg['name']} ({lv['setting']}): file {lv['file']['fps']:.1f} fps; "
                     f"paced at {fps:.0f}: {lv['paced']['fps']:.1f} fps, "
                     f"latency p50 {lv['paced']['latency_p50_ms']} ms")
                 lives.append(lv)

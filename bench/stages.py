@@ -15,15 +15,15 @@ from bench.timing import summary
 
 def demo_clip(path: str | Path, n_frames: int, height: int = 480, fps: float = 25.0) -> Path:
     """A synthetic talking clip of the packaged portrait (puppet.sources.demo_frames), written as mp4."""
-    from puppet.sources import demo_frames
-    from puppet.synthetic import write_video
+    from puppet.data.clips import write_video
+    from puppet.live.sources import demo_frames
 
     return write_video(path, demo_frames(n_frames, seed=0, height=height), fps)
 
 
 def reference(frame, lms, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A face as a target's reference: its landmarks and image in the shared crop at `size`."""
-    from puppet.crop import Crop
+    from puppet.faces.crop import Crop
 
     box = Crop.from_landmarks(lms)
     return box.to_crop(lms, size), box.apply(frame, size)
@@ -31,7 +31,7 @@ def reference(frame, lms, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[list, list[float], float]:
     """The frames of a video (up to max_frames), the milliseconds each took to decode, and its fps."""
-    from puppet.sources import FileSource
+    from puppet.live.sources import FileSource
 
     src = FileSource(path)
     frames, ms = [], []
@@ -50,7 +50,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[list, 
 def track(frames: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[float]]:
     """mediapipe in video mode over the frames in order: landmarks per frame and ms per frame
     (the first call, which builds the graph and runs the face detector, is left out of the times)."""
-    from puppet.track import Tracker
+    from puppet.faces.track import Tracker
 
     lms, ms = [], []
     with Tracker(mode="video") as tracker:
@@ -65,7 +65,7 @@ def track(frames: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[float
 
 def drive(lms: list[np.ndarray | None], target, fps: float) -> tuple[list[np.ndarray], list[float]]:
     """puppet.live.Driver (neutral calibration, One Euro filter, relative retargeting) per frame."""
-    from puppet.live import Driver, LiveTarget
+    from puppet.live.loop import Driver, LiveTarget
 
     driver = Driver(LiveTarget("bench", target, None), absolute=False, fps=fps)
     out, ms = [], []
@@ -79,8 +79,8 @@ def drive(lms: list[np.ndarray | None], target, fps: float) -> tuple[list[np.nda
 
 def rasterise(lms: list[np.ndarray], size: int) -> tuple[list, list[float]]:
     """draw_sketch + to_tensor (what the live loop's process thread does) per frame."""
-    from puppet.images import to_tensor
-    from puppet.sketch import draw_sketch
+    from puppet.faces.images import to_tensor
+    from puppet.faces.sketch import draw_sketch
 
     out, ms = [], []
     for p in lms:
@@ -92,8 +92,8 @@ def rasterise(lms: list[np.ndarray], size: int) -> tuple[list, list[float]]:
 
 def output(images, path: str | Path, fps: float) -> list[float]:
     """to_bgr + FileSink.write (an mp4 of the output) per frame."""
-    from puppet.images import to_bgr
-    from puppet.sinks import FileSink
+    from puppet.faces.images import to_bgr
+    from puppet.live.sinks import FileSink
 
     size = images[0].shape[-1]
     sink = FileSink(path, size, fps)

@@ -1,7 +1,6 @@
-"""Build the TensorRT engine: `python -m export.trt --target mona.pt | --onnx mona.onnx [--out mona.engine]`.
+"""Build the TensorRT engine for a target or an ONNX file.
 
-UNVERIFIED ON TENSORRT. No machine in this project's workplace has TensorRT (its builder libraries are not on
-PyPI), so the build and the parse below have never run here. The code follows NVIDIA's documented Python API:
+The code follows NVIDIA's documented Python API:
 - TensorRT >= 10.12 (and 11.x, where every network is strongly typed and BuilderFlag.FP16 no longer exists):
   a strongly typed network parsed from the FP16 ONNX (export.onnx --precision fp16: FP16 weights and compute,
   instance norm and softmax in FP32, float32 I/O); precision comes from the graph, not from builder flags.
@@ -9,111 +8,53 @@ PyPI), so the build and the parse below have never run here. The code follows NV
   (layer.precision, set_output_type, OBEY_PRECISION_CONSTRAINTS).
 - `--via torch-tensorrt`: torch_tensorrt.compile of the PyTorch person generator made FP16 with `.half()`,
   explicit typing (use_explicit_typing=True), saved with torch_tensorrt.save.
-What is verified here: the ONNX that gets parsed (export.onnx's self-check: onnx.checker, onnxruntime vs
-torch, TensorRT-supported operators only), the engine-cache logic (export.cache), and the one-line errors
-when TensorRT or a CUDA GPU is missing.
 
 Engines are cached: `mona.engine` plus a JSON sidecar holding a key over the TensorRT version, the GPU name
-and compute capability, the ONNX file's sha256 and the build settings. An engine whose key differs (another
-TensorRT, another GPU, a changed target or setting) is rebuilt, never loaded. The builder's timing cache is
-kept beside the engine (named for the TensorRT version and GPU) so rebuilds take seconds, not minutes.
+and compute capability, the ONNX file's sha256 and the build settings (puppet.live.artifacts). An engine whose
+key differs (another TensorRT, another GPU, a changed target or setting) is rebuilt, never loaded. The
+builder's timing cache is kept beside the engine (named for the TensorRT version and GPU) so rebuilds take
+seconds, not minutes.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from export.cache import (
-    BuildSettings,
-    DeviceIdentity,
-    engine_key,
-    file_sha256,
-    is_fresh,
-    sidecar_path,
-    timing_cache_path,
-    write_engine,
-    write_sidecar,
-)
+from export.cache import timing_cache_path, write_engine, write_sidecar
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.files import atomic_path, atomic_write_bytes
-
-ROUTE_STRONG = "strongly-typed"
-ROUTE_FP16_FLAG = "fp16-flag"
-ROUTE_TORCH_TRT = "torch-tensorrt"
-STRONGLY_TYPED_FROM = (10, 12)  # from here on, precision comes from the ONNX graph (weak typing deprecated)
-DEFAULT_WORKSPACE_GB = 4.0
-INSTALL_HINT = 'pip install "puppet[trt]"'
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise PuppetError(f"tensorrt: not installed ({e}); {INSTALL_HINT} on a machine with an NVIDIA GPU, "
-                          "or run with --backend torch / onnxruntime") from None
-    return tensorrt
-
-
-def require_cuda() -> None:
-    if not torch.cuda.is_available():
-        raise PuppetError("CUDA: no CUDA GPU visible to torch (torch.cuda.is_available() is False); TensorRT "
-                          "engines are built on and for an NVIDIA GPU: run this on that machine with a CUDA "
-                          "build of torch, or use --backend torch / onnxruntime")
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for p in version.split(".")[:3]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def route_for(trt_version: str) -> str:
-    """Strongly typed from TensorRT 10.12 on (the only kind in 11.x); the FP16 builder flag before."""
-    return ROUTE_STRONG if version_tuple(trt_version)[:2] >= STRONGLY_TYPED_FROM else ROUTE_FP16_FLAG
-
-
-def device_identity(trt_version: str, device: int = 0) -> DeviceIdentity:
-    props = torch.cuda.get_device_properties(device)
-    return DeviceIdentity(trt_version=trt_version, gpu_name=props.name,
-                          compute_capability=f"{props.major}.{props.minor}")
-
-
-def onnx_precision(path: str | os.PathLike) -> str:
-    """fp16 or fp32: from export.onnx's metadata, else from the weights' type."""
-    import onnx
-    from onnx import TensorProto
-
-    model = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("puppet.precision") in ("fp16", "fp32"):
-        return meta["puppet.precision"]
-    return "fp16" if any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer) else "fp32"
-
-
-@dataclass(frozen=True)
-class Engine:
-    """A fresh engine on disk and the key its sidecar holds (the runtime loads it only with that key)."""
-
-    path: Path
-    key: str
-    route: str
-    built: bool  # False: the cached engine was up to date
-
-
-def default_engine_path(source: str | os.PathLike, via: str = "tensorrt") -> Path:
-    source = Path(source)
-    stem = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".pt")
-    return source.with_name(stem + (".trt.ep" if via == ROUTE_TORCH_TRT else ".engine"))
+from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with the runtime; re-exported here
+    DEFAULT_WORKSPACE_GB,
+    INSTALL_HINT,
+    ROUTE_FP16_FLAG,
+    ROUTE_STRONG,
+    ROUTE_TORCH_TRT,
+    STRONGLY_TYPED_FROM,
+    BuildSettings,
+    DeviceIdentity,
+    Engine,
+    default_engine_path,
+    device_identity,
+    engine_key,
+    file_sha256,
+    import_tensorrt,
+    is_fresh,
+    onnx_precision,
+    require_cuda,
+    route_for,
+    sidecar_path,
+    target_fingerprint,
+    version_tuple,
+)
+from puppet.target import load_target
 
 
 def ensure_engine(
@@ -272,8 +213,6 @@ def _ensure_torch_tensorrt(target, out, workspace_gb: float, force: bool) -> Eng
         raise PuppetError(f"torch_tensorrt: not installed ({e}); {INSTALL_HINT}") from None
     trt = import_tensorrt()
     require_cuda()
-    from export.onnx import load_target_any, target_fingerprint
-
     versions = (f"tensorrt {trt.__version__}, torch_tensorrt {torch_tensorrt.__version__},"
                 f" torch {torch.__version__}")
     device = device_identity(versions)
@@ -282,7 +221,7 @@ def _ensure_torch_tensorrt(target, out, workspace_gb: float, force: bool) -> Eng
     out = Path(out) if out is not None else default_engine_path(target, ROUTE_TORCH_TRT)
     if not force and is_fresh(out, key):
         return Engine(out, key, ROUTE_TORCH_TRT, built=False)
-    t = load_target_any(target)
+    t = load_target(target)
     size = int(t.config["image_size"])
     model = t.person_generator().eval().half().cuda()  # FP16 by the module's own types (explicit typing)
     inputs = [torch.zeros(1, 3, size, size, dtype=torch.float16, device="cuda")]
@@ -297,7 +236,7 @@ def _ensure_torch_tensorrt(target, out, workspace_gb: float, force: bool) -> Eng
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m export.trt", description=__doc__.split("\n")[0])
+    ap = Parser(prog="python -m export.trt", description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--target", help="target file (mona.pt): its ONNX is exported as needed")
     src.add_argument("--onnx", help="an ONNX file from export.onnx (FP16 for TensorRT >= 10.12)")

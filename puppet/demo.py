@@ -14,17 +14,18 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
-import sys
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+
+log = logging.getLogger(__name__)
 
 DEMO_CONFIG = "tiny"
 DEMO_STEPS = 600
@@ -32,16 +33,12 @@ DEMO_FRAMES = 100
 PANEL_HEIGHT = 256
 
 
-def log(msg: str) -> None:
-    print(f"demo: {msg}", file=sys.stderr, flush=True)
-
 
 def cache_dir() -> Path:
-    """$PUPPET_CACHE, else $XDG_CACHE_HOME/puppet, else ~/.cache/puppet."""
-    if os.environ.get("PUPPET_CACHE"):
-        return Path(os.environ["PUPPET_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "puppet"
+    """Where the demo keeps its fine-tuned target (puppet.files.cache_root)."""
+    from puppet.files import cache_root
+
+    return cache_root()
 
 
 def target_cache_path(photo: Path, config: str, steps: int, seed: int) -> Path:
@@ -56,21 +53,21 @@ def target_cache_path(photo: Path, config: str, steps: int, seed: int) -> Path:
 def make_target(photo: Path, config: str, steps: int, seed: int, device: str) -> Path:
     """Fine-tune from scratch on `photo` (pixel L1 loss: no VGG weights needed) unless cached; its path."""
     from models.config import get_config
-    from puppet.finetune import finetune, prepare_photos
     from puppet.target import load_target, save_target
+    from puppet.training.finetune import finetune, prepare_photos
 
     path = target_cache_path(photo, config, steps, seed)
     if path.exists():
         try:
             load_target(path)
-            log(f"target: cached {path}")
+            log.info(f"target: cached {path}")
             return path
         except PuppetError as e:  # a damaged cache is rebuilt, not trusted
-            log(f"{e}; fine-tuning again")
+            log.info(f"{e}; fine-tuning again")
     size = get_config(config)["image_size"]
     crops, lms = prepare_photos([photo], image_size=size)
-    log(f"target: fine-tuning '{config}' from scratch on {photo.name}, {steps} steps with warp augmentation "
-        f"(once; cached in {path.parent})")
+    log.info(f"target: fine-tuning '{config}' from scratch on {photo.name}, {steps} steps with warp "
+             f"augmentation (once; cached in {path.parent})")
     target = finetune(crops, lms, config, steps=steps, augment=True, device=device, seed=seed,
                       content="l1", sources=[photo.name])
     save_target(path, target)
@@ -80,13 +77,14 @@ def make_target(photo: Path, config: str, steps: int, seed: int, device: str) ->
 def make_driver(out: Path, n_frames: int, seed: int, portrait: Path | None = None) -> Path:
     """A synthetic talking clip of the astronaut portrait (or `portrait`), written to out/driver.mp4."""
     from puppet.assets import astronaut, grace_hopper
-    from puppet.synthetic import animate, load_portraits, write_video
+    from puppet.data.clips import load_portraits, write_video
+    from puppet.data.motion import animate
 
     portrait = portrait or astronaut() or grace_hopper()
     [(_, img, lms)] = load_portraits([portrait])
     frames, _ = animate(img, lms, n_frames, np.random.default_rng(seed))
     path = write_video(out / "driver.mp4", frames, fps=25.0)
-    log(f"driver: {n_frames} synthetic frames of {Path(portrait).name} -> {path}")
+    log.info(f"driver: {n_frames} synthetic frames of {Path(portrait).name} -> {path}")
     return path
 
 
@@ -103,7 +101,7 @@ class PanelRecorder:
         self.sink = None
 
     def show(self, camera, sketch, output, landmarks=None, lines=None) -> None:
-        from puppet.sinks import FileSink, compose
+        from puppet.live.sinks import FileSink, compose
 
         panel = compose(camera, sketch, output, self.height)
         if self.sink is None:
@@ -128,11 +126,7 @@ class PanelRecorder:
         return np.vstack([self.panels[i] for i in idx])
 
 
-def _parser() -> argparse.ArgumentParser:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise PuppetError(f"puppet.demo: {message}; see python -m puppet.demo --help")
-
+def _parser() -> Parser:
     p = Parser(prog="python -m puppet.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--photo", type=Path, help="the target's photo (default: matplotlib's Grace Hopper)")
     p.add_argument("--source", help="a driving video (default: a synthetic talking clip of the astronaut)")
@@ -149,10 +143,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     from puppet.assets import grace_hopper
-    from puppet.live import Live, load_targets
-    from puppet.sinks import FileSink, PreviewWindow, display_available
-    from puppet.sources import FileSource
-    from puppet.stats import Stats
+    from puppet.live.loop import Live, load_targets
+    from puppet.live.sinks import FileSink, PreviewWindow, display_available
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
 
     a = _parser().parse_args(argv)
     photo = a.photo or grace_hopper()
@@ -185,7 +179,7 @@ def main(argv: list[str]) -> int:
     cv2.imwrite(str(a.out / "demo.png"), recorder.still())
     stats.write_json(a.out / "stats.json")
     print(stats.table())
-    log(f"wrote {a.out / 'demo.mp4'} (driver | sketch | output), {a.out / 'output.mp4'}, "
+    log.info(f"wrote {a.out / 'demo.mp4'} (driver | sketch | output), {a.out / 'output.mp4'}, "
         f"{a.out / 'demo.png'}, {a.out / 'stats.json'}")
     return 0
 

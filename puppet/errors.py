@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from models.errors import PuppetError
 
-class PuppetError(Exception):
-    """An error meant for the user: its message is one line that names the file or device and the fix."""
+__all__ = ["PuppetError", "run_cli"]
 
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> None:
@@ -18,6 +18,9 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    from puppet.log import configure
+
+    configure(debug)
     try:
         code = main(args)
     except PuppetError as e:

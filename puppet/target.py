@@ -17,6 +17,8 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
 from __future__ import annotations
 
 import datetime
+import hashlib
+import io
 import os
 import pickle
 import re
@@ -27,10 +29,12 @@ import numpy as np
 import torch
 
 from puppet.errors import PuppetError
-from puppet.files import torch_save_atomic
+from puppet.files import check_format, torch_save_atomic
 
 FORMAT = "puppet-target"
 FORMAT_VERSION = 1
+# Set by load_target (where the file is, what its bytes hash to); never saved.
+TRANSIENT_META = ("path", "sha256")
 _MAKE = (
     "make one with `python -m puppet.finetune PHOTO --out FILE.pt --checkpoint meta.pt` (or --from-scratch)"
 )
@@ -91,7 +95,7 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
         raise ValueError(f"ref_landmarks must be (68, 2), got {lms.shape}")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"ref_image must be uint8 (S, S, 3) BGR, got {img.dtype} {img.shape}")
-    meta = {k: v for k, v in target.meta.items() if k != "path"}
+    meta = {k: v for k, v in target.meta.items() if k not in TRANSIENT_META}
     obj = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -106,17 +110,22 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
     torch_save_atomic(obj, path)
 
 
-def load_target(path: str | os.PathLike) -> Target:
-    """Read a target file; anything that is not a complete, current target file is a one-line PuppetError."""
-    path = Path(path)
+def load_target(target: str | os.PathLike | Target) -> Target:
+    """The one target loader: a Target passes through; a path is read once (its bytes give both the
+    content hash, kept as meta["sha256"], and the tensors). Anything that is not a complete, current target
+    file is a one-line PuppetError."""
+    if isinstance(target, Target):
+        return target
+    path = Path(target)
     if not path.exists():
         raise PuppetError(f"{path}: no such target file; {_MAKE}")
     if not path.is_file():
         raise PuppetError(f"{path}: is not a file; pass a target file made by puppet.finetune")
+    data = path.read_bytes()
     try:
         # weights_only: the unpickler only rebuilds tensors and plain containers; any other object
         # (a pickle payload) makes it stop before anything is called.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # the weights-only unpickler names the first global it refused ("GLOBAL io.open"); other
         # unpickling errors ("Unsupported operand") mean garbage bytes
@@ -130,26 +139,13 @@ def load_target(path: str | os.PathLike) -> Target:
     except Exception:  # zip/EOF/format errors of every kind: all mean "not a readable target file"
         raise _corrupt(path) from None
 
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        kind = obj.get("format") if isinstance(obj, dict) else None
-        if kind == "puppet-meta":
-            raise PuppetError(
-                f"{path}: is a meta-learned checkpoint, not a target; "
-                f"make a target from it with "
-                f"`python -m puppet.finetune PHOTO --checkpoint {path} --out FILE.pt`"
-            )
-        raise PuppetError(f"{path}: not a puppet target file (no '{FORMAT}' marker); {_MAKE}")
-    version = obj.get("version")
-    if not isinstance(version, int) or version != FORMAT_VERSION:
-        if isinstance(version, int) and version > FORMAT_VERSION:
-            raise PuppetError(
-                f"{path}: target format version {version} is newer than this puppet reads "
-                f"({FORMAT_VERSION}); upgrade puppet"
-            )
+    if isinstance(obj, dict) and obj.get("format") == "puppet-meta":
         raise PuppetError(
-            f"{path}: target format version {version!r}, this puppet reads {FORMAT_VERSION}; "
-            f"re-make it with `python -m puppet.finetune`"
+            f"{path}: is a meta-learned checkpoint, not a target; "
+            f"make a target from it with "
+            f"`python -m puppet.finetune PHOTO --checkpoint {path} --out FILE.pt`"
         )
+    check_format(obj, path, FORMAT, FORMAT_VERSION, "target file", _MAKE)
 
     try:
         config = obj["config"]
@@ -184,6 +180,7 @@ def load_target(path: str | os.PathLike) -> Target:
 
     meta = dict(meta)
     meta["path"] = str(path)
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
     return Target(
         config=dict(config),
         generator=gen,

@@ -1,6 +1,6 @@
 """Small real datasets for the data/train tests, built once per test session.
 
-Real synthetic talking-head mp4s (puppet.synthetic on the packaged portraits, written with OpenCV) plus the
+Real synthetic talking-head mp4s (puppet.data.clips on the packaged portraits, written with OpenCV) plus the
 bad inputs prepare must survive, prepared once by the real `python -m puppet.prepare` (mediapipe tracking).
 Modules share the result through this module's cache (a session fixture defined in two test modules would
 otherwise build it twice).
@@ -35,7 +35,7 @@ def child_env(threads: int = 1) -> dict:
 
 def write_bad_inputs(folder: Path) -> dict[str, str]:
     """The files prepare must skip, with the reason it should give: {name: reason}."""
-    from puppet.synthetic import write_video
+    from puppet.data.clips import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -50,7 +50,7 @@ def video_folder(tmp_root: Path) -> Path:
     """A folder in VoxCeleb2's speaker/clip layout: GOOD_VIDEOS synthetic talking heads, plus bad inputs."""
     if "videos" in _CACHE:
         return _CACHE["videos"]
-    from puppet.synthetic import write_synthetic_videos
+    from puppet.data.clips import write_synthetic_videos
 
     folder = tmp_root / "videos"
     write_synthetic_videos(folder, GOOD_VIDEOS, n_frames=FRAMES, seed=0, size=PORTRAIT_SIZE)

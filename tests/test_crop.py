@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from puppet.crop import Crop, CropSmoother
-from puppet.track import detect
+from puppet.faces.crop import Crop, CropSmoother
+from puppet.faces.track import detect
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,16 @@ import pytest
 from _util import random_target
 from onnx import TensorProto, helper, numpy_helper
 
-from export.onnx import (
+from export.checks import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
     TRT_SUPPORTED_OPS,
-    ensure_onnx,
-    export_target,
     sample_sketches,
     self_check,
     tolerance,
     trt_problems,
 )
+from export.onnx import ensure_onnx, export_target
 from models.generator import Generator
 from puppet.errors import PuppetError
 from puppet.target import load_target, save_target

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from puppet.filter import OneEuroFilter
+from puppet.faces.filter import OneEuroFilter
 
 FPS = 30.0
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from puppet.data.motion import perturb
 from puppet.errors import PuppetError
-from puppet.finetune import finetune, prepare_photos, prepare_video
-from puppet.images import to_tensor
-from puppet.sketch import sketch_tensor
-from puppet.synthetic import perturb, warp
+from puppet.faces.images import to_tensor
+from puppet.faces.sketch import sketch_tensor
+from puppet.faces.warp import warp
 from puppet.target import load_target, save_target
+from puppet.training.finetune import finetune, prepare_photos, prepare_video
 
 # Chosen by hand over seeds 0-3, 6, 7: at 100 steps the augmented model beats the unaugmented one on held-out
 # warps by 0.040-0.058 (L1 in [-1, 1] units); 60 steps gave as little as 0.016. Few enough for the CI budget.
@@ -96,7 +97,7 @@ def test_feed_forward_from_a_meta_checkpoint(grace, tmp_path):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.train import FORMAT, VERSION
+    from puppet.training.train import FORMAT, VERSION
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
@@ -116,8 +117,9 @@ def test_feed_forward_from_a_meta_checkpoint(grace, tmp_path):
 
 
 def test_video_mode_takes_evenly_spaced_frames(grace_hopper_path, tmp_path):
-    from puppet.synthetic import animate, write_video
-    from puppet.track import detect
+    from puppet.data.clips import write_video
+    from puppet.data.motion import animate
+    from puppet.faces.track import detect
 
     bgr = cv2.imread(str(grace_hopper_path))
     frames, _ = animate(bgr, detect(bgr), 12, np.random.default_rng(3))  # a real mp4 of a moving face

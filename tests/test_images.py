@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from puppet.images import to_bgr, to_tensor
+from puppet.faces.images import to_bgr, to_tensor
 
 
 def test_round_trip_and_channel_order():

@@ -37,10 +37,10 @@ def make_tiny_target(path, photo_path, seed):
     from models.config import get_config
     from models.generator import Generator
     from models.spectral import remove_spectral_norm
-    from puppet.crop import Crop
-    from puppet.images import read_image
+    from puppet.faces.crop import Crop
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
     from puppet.target import Target, save_target
-    from puppet.track import detect
 
     torch.manual_seed(seed)
     cfg = get_config("tiny")
@@ -64,10 +64,10 @@ def tiny_target(tmp_path_factory, astronaut_path):
 
 @pytest.fixture(scope="module")
 def face_frames(grace_hopper_path):
-    """A synthetic talking-head clip of Grace Hopper (puppet.synthetic), small so that it runs fast."""
-    from puppet.images import read_image
-    from puppet.synthetic import animate
-    from puppet.track import detect
+    """A synthetic talking-head clip of Grace Hopper (puppet.data.clips), small so that it runs fast."""
+    from puppet.data.motion import animate
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
 
     img = read_image(grace_hopper_path)
     img = cv2.resize(img, (200, 234), interpolation=cv2.INTER_AREA)
@@ -79,14 +79,14 @@ def face_frames(grace_hopper_path):
 
 @pytest.fixture(scope="module")
 def face_clip(face_frames, tmp_path_factory):
-    from puppet.synthetic import write_video
+    from puppet.data.clips import write_video
 
     return write_video(tmp_path_factory.mktemp("clip") / "drive.mp4", face_frames, FPS)
 
 
 def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face_clip, tmp_path, capsys):
-    from puppet.live import main
-    from puppet.stats import STAGES
+    from puppet.live.loop import main
+    from puppet.live.stats import STAGES
 
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     # the default backend (auto: onnxruntime on a CPU-only machine, exported beside the target on first use)
@@ -155,7 +155,7 @@ class Spy:
         self.sketch_of = {}  # output image bytes -> the sketch it was generated from
 
     def generate(self, sketch):
-        from puppet.images import to_bgr
+        from puppet.faces.images import to_bgr
 
         y = self.backend.generate(sketch)
         img = to_bgr(y[0])
@@ -165,8 +165,8 @@ class Spy:
 
 
 def run_live(target_path, source, outputs, **kw):
-    from puppet.live import Live, load_targets
-    from puppet.stats import Stats
+    from puppet.live.loop import Live, load_targets
+    from puppet.live.stats import Stats
 
     targets = load_targets([str(target_path)], "torch", None)
     targets[0].backend = Spy(targets[0].backend)
@@ -182,9 +182,9 @@ def diff(a, b):
 
 
 def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target, face_frames, tmp_path):
-    from puppet.sketch import sketch_tensor
-    from puppet.sources import FileSource
-    from puppet.synthetic import write_video
+    from puppet.data.clips import write_video
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.live.sources import FileSource
 
     h, w = face_frames[0].shape[:2]
     blank = [stripes(h, w) for _ in range(30)]  # 1.2 s without a face: longer than the 0.75 s ease
@@ -198,7 +198,7 @@ def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target
 
     # The camera's pixels never reach an output: every output frame is, bit for bit, an image the
     # generator made, and none resembles any clip frame (as a sink would get it, scaled to 64x64).
-    from puppet.sinks import fit
+    from puppet.live.sinks import fit
 
     generated = {g.tobytes() for g in targets[0].backend.images}
     small = [fit(f, 64, 64).astype(np.int16) for f in _read_all(path)]
@@ -209,11 +209,11 @@ def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target
 
     # Face lost: the first faceless frame holds the last face frame's output (the ease starts as a hold)...
     motion = np.mean([diff(out[i], out[i + 1]) for i in range(9)])
-    assert diff(out[9], out[10]) < max(0.5, 0.5 * motion) or diff(out[9], out[10]) < 1.0
+    assert diff(out[9], out[10]) < max(0.5, 0.5 * motion)
     # ...and within ~0.75 s it is exactly the target's neutral: the generator on its reference landmarks.
     with torch.no_grad():
         neutral = targets[0].backend.backend.generate(sketch_tensor(targets[0].ref, 64))
-    from puppet.images import to_bgr
+    from puppet.faces.images import to_bgr
 
     neutral = to_bgr(neutral[0])
     assert diff(out[12], neutral) > 0  # still on the way
@@ -238,7 +238,7 @@ def _read_all(path):
 
 def test_live_source_drops_stale_frames_instead_of_lagging(tiny_target, face_frames):
     """A camera-like source faster than the loop: frames are dropped, latency stays bounded."""
-    from puppet.sources import FramesSource
+    from puppet.live.sources import FramesSource
 
     source = FramesSource(face_frames, fps=200.0, name="fast camera")
     rec = Recorder()
@@ -260,9 +260,9 @@ def test_relative_mode_ignores_where_the_driver_sits(tiny_target, face_frames):
     Real mediapipe on both clips, then the live loop's Driver (One Euro, calibration, retarget,
     continuity); compared on the target landmarks that get rasterised.
     """
-    from puppet.live import Driver, LiveTarget
+    from puppet.faces.track import Tracker
+    from puppet.live.loop import Driver, LiveTarget
     from puppet.target import load_target
-    from puppet.track import Tracker
 
     h, w = face_frames[0].shape[:2]
     big = np.full((h * 2, w * 2, 3), 90, np.uint8)
@@ -293,7 +293,7 @@ class FlakyCamera:
     name = "flaky camera"
 
     def __init__(self, frames):
-        from puppet.sources import FramesSource
+        from puppet.live.sources import FramesSource
 
         self.inner = FramesSource(frames, fps=FPS)
         self.n = 0
@@ -372,9 +372,9 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
 
 def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tmp_path):
     """n/p: the next frames come from the other target's generator, from its own neutral."""
-    from puppet.live import Live, load_targets
-    from puppet.sources import FileSource
-    from puppet.stats import Stats
+    from puppet.live.loop import Live, load_targets
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
 
     second = make_tiny_target(tmp_path / "second.pt", grace_hopper_path, 1)
     targets = load_targets([str(tiny_target), str(second)], "torch", None)
@@ -400,9 +400,9 @@ def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
     """An error in a worker thread (here the generator, on its 5th frame) ends the run with that error,
     every thread stopped, instead of a hang or a silent half-run."""
     from puppet.errors import PuppetError
-    from puppet.live import Live, load_targets
-    from puppet.sources import FileSource
-    from puppet.stats import Stats
+    from puppet.live.loop import Live, load_targets
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
 
     targets = load_targets([str(tiny_target)], "torch", None)
     real = targets[0].backend
@@ -428,7 +428,7 @@ def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
 
 
 def test_slots_drop_for_live_and_block_for_files():
-    from puppet.live import Slot
+    from puppet.live.loop import Slot
 
     stop = threading.Event()
     live = Slot(True, stop)
@@ -495,7 +495,7 @@ def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):
 ])
 def test_bad_arguments_in_process(tiny_target, face_clip, tmp_path, monkeypatch, capsys, args, expect):
     """The same errors through run_cli in this process (cheaper than a subprocess each)."""
-    from puppet.live import main
+    from puppet.live.loop import main
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
@@ -515,7 +515,7 @@ def test_bad_arguments_in_process(tiny_target, face_clip, tmp_path, monkeypatch,
 
 def test_window_dropped_with_a_warning_when_another_output_exists(tiny_target, face_clip, tmp_path,
                                                                     monkeypatch, capsys):
-    from puppet.live import main
+    from puppet.live.loop import main
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -529,7 +529,7 @@ def test_window_dropped_with_a_warning_when_another_output_exists(tiny_target, f
 
 
 def test_vcam_setup_hint_names_the_os_fix():
-    from puppet.sinks import vcam_setup_hint
+    from puppet.live.sinks import vcam_setup_hint
 
     hint = vcam_setup_hint()
     if sys.platform.startswith("linux"):
@@ -542,10 +542,10 @@ def test_vcam_setup_hint_names_the_os_fix():
 def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_frames, face_clip, tmp_path):
     """--absolute: the driver's landmarks in its (smoothed) crop, as in the paper. End to end through the
     CLI, and the Driver against the crop geometry."""
-    from puppet.crop import Crop
-    from puppet.live import Driver, LiveTarget, main
+    from puppet.faces.crop import Crop
+    from puppet.faces.track import Tracker
+    from puppet.live.loop import Driver, LiveTarget, main
     from puppet.target import load_target
-    from puppet.track import Tracker
 
     out = tmp_path / "abs.mp4"
     assert main(["--target", str(tiny_target), "--source", str(face_clip), "--backend", "torch", "--absolute",
@@ -563,7 +563,7 @@ def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_f
 
 
 def test_preview_panel_shows_camera_sketch_and_output_side_by_side():
-    from puppet.sinks import compose, fit
+    from puppet.live.sinks import compose, fit
 
     cam = np.full((480, 640, 3), 100, np.uint8)
     sketch = np.zeros((64, 64, 3), np.uint8)

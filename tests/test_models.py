@@ -32,8 +32,9 @@ def test_get_config_names_and_errors():
         assert get_config(cfg) == cfg  # a config read back from a checkpoint validates as is
     assert get_config("paper")["image_size"] == 256 and get_config("paper")["emb_dim"] == 512
     assert get_config("small")["image_size"] == 128 and get_config("tiny")["image_size"] <= 64
-    with pytest.raises(PuppetError, match="unknown name; use one of cpu, paper, small, tiny"):
+    with pytest.raises(PuppetError, match="unknown name; use one of") as e:
         get_config("huge")
+    assert all(name in str(e.value) for name in CONFIGS)  # the error lists every config there is
     bad = get_config("tiny")
     bad["e_channels"][-1] = bad["emb_dim"] + 1
     with pytest.raises(PuppetError, match="emb_dim"):
@@ -182,8 +183,9 @@ def test_person_generator_matches_generator():
 
 def test_person_generator_exports_to_plain_onnx(tmp_path):
     """The ops export/TensorRT rely on; InstanceNormalization nodes carry AdaIN (kept in FP32 there)."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
+
     torch.manual_seed(0)
     G = Generator("tiny").eval()
     pg = PersonGenerator(G, 0.1 * torch.randn(1, G.n_adain))

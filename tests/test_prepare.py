@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _data import FRAMES, GOOD_VIDEOS, STORED_SIZE, child_env, prepared
 
-from puppet.data import MANIFEST, Video, VideoDataset, load_manifest, read_journal
+from puppet.data.dataset import MANIFEST, Video, VideoDataset, load_manifest, read_journal
 from puppet.errors import PuppetError
 
 
@@ -40,7 +40,7 @@ def test_good_videos_prepared_bad_ones_counted(data_run):
 
 def test_stored_frames_and_landmarks_agree(data_run):
     """The stored landmarks are where the face is in the stored crop: re-detecting on the crops finds them."""
-    from puppet.track import detect
+    from puppet.faces.track import detect
 
     data, _ = data_run
     m = load_manifest(data)
@@ -100,8 +100,8 @@ def test_dataset_groups_clips_by_folder(data_run):
 
 def test_second_run_resumes(data_run, tmp_path):
     """A second run skips what is done (prepared and skipped alike) and only does new videos."""
-    from puppet.prepare import main
-    from puppet.synthetic import write_synthetic_videos
+    from puppet.data.clips import write_synthetic_videos
+    from puppet.data.prepare import main
 
     data, _ = data_run
     work = tmp_path / "data"
@@ -123,7 +123,7 @@ def test_second_run_resumes(data_run, tmp_path):
 
 def test_synthetic_prepare_without_tracking(tmp_path):
     """--synthetic N: animated portraits straight into the dataset, their exact landmarks stored."""
-    from puppet.prepare import main
+    from puppet.data.prepare import main
 
     out = tmp_path / "syn"
     assert main(["--synthetic", "3", "--out", str(out), "--size", "48", "--max-frames", "10",

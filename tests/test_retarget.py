@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from puppet.retarget import Continuity, FaceFrame, NeutralCalibrator, RelativeRetargeter, motion
+from puppet.live.retarget import Continuity, FaceFrame, NeutralCalibrator, RelativeRetargeter, motion
 
 
 def _rot(deg):
@@ -19,9 +19,9 @@ def similarity(lms, scale=1.0, deg=0.0, shift=(0.0, 0.0)):
 @pytest.fixture(scope="module")
 def faces(grace_hopper_path):
     """Real landmarks: the driver's neutral (Grace Hopper) and a target's reference (the astronaut's)."""
-    from puppet.crop import Crop
-    from puppet.images import read_image
-    from puppet.track import detect
+    from puppet.faces.crop import Crop
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
 
     driver = detect(read_image(grace_hopper_path))
     assert driver is not None

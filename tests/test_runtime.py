@@ -6,6 +6,7 @@ for its one-line error.
 """
 
 import importlib.util
+import logging
 import subprocess
 import sys
 
@@ -23,10 +24,10 @@ from export.cache import (
     timing_cache_path,
     write_engine,
 )
-from export.onnx import sample_sketches
-from export.runtime import auto_backend_name, load_backend
+from export.checks import sample_sketches
 from export.trt import ROUTE_FP16_FLAG, ROUTE_STRONG, default_engine_path, route_for
 from puppet.errors import PuppetError
+from puppet.live.runtime import auto_backend_name, load_backend
 from puppet.target import load_target, save_target
 
 H200 = DeviceIdentity("10.13.3", "NVIDIA H200", "9.0")
@@ -128,13 +129,19 @@ def test_torch_and_onnxruntime_backends_give_the_same_image(target_path):
         torch_b.generate(torch.zeros(1, 3, 32, 32))
 
 
-def test_auto_picks_and_says_so(target_path, capsys):
+def test_auto_picks_and_says_so(target_path, caplog):
     expected = auto_backend_name()
     if not torch.cuda.is_available():
         assert expected == "onnxruntime"
-    backend = load_backend("auto", target_path)
+    logger = logging.getLogger("puppet.live.runtime")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="puppet.live.runtime"):
+            backend = load_backend("auto", target_path)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert backend.name == expected
-    assert f"auto picked {expected}" in capsys.readouterr().out
+    assert f"auto picked {expected}" in caplog.text
 
 
 def test_unknown_or_unavailable_backend_is_a_one_line_error(target_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from puppet.images import to_tensor
-from puppet.landmarks import PARTS
-from puppet.sketch import COLORS, draw_sketch, sketch_tensor, thickness
+from puppet.faces.images import to_tensor
+from puppet.faces.landmarks import PARTS
+from puppet.faces.sketch import COLORS, draw_sketch, sketch_tensor, thickness
 
 # The pins: the exact drawing of synthetic_face(256) at 256x256. A different OpenCV build that changes its
 # anti-aliasing also trips this; look at the image (cv2.imwrite) before updating it.

@@ -1,4 +1,4 @@
-"""puppet.synthetic: landmark motion, the piecewise-affine warp (checked by re-detecting the warped face with
+"""puppet.data.clips: landmark motion, the piecewise-affine warp (checked by re-detecting the warped face with
 the real tracker), animation and real mp4 files."""
 
 from __future__ import annotations
@@ -7,13 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
-from puppet.synthetic import Motion, animate, move, perturb, triangulate, warp, write_video
+from puppet.data.clips import write_video
+from puppet.data.motion import animate, perturb
+from puppet.faces.pose import Motion, move
+from puppet.faces.warp import triangulate, warp
 
 
 @pytest.fixture(scope="module")
 def portrait(grace_hopper_path):
     """Grace Hopper at 320 px high and her landmarks (the real tracker)."""
-    from puppet.track import detect
+    from puppet.faces.track import detect
 
     img = cv2.imread(str(grace_hopper_path))
     k = 320 / img.shape[0]
@@ -80,7 +83,7 @@ def test_identity_warp_keeps_the_image(portrait):
 ])
 def test_warped_face_is_where_its_landmarks_say(portrait, motion):
     """The real tracker, run on the warped portrait, finds the face at the warped landmarks."""
-    from puppet.track import detect
+    from puppet.faces.track import detect
 
     img, lms = portrait
     dst = move(lms, motion)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from puppet.crop import Crop
 from puppet.errors import PuppetError
-from puppet.landmarks import FLIP, MP_TO_IBUG, PARTS, mediapipe_to_ibug
-from puppet.track import Tracker, detect, largest
+from puppet.faces.crop import Crop
+from puppet.faces.landmarks import FLIP, MP_TO_IBUG, PARTS, mediapipe_to_ibug
+from puppet.faces.track import Tracker, detect, largest
 
 # Hand-checked on the photos (zoomed, with a pixel grid): the face from ear to ear and brow to chin, the
 # eye centres (pupils), the middle of the mouth and the chin, in (x, y) pixels, with a tolerance.

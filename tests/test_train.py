@@ -21,7 +21,7 @@ import torch
 from _data import child_env, prepared
 
 from puppet.errors import PuppetError
-from puppet.train import load_meta, main, weights_digest
+from puppet.training.train import load_meta, main, weights_digest
 
 STEPS = 20
 # Tests ask for random VGG weights on purpose; the warning that says so is expected here.
@@ -109,10 +109,9 @@ def test_load_meta_one_line_errors(tmp_path):
     with pytest.raises(PuppetError, match="not a puppet meta-learned checkpoint"):
         load_meta(other)
     for p in (tmp_path / "missing.pt", junk, other):
-        try:
+        with pytest.raises(PuppetError) as e:
             load_meta(p)
-        except PuppetError as e:
-            assert "\n" not in str(e)
+        assert "\n" not in str(e.value) and str(p) in str(e.value)
 
 
 def test_resume_after_kill_9_gives_the_uninterrupted_weights(data, full_run, tmp_path, one_thread):
@@ -158,7 +157,7 @@ def test_torchrun_two_ranks_end_identical(data, tmp_path):
 
 
 def test_ranks_get_disjoint_shares_and_resume_mid_epoch():
-    from puppet.data import EpochSampler
+    from puppet.data.dataset import EpochSampler
 
     n = 7
     shares = [EpochSampler(n, rank=r, world_size=2, seed=3).epoch_indices(4) for r in range(2)]

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from puppet.errors import PuppetError
-from puppet.files import atomic_path, atomic_write_bytes
+from puppet.files import atomic_path, check_format, write_json
 
 FORMAT = "puppet-data"
 VERSION = 1
@@ -165,7 +165,7 @@ def write_manifest(root: str | os.PathLike, records: dict[str, dict], size: int,
             skipped[reason] = skipped.get(reason, 0) + 1
     manifest = {"format": FORMAT, "version": VERSION, "size": int(size), "landmarks": landmarks,
                 "videos": videos, "skipped": skipped}
-    atomic_write_bytes(Path(root) / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    write_json(Path(root) / MANIFEST, manifest, indent=1)
     return manifest
 
 
@@ -182,12 +182,7 @@ def load_manifest(root: str | os.PathLike) -> dict:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PuppetError(f"{path}: unreadable ({type(e).__name__}); run puppet.prepare again") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise PuppetError(f"{path}: not a puppet dataset manifest; {fix}")
-    if m.get("version") != VERSION:
-        raise PuppetError(f"{path}: dataset format version {m.get('version')}, this puppet reads {VERSION}; "
-                          f"prepare the data again with this version")
-    return m
+    return check_format(m, path, FORMAT, VERSION, "dataset manifest", fix)
 
 
 class VideoDataset:
@@ -254,8 +249,8 @@ class VideoDataset:
     def __getitem__(self, key):
         import torch
 
-        from puppet.images import to_tensor
-        from puppet.sketch import draw_sketch
+        from puppet.faces.images import to_tensor
+        from puppet.faces.sketch import draw_sketch
 
         index, epoch = (key if isinstance(key, tuple) else (key, 0))
         _, members = self.videos[int(index)]

@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
@@ -151,7 +152,7 @@ def read_frames(path: str, max_frames: int) -> tuple[list[np.ndarray], list[floa
 
 def crop_clip(frames, landmarks, times, size: int):
     """The shared crop of every frame with landmarks, smoothed over the clip: (crops, crop landmarks)."""
-    from puppet.crop import CropSmoother
+    from puppet.faces.crop import CropSmoother
 
     smoother = CropSmoother()
     crops, lms_out = [], []
@@ -170,8 +171,8 @@ _PORTRAITS = None  # per process: the loaded (and downscaled) portraits for synt
 def _portraits(settings: Settings):
     global _PORTRAITS
     if _PORTRAITS is None:
-        from puppet.crop import Crop
-        from puppet.synthetic import load_portraits
+        from puppet.data.clips import load_portraits
+        from puppet.faces.crop import Crop
 
         loaded = []
         for name, img, lms in load_portraits(list(settings.portraits) or None):
@@ -189,12 +190,12 @@ def _portraits(settings: Settings):
 def process(task: Task, settings: Settings) -> dict:
     """Prepare one video (or synthetic clip) and write its file; returns its journal record. Never raises
     for a bad video: the record says why it was skipped."""
-    from puppet.data import save_video, video_file
+    from puppet.data.dataset import save_video, video_file
 
     rec = {"id": task.id, "source": task.path or "synthetic"}
     try:
         if task.index >= 0:
-            from puppet.synthetic import synthetic_clips
+            from puppet.data.clips import synthetic_clips
 
             portraits = _portraits(settings)
             p = portraits[task.index % len(portraits)]
@@ -205,7 +206,7 @@ def process(task: Task, settings: Settings) -> dict:
             frames, times, _ = read_frames(task.path, settings.max_frames)
             if not frames:
                 return {**rec, "status": "skipped", "reason": "unreadable"}
-            from puppet.track import Tracker
+            from puppet.faces.track import Tracker
 
             # A fresh tracker per video: video mode tracks from the previous frame, which must be this clip's.
             with Tracker(mode="video", backend=settings.landmarks) as tracker:
@@ -241,7 +242,7 @@ def _work(task: Task) -> dict:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m puppet.prepare", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m puppet.prepare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("videos", nargs="*", metavar="VIDEOS", help="folders of videos (recursive) or video files")
     p.add_argument("--out", required=True, help="the dataset folder (created; a second run resumes it)")
@@ -284,7 +285,7 @@ def _check_existing(out: Path, size: int, landmarks: str) -> None:
     """A resumed dataset must keep its size and tracker: mixing them would silently corrupt it."""
     import json
 
-    from puppet.data import MANIFEST
+    from puppet.data.dataset import MANIFEST
 
     m = out / MANIFEST
     if m.is_file():
@@ -303,7 +304,7 @@ def _check_existing(out: Path, size: int, landmarks: str) -> None:
 def main(argv: list[str]) -> int:
     from tqdm import tqdm
 
-    from puppet.data import Journal, read_journal, write_manifest
+    from puppet.data.dataset import Journal, read_journal, write_manifest
 
     a = parse_args(argv)
     out = Path(a.out)
@@ -320,7 +321,7 @@ def main(argv: list[str]) -> int:
                         landmarks=a.landmarks, portraits=tuple(a.portrait), seed=a.seed, quality=a.quality)
     # Fail on setup problems (tracker backend, portraits) once, here, rather than once per video.
     if any(t.index < 0 for t in tasks):
-        from puppet.track import Tracker
+        from puppet.faces.track import Tracker
 
         Tracker(mode="video", backend=a.landmarks).close()
     if a.synthetic:

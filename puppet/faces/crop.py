@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from puppet.filter import OneEuroFilter
+from puppet.faces.filter import OneEuroFilter
 
 EYE_CORNERS = [36, 39, 42, 45]
 JAW_WIDTH_SCALE = 2.25  # box size in jaw widths (p0 to p16)

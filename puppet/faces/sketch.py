@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import torch
 
-from puppet.images import to_tensor
-from puppet.landmarks import PARTS
+from puppet.faces.images import to_tensor
+from puppet.faces.landmarks import PARTS
 
 # BGR colour per part: distinct hues so the generator can tell the parts (and left from right) apart.
 COLORS: dict[str, tuple[int, int, int]] = {

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from puppet.errors import PuppetError
-from puppet.landmarks import mediapipe_to_ibug
+from puppet.faces.landmarks import mediapipe_to_ibug
 
 MODES = ("image", "video")
 BACKENDS = ("mediapipe", "fan")

@@ -1,10 +1,5 @@
 """The live loop: webcam -> landmarks -> sketch -> generator -> virtual camera / window / file.
 
-    python -m puppet.live --target mona.pt [--target other.pt ...] [--source 0|/dev/videoN|clip.mp4|demo]
-        [--output virtualcam|window|out.mp4 ...] [--backend auto|tensorrt|torch|onnxruntime] [--mirror]
-        [--absolute] [--stats stats.json] [--max-frames N] [--vcam-device DEV] [--vcam-backend NAME]
-        [--pad-720p]
-
 Threads (each stage overlaps the others):
     capture ─slot─▶ process (track, One Euro, retarget, rasterise) ─slot─▶ generate ─slot─▶ output
     (the output stage is the main thread: GUI toolkits want the window there)
@@ -18,76 +13,21 @@ camera frame travels with each item for the local preview window alone.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from puppet.errors import PuppetError, run_cli
-from puppet.retarget import Continuity, NeutralCalibrator, RelativeRetargeter
-from puppet.sinks import VIDEO_EXTS, FileSink, PreviewWindow, VirtualCamSink
-from puppet.sources import Captured, Source, open_source
-from puppet.stats import Stats
+from puppet.live.driver import Driver
+from puppet.live.sinks import PreviewWindow
+from puppet.live.slots import EOS, Slot
+from puppet.live.sources import Captured, Source
+from puppet.live.stats import Stats
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-# The One Euro filter works on the target's landmarks scaled to this size, so its parameters
-# (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
-FILTER_UNITS = 256.0
-EOS = object()  # end of stream: the file ended, --max-frames reached or stop requested
-
-
-def log(msg: str) -> None:
-    print(f"puppet: {msg}", file=sys.stderr, flush=True)
-
-
-class Slot:
-    """A one-deep queue between two threads.
-
-    drop=True (live sources): put() replaces a waiting item and returns True (the stale one was dropped).
-    drop=False (files): put() waits until the slot is free. Both give up when `stop` is set.
-    """
-
-    def __init__(self, drop: bool, stop: threading.Event):
-        self.drop = drop
-        self.stop = stop
-        self._item = None
-        self._full = False
-        self._cond = threading.Condition()
-
-    def put(self, item) -> bool:
-        with self._cond:
-            dropped = False
-            if self._full:
-                if self.drop:
-                    dropped = self._item is not EOS
-                else:
-                    while self._full and not self.stop.is_set():
-                        self._cond.wait(0.05)
-                    if self.stop.is_set():
-                        return False
-            self._item, self._full = item, True
-            self._cond.notify_all()
-            return dropped
-
-    def get(self, timeout: float):
-        """The item, or None after `timeout` seconds with nothing (or when stopping)."""
-        with self._cond:
-            end = time.perf_counter() + timeout
-            while not self._full:
-                left = end - time.perf_counter()
-                if left <= 0 or self.stop.is_set():
-                    return None
-                self._cond.wait(min(left, 0.05))
-            item, self._item, self._full = self._item, None, False
-            self._cond.notify_all()
-            return item
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,7 +47,7 @@ class Item:
 class LiveTarget:
     path: str
     target: object  # puppet.target.Target
-    backend: object  # export.runtime backend
+    backend: object  # puppet.live.runtime backend
 
     @property
     def size(self) -> int:
@@ -127,63 +67,10 @@ class Controls:
     target: int = 0
 
 
-class Driver:
-    """Per frame: driver landmarks (or None) -> the target's landmarks (filter, retarget, face-lost logic)."""
-
-    def __init__(self, target: LiveTarget, absolute: bool, fps: float):
-        from puppet.crop import CropSmoother
-        from puppet.filter import OneEuroFilter
-
-        self.absolute = absolute
-        self.calibrator = NeutralCalibrator()
-        self.crop = CropSmoother(fps=fps)
-        self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
-        self.neutral: np.ndarray | None = None
-        self._blend = False
-        self.set_target(target)
-
-    def set_target(self, target: LiveTarget) -> None:
-        self.size = target.size
-        self.retarget = RelativeRetargeter(target.ref)
-        if self.neutral is not None:
-            self.retarget.set_neutral(self.neutral)
-        # A fresh Continuity starts from the new target's neutral and blends into the live pose.
-        self.continuity = Continuity(target.ref)
-        self.filter.reset()
-
-    def recalibrate(self) -> None:
-        """Record a new neutral (relative) / start a new crop (absolute) from the next frames."""
-        self.calibrator.reset()
-        self.crop.reset()
-        self._blend = True
-
-    def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
-        if lms is None:
-            self.filter.reset()
-            self.calibrator.run.clear()  # steadiness has to be consecutive frames of a face
-            return self.continuity(None, t)
-        if self._blend:  # after a recalibration the pose may jump: blend into it instead
-            self._blend = False
-            self.continuity.jump(t)
-        if self.absolute:
-            mapped = self.crop(lms, t).to_crop(lms, self.size)
-        else:
-            neutral = self.calibrator.update(lms)
-            if neutral is not None:
-                if self.neutral is not None:
-                    self.continuity.jump(t)  # the new neutral moves the pose: blend, don't jump
-                self.neutral = neutral
-                self.retarget.set_neutral(neutral)
-            mapped = self.retarget(lms)
-        k = FILTER_UNITS / self.size
-        smooth = self.filter(mapped * k, t) / k
-        return self.continuity(smooth, t)
-
-
 class Live:
     def __init__(self, targets: list[LiveTarget], source: Source, outputs: list, window: PreviewWindow | None,
                  stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None):
-        from puppet.track import Tracker
+        from puppet.faces.track import Tracker
 
         self.targets = targets
         self.source = source
@@ -248,20 +135,20 @@ class Live:
             self.stats.count("dropped")
 
     def _camera_lost(self) -> None:
-        log(f"{self.source.name}: no frames (unplugged?); retrying every second, "
+        log.info(f"{self.source.name}: no frames (unplugged?); retrying every second, "
             f"the outputs hold the last frame")
         while not self.stop.is_set():
             self.stop.wait(1.0)
             if self.stop.is_set():
                 return
             if self.source.reopen():
-                log(f"{self.source.name}: back")
+                log.info(f"{self.source.name}: back")
                 return
 
     def _process(self) -> None:
-        from puppet.images import to_tensor
-        from puppet.sketch import draw_sketch
-        from puppet.track import Tracker
+        from puppet.faces.images import to_tensor
+        from puppet.faces.sketch import draw_sketch
+        from puppet.faces.track import Tracker
 
         while not self.stop.is_set():
             item = self.q_frames.get(0.1)
@@ -314,7 +201,7 @@ class Live:
     def _generate_loop(self) -> None:
         import torch
 
-        from puppet.images import to_bgr
+        from puppet.faces.images import to_bgr
 
         last_key, last_out = None, None
         while not self.stop.is_set():
@@ -353,13 +240,13 @@ class Live:
             return True
         if action == "calibrate":
             c.calibrate.set()
-            log("recalibrating: hold still with a neutral face")
+            log.info("recalibrating: hold still with a neutral face")
         elif action == "mirror":
             c.mirror = not c.mirror
-            log(f"mirror {'on' if c.mirror else 'off'}")
+            log.info(f"mirror {'on' if c.mirror else 'off'}")
         elif action in ("next", "previous") and len(self.targets) > 1:
             c.target = (c.target + (1 if action == "next" else -1)) % len(self.targets)
-            log(f"target {self.targets[c.target].path}")
+            log.info(f"target {self.targets[c.target].path}")
         return False
 
     def _output_loop(self) -> None:
@@ -414,141 +301,3 @@ class Live:
             self.tracker.close()
         if self.error is not None:
             raise self.error
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, exit 2, like every other bad input
-            raise PuppetError(f"{self.prog}: {message}; see --help")
-
-    p = Parser(prog="python -m puppet.live", description="Drive a target face with your webcam, live.",
-               epilog="Preview window keys: c recalibrate the neutral face, m mirror, n/p next/previous "
-                      "target, l landmarks, s stats, q or Esc quit.")
-    p.add_argument("--target", action="append", required=True, metavar="FILE.pt",
-                   help="target file from puppet.finetune; repeat it to switch with n/p")
-    p.add_argument("--source", default="0",
-                   help="camera index, /dev/videoN, a video file, or demo (default 0)")
-    p.add_argument("--output", action="append", metavar="virtualcam|window|FILE.mp4",
-                   help="repeatable (default: virtualcam and window)")
-    p.add_argument("--backend", default="auto", metavar="NAME",
-                   help="auto|tensorrt|torch|onnxruntime (default auto)")
-    p.add_argument("--device", default=None,
-                   help="where the generator runs: cuda, cuda:1 or cpu (default: the GPU if there is one)")
-    p.add_argument("--mirror", action="store_true", help="mirror the camera (like a mirror)")
-    p.add_argument("--absolute", action="store_true",
-                   help="drive with the raw landmarks in the driver's crop (as the paper does) "
-                        "instead of relative motion")
-    p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
-    p.add_argument("--vcam-device", metavar="DEV",
-                   help="virtual camera device, e.g. /dev/video2 or 'OBS Virtual Camera'")
-    p.add_argument("--vcam-backend", metavar="NAME",
-                   help="pyvirtualcam backend: v4l2loopback, obs, unitycapture")
-    p.add_argument("--pad-720p", action="store_true",
-                   help="send 1280x720 to the virtual camera (macOS needs it)")
-    a = p.parse_args(argv)
-    if a.backend not in BACKENDS:
-        raise PuppetError(f"--backend {a.backend}: unknown; use one of {', '.join(BACKENDS)}")
-    if a.max_frames is not None and a.max_frames < 1:
-        raise PuppetError(f"--max-frames {a.max_frames}: must be at least 1")
-    a.output = a.output or ["virtualcam", "window"]
-    for o in a.output:
-        if o not in ("virtualcam", "window") and Path(o).suffix.lower() not in VIDEO_EXTS:
-            raise PuppetError(f"--output {o}: unknown output; "
-                              f"use virtualcam, window or a file ending in .mp4")
-    return a
-
-
-def load_targets(paths: list[str], backend: str, device: str | None) -> list[LiveTarget]:
-    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first."""
-    from export.runtime import load_backend
-    from puppet.sketch import sketch_tensor
-    from puppet.target import load_target
-
-    out = []
-    for path in paths:
-        target = load_target(path)
-        # The path, not the object: exports (mona.onnx, the engine) are cached beside the target file.
-        t = LiveTarget(path, target, load_backend(backend, path, device=device, verbose=False))
-        # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
-        t.backend.generate(sketch_tensor(t.ref, t.size))
-        out.append(t)
-    return out
-
-
-def open_outputs(a: argparse.Namespace, size: int, fps: float) -> tuple[list, PreviewWindow | None]:
-    outputs, window = [], None
-    try:
-        for o in dict.fromkeys(a.output):  # each once
-            if o == "virtualcam":
-                outputs.append(VirtualCamSink(size, fps, a.vcam_device, a.vcam_backend, a.pad_720p))
-            elif o == "window":
-                try:
-                    window = PreviewWindow()
-                except PuppetError as e:
-                    if len(a.output) == 1:
-                        raise
-                    log(f"{e}; carrying on without the preview")
-            else:
-                outputs.append(FileSink(o, size, fps))
-    except BaseException:
-        for s in outputs:
-            s.close()
-        raise
-    return outputs, window
-
-
-def _interrupt(*_):
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str]) -> int:
-    a = parse_args(argv)
-    if "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        # Tracking and generation run at the same time: leave the tracker a core, or torch's threads and
-        # mediapipe's fight over the CPU (on 2 cores, 2 torch threads made a tiny generator 20x slower).
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    targets = load_targets(a.target, a.backend, a.device)
-    source = open_source(a.source)
-    outputs, window = [], None
-    try:
-        outputs, window = open_outputs(a, targets[0].size, source.fps)
-        stats = Stats(source=source.name, targets=[t.path for t in targets],
-                      backend=getattr(targets[0].backend, "name", a.backend),
-                      mode="absolute" if a.absolute else "relative", image_size=targets[0].size)
-        live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
-                    max_frames=a.max_frames)
-        for t in targets:  # (only now: a failed start prints its one error line and nothing else)
-            describe = getattr(t.backend, "describe", None)
-            log(f"{t.path}: {describe() if describe else t.backend.name}")
-        names = [getattr(s, "device", None) or str(getattr(s, "path", s.name)) for s in outputs]
-        log(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px) <- {source.name} "
-            f"({source.fps:.0f} fps) -> {', '.join(names + (['window'] if window else []))}"
-            + ("; q or Ctrl-C to quit" if source.live else ""))
-        # SIGTERM (a service stop, `kill`) ends the run as cleanly as Ctrl-C does.
-        prev = signal.signal(signal.SIGTERM, _interrupt)
-        interrupted = False
-        try:
-            live.run()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            signal.signal(signal.SIGTERM, prev)
-    finally:
-        for s in outputs:
-            s.close()
-        if window:
-            window.close()
-        source.close()
-    print(stats.table())
-    if a.stats:
-        stats.write_json(a.stats)
-    if interrupted:
-        log("stopped")
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -4,20 +4,23 @@
     image = backend.generate(sketch)  # (1, 3, S, S) float32 in [-1, 1] on the CPU -> same shape and type
 
 Backends:
-- `tensorrt`: the cached engine (export.trt builds it when missing or stale), named I/O tensors bound to torch
-  CUDA tensors with `set_tensor_address`, `execute_async_v3` on a non-default stream, captured in a CUDA graph
-  after warm-up. UNVERIFIED: no machine here has TensorRT (see export/trt.py).
+- `tensorrt`: the cached engine (`python -m export.trt` builds it, in a child process, when missing or
+  stale), named I/O tensors bound to torch CUDA tensors with `set_tensor_address`, `execute_async_v3` on a
+  non-default stream, captured in a CUDA graph after warm-up.
 - `torch`: CUDA FP16 captured in a CUDA graph when a GPU is there; FP32 on the CPU otherwise.
-- `onnxruntime`: the exported ONNX (made and self-checked once, cached beside a target file; a Target object
-  is exported to a temp dir); the CUDA provider (FP16 graph) when onnxruntime-gpu is installed, else the CPU
-  provider (FP32 graph).
+- `onnxruntime`: the exported ONNX (made and self-checked once by `python -m export.onnx` in a child process,
+  cached beside a target file; a Target made in memory is exported to a temp dir); the CUDA provider (FP16
+  graph) when onnxruntime-gpu is installed, else the CPU provider (FP32 graph).
 - `auto`: tensorrt when TensorRT imports and there is a CUDA GPU; else torch on the GPU; else onnxruntime on
   the CPU, measured 1.7-9x faster than torch's CPU eager mode here (2 cores, random-weight targets: tiny
   10.6 vs 95 ms, small 244 vs 788 ms, paper 2.9 vs 5.0 s a frame), so it is picked without a startup race.
+
+The runtime finds artifacts (puppet.live.artifacts) and never imports the builders in `export`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +29,10 @@ from typing import Protocol
 import torch
 
 from puppet.errors import PuppetError
+from puppet.live import artifacts
+from puppet.target import load_target
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
@@ -86,9 +93,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, target, device=None):
-        from export.onnx import load_target_any
-
-        t = load_target_any(target)
+        t = load_target(target)
         self.size = int(t.config["image_size"])
         self.device = _cuda_device(device)
         model = t.person_generator()
@@ -135,8 +140,6 @@ class OnnxRuntimeBackend:
     def __init__(self, target, device=None, onnx_path=None):
         import onnxruntime as ort
 
-        from export.onnx import ensure_onnx, export_target
-
         available = ort.get_available_providers()
         want_cuda = device is not None and torch.device(device).type == "cuda"
         if want_cuda and "CUDAExecutionProvider" not in available:
@@ -145,12 +148,25 @@ class OnnxRuntimeBackend:
         use_cuda = "CUDAExecutionProvider" in available and (device is None or want_cuda)
         precision = "fp16" if use_cuda else "fp32"
         tmp = None
-        if onnx_path is None and isinstance(target, (str, os.PathLike)):
-            onnx_path = ensure_onnx(target, precision=precision)  # once; cached beside the target file
-        elif onnx_path is None:  # a Target object has no home: export to a temp dir, gone once loaded
+        if onnx_path is None and artifacts.target_path(target) is not None:
+            # once; cached beside the target file
+            onnx_path = artifacts.find_onnx(target, precision)
+            if onnx_path is None:
+                path = artifacts.target_path(target)
+                artifacts.build("export.onnx", ["--target", str(path), "--precision", precision])
+                onnx_path = artifacts.find_onnx(target, precision)
+                if onnx_path is None:
+                    raise PuppetError(f"{path}: export.onnx left no up-to-date ONNX file; "
+                                      f"run `python -m export.onnx --target {path}` to see why")
+        elif onnx_path is None:  # a Target made in memory has no home: export to a temp dir, gone once loaded
+            from puppet.target import save_target
+
             tmp = tempfile.TemporaryDirectory(prefix="puppet-onnx-")
+            saved = Path(tmp.name) / "target.pt"
+            save_target(saved, target)
             onnx_path = Path(tmp.name) / f"target.{precision}.onnx"
-            export_target(target, onnx_path, precision, check=False)
+            artifacts.build("export.onnx", ["--target", str(saved), "--precision", precision,
+                                            "--out", str(onnx_path)])
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one chain of convs: nothing to run in parallel
@@ -184,21 +200,25 @@ class OnnxRuntimeBackend:
 
 
 class TensorRTBackend:
-    """A TensorRT engine bound to torch CUDA buffers, replayed from a CUDA graph. UNVERIFIED (no TensorRT
-    here): written to TensorRT 10/11's documented Python API."""
+    """A TensorRT engine bound to torch CUDA buffers, replayed from a CUDA graph (TensorRT 10/11's Python
+    API)."""
 
     name = "tensorrt"
 
     def __init__(self, target, device=None):
-        from export.cache import load_fresh_engine
-        from export.trt import ensure_engine, import_tensorrt, require_cuda
-
-        trt = import_tensorrt()
-        require_cuda()
+        trt = artifacts.import_tensorrt()
+        artifacts.require_cuda()
         self.device = _cuda_device(device or "cuda")
         torch.cuda.set_device(self.device)
-        eng = ensure_engine(target=target)
-        data = load_fresh_engine(eng.path, eng.key)
+        eng = artifacts.find_engine(target, trt.__version__)
+        if eng is None:  # not built yet, or stale: export.trt builds it (and its ONNX) in a child process
+            path = artifacts.materialise(target)
+            artifacts.build("export.trt", ["--target", str(path)])
+            eng = artifacts.find_engine(path, trt.__version__)
+            if eng is None:
+                raise PuppetError(f"{path}: export.trt left no up-to-date engine; "
+                                  f"run `python -m export.trt --target {path}` to see why")
+        data = artifacts.load_fresh_engine(eng.path, eng.key)
         if data is None:
             raise PuppetError(f"{eng.path}: changed while loading; rebuild: `python -m export.trt --force`")
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -274,7 +294,8 @@ def auto_backend_name(device=None) -> str:
 
 
 def load_backend(name: str, target, device=None, verbose: bool = True) -> Backend:
-    """A ready backend for `target` (a Target or a target file path); `name` one of BACKENDS."""
+    """A ready backend for `target` (a Target, loaded or made in memory, or a target file path); `name` one of
+    BACKENDS."""
     if name not in BACKENDS:
         raise PuppetError(f"--backend {name}: unknown backend; use one of {', '.join(BACKENDS)}")
     picked = auto_backend_name(device) if name == "auto" else name
@@ -286,5 +307,5 @@ def load_backend(name: str, target, device=None, verbose: bool = True) -> Backen
         backend = OnnxRuntimeBackend(target, device)
     if verbose:
         how = "auto picked" if name == "auto" else "backend"
-        print(f"{how} {backend.name}: {backend.describe()}")
+        log.info("%s %s: %s", how, backend.name, backend.describe())
     return backend

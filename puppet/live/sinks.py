@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from puppet.errors import PuppetError
+from puppet.files import VideoWriter
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 
@@ -53,27 +54,17 @@ class FileSink:
             raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
                               f"create it or pick another path")
         self.width, self.height = (size, size) if isinstance(size, int) else size
-        # VideoWriter picks the container from the extension, so the temporary name keeps it.
-        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
-        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, float(fps), (self.width, self.height))
-        if not self.writer.isOpened():
-            self.tmp.unlink(missing_ok=True)
-            raise PuppetError(f"{self.path}: can't write a video there; check it's writable and ends in .mp4")
-        self.frames = 0
+        self.video = VideoWriter(self.path, self.width, self.height, fps)
+
+    @property
+    def frames(self) -> int:
+        return self.video.frames
 
     def write(self, img: np.ndarray) -> None:
-        self.writer.write(fit(img, self.width, self.height))
-        self.frames += 1
+        self.video.write(fit(img, self.width, self.height))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-            if self.frames:
-                os.replace(self.tmp, self.path)
-            else:  # nothing was sent: no empty, unplayable file
-                self.tmp.unlink(missing_ok=True)
+        self.video.close()  # nothing was sent: no empty, unplayable file
 
 
 def _first_reason(e: Exception) -> str:

@@ -183,9 +183,9 @@ class FramesSource(Source):
 def demo_frames(n_frames: int = 75, seed: int = 0, height: int = 360) -> list[np.ndarray]:
     """A talking-head stand-in made from a packaged portrait (no webcam needed): puppet.synthetic warps it."""
     from puppet.assets import grace_hopper
-    from puppet.images import read_image
-    from puppet.synthetic import animate
-    from puppet.track import detect
+    from puppet.data.motion import animate
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
 
     img = read_image(grace_hopper())
     scale = height / img.shape[0]

@@ -5,14 +5,13 @@ Thread-safe: the capture, process and output threads all record into one Stats.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 
 import numpy as np
 
-from puppet.files import atomic_write_bytes
+from puppet.files import write_json
 
 STAGES = ("capture", "track", "filter_retarget", "rasterise", "generate", "output")
 # Percentiles come from the most recent samples (a long call keeps memory bounded).
@@ -117,7 +116,7 @@ class Stats:
     def write_json(self, path) -> None:
         s = self.summary()
         s["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        atomic_write_bytes(path, (json.dumps(s, indent=2) + "\n").encode())
+        write_json(path, s)
 
 
 def _f(x) -> str:

@@ -25,8 +25,8 @@ a few hundred steps: its default is FROM_SCRATCH_LR_G (override with --lr / --lr
 
 from __future__ import annotations
 
-import argparse
 import copy
+import logging
 import sys
 import time
 import warnings
@@ -37,9 +37,12 @@ import torch
 from torch import nn
 
 from models.config import CONFIGS
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
-from puppet.images import read_image, to_tensor
+from puppet.faces.images import read_image, to_tensor
 from puppet.target import Target, make_metadata, save_target
+
+log = logging.getLogger(__name__)
 
 PAPER_LR_G = 5e-5
 PAPER_LR_D = 2e-4
@@ -51,21 +54,18 @@ PIXEL_WEIGHT = 10.0  # the pixel L1 term, when used; comparable with feature mat
 AUG_FRACTION = 0.75  # share of each batch that is a fresh warp (the rest: the T frames themselves)
 
 
-def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
 
 # ----------------------------------------------------------------------------------------------- inputs
 def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The shared crop of a face: (uint8 BGR (S, S, 3), landmarks (68, 2) in crop pixels)."""
-    from puppet.crop import Crop
+    from puppet.faces.crop import Crop
 
     box = Crop.from_landmarks(lms)
     return box.apply(bgr, image_size), np.asarray(box.to_crop(lms, image_size), dtype=np.float32)
 
 
 def _prepare_photos(paths, image_size: int):
-    from puppet.track import Tracker
+    from puppet.faces.track import Tracker
 
     crops, lms, kept, skipped = [], [], [], []
     for p in paths:
@@ -88,7 +88,7 @@ def _prepare_photos(paths, image_size: int):
         raise PuppetError(f"{', '.join(map(str, paths))}: no face found in any photo; "
                           f"pass photos with a clear, frontal face")
     for p in skipped:
-        warn(f"{p}: no face found; skipped")
+        log.warning(f"{p}: no face found; skipped")
     return crops, lms, kept
 
 
@@ -104,7 +104,7 @@ def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[
 def _prepare_video(path, n_frames: int, image_size: int):
     import cv2
 
-    from puppet.track import Tracker
+    from puppet.faces.track import Tracker
 
     cap = cv2.VideoCapture(str(path))
     if not Path(path).is_file() or not cap.isOpened():
@@ -136,7 +136,7 @@ def _prepare_video(path, n_frames: int, image_size: int):
     if not crops:
         raise PuppetError(f"{path}: no face found in the chosen frames; pass a clip with a clear face")
     if skipped:
-        warn(f"{path}: no face found in frame(s) {', '.join(map(str, skipped))}; skipped")
+        log.warning(f"{path}: no face found in frame(s) {', '.join(map(str, skipped))}; skipped")
     return crops, lms, kept
 
 
@@ -155,7 +155,7 @@ class _Content(nn.Module):
         self.vgg = None
         self.pixel = False
         if mode == "l1":
-            warn("content loss: pixel L1 only (no VGG weights used): fine for a from-scratch or demo "
+            log.warning("content loss: pixel L1 only (no VGG weights used): fine for a from-scratch or demo "
                  "model; pass --content paper with VGG weights for the paper's perceptual loss")
             self.pixel = True
         elif mode == "paper":
@@ -169,9 +169,9 @@ class _Content(nn.Module):
                     fix = "or fine-tune with --content l1 (pixel loss, no downloads)"
                     raise PuppetError(f"{e}; {fix}") from None
             for w in caught:  # as our own one-line warnings, not Python's two-line file:line form
-                warn(str(w.message))
+                log.warning(str(w.message))
             if "random" in (vgg19, vggface):
-                warn("content loss: random-weight VGG features are only a weak structural prior; "
+                log.warning("content loss: random-weight VGG features are only a weak structural prior; "
                      "adding a pixel L1 term")
                 self.pixel = True
         else:
@@ -198,7 +198,7 @@ def _device(name: str) -> torch.device:
 def _load_checkpoint(checkpoint) -> dict:
     if isinstance(checkpoint, dict):
         return checkpoint
-    from puppet.train import load_meta
+    from puppet.training.train import load_meta
 
     return load_meta(checkpoint)
 
@@ -207,7 +207,7 @@ class _Batches:
     """Training batches (frames, sketches) of the T frames and, with augmentation, fresh warps of them."""
 
     def __init__(self, frames_bgr, landmarks, image_size: int, augment: bool, rng: np.random.Generator):
-        from puppet.sketch import sketch_tensor
+        from puppet.faces.sketch import sketch_tensor
 
         self.frames = [np.ascontiguousarray(f) for f in frames_bgr]
         self.lms = [np.asarray(p, dtype=np.float32) for p in landmarks]
@@ -218,8 +218,9 @@ class _Batches:
         self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from puppet.sketch import sketch_tensor
-        from puppet.synthetic import perturb, warp
+        from puppet.data.motion import perturb
+        from puppet.faces.sketch import sketch_tensor
+        from puppet.faces.warp import warp
 
         idx = self.rng.integers(0, len(self.frames), size=batch)
         xs, ys = [], []
@@ -380,8 +381,8 @@ def finetune(
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _parser() -> Parser:
+    p = Parser(
         prog="python -m puppet.finetune",
         description="Fine-tune a talking-head generator on photos (or a clip) of one person -> target file.",
     )
@@ -426,7 +427,7 @@ def main(argv: list[str]) -> int:
     if args.from_scratch and args.config is None:
         raise PuppetError("--from-scratch: needs --config tiny|small|cpu|paper")
     if args.from_scratch and args.steps == 0:
-        warn("--from-scratch with --steps 0: the generator is untrained noise")
+        log.warning("--from-scratch with --steps 0: the generator is untrained noise")
     from models.config import get_config
 
     meta = _load_checkpoint(args.checkpoint) if args.checkpoint else None

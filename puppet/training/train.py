@@ -11,7 +11,7 @@ with psi = P e_hat_i. E, G and P minimise content (VGG19 + VGGFace) + adversaria
 embedding match |W_i - e_hat_i|; D minimises the hinge loss (plus the same match term for W, with e_hat held
 fixed). Weights of every term: models.losses. Adam, lr 5e-5 for E/G, 2e-4 for D.
 
-Choices the paper leaves open (documented in /work/notes/issue-4.md as well):
+Choices the paper leaves open:
 - Adam's betas: PyTorch's defaults (0.9, 0.999), as in the public reproductions (the paper names none).
 - D steps per E/G step: 2 (--d-steps), as both public reproductions do.
 - The embedding match reaches W through D's update (the E/G step holds W fixed, D's step holds e_hat
@@ -48,7 +48,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.files import check_format
 
 FORMAT = "puppet-meta"
 VERSION = 1
@@ -72,11 +74,7 @@ def load_meta(path: str | os.PathLike) -> dict:
         meta = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, not a torch file, or a pickle with code in it
         raise PuppetError(f"{path}: not a readable checkpoint ({type(e).__name__}); {fix}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise PuppetError(f"{path}: not a puppet meta-learned checkpoint; {fix}")
-    if meta.get("version") != VERSION:
-        raise PuppetError(f"{path}: checkpoint version {meta.get('version')}, this puppet reads {VERSION}; "
-                          f"use the puppet version that wrote it")
+    check_format(meta, path, FORMAT, VERSION, "meta-learned checkpoint", fix)
     for key in ("config", "num_videos", "embedder", "generator", "discriminator"):
         if key not in meta:
             raise PuppetError(f"{path}: checkpoint lacks '{key}' (damaged or from another tool); {fix}")
@@ -192,7 +190,7 @@ class Dist:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m puppet.train", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m puppet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="a prepared dataset folder (python -m puppet.prepare)")
     p.add_argument("--config", help="tiny|small|cpu|paper (new runs; --resume takes the checkpoint's)")
@@ -270,7 +268,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     from models.embedder import Embedder
     from models.generator import Generator
     from models.losses import ContentLoss, embedding_match_loss, generator_losses, hinge_d_loss
-    from puppet.data import EpochSampler, VideoDataset
+    from puppet.data.dataset import EpochSampler, VideoDataset
     from puppet.files import torch_save_atomic
 
     out = Path(a.out)

@@ -1,0 +1,151 @@
+"""The export's self-check: onnx.checker, every operator one that TensorRT's ONNX parser supports, and
+onnxruntime (CPU) against torch on real sketches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from puppet.errors import PuppetError
+
+FP32_TOLERANCE = 1e-4  # max |onnxruntime - torch| on [-1, 1] images at 64x64 (see `tolerance`)
+FP16_TOLERANCE = 1e-2
+
+# The ONNX operators this project's generator may export to, each one listed as supported (Y) for FP32 and
+# FP16 in onnx-tensorrt's docs/operators.md (TensorRT 10.x, opsets 9-22). A graph that uses anything else
+# fails the export's self-check: add an op here only after checking it in that table.
+TRT_SUPPORTED_OPS = frozenset({
+    "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape",
+    "Conv", "ConvTranspose", "Div", "Elu", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "Identity", "InstanceNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Neg",
+    "Pad", "Pow", "PRelu", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
+    "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+})
+
+
+def graph_ops(model: onnx.ModelProto) -> set[str]:
+    return {n.op_type for n in model.graph.node}
+
+
+def trt_problems(model: onnx.ModelProto) -> list[str]:
+    """Reasons TensorRT's ONNX parser would reject the graph: unlisted ops and documented restrictions."""
+    unlisted = sorted(graph_ops(model) - TRT_SUPPORTED_OPS)
+    problems = [f"operator {op} is not in TRT_SUPPORTED_OPS" for op in unlisted]
+    inits = {i.name for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            problems.append(f"{n.name or n.op_type}: custom domain {n.domain}")
+        if n.op_type == "InstanceNormalization" and not all(i in inits for i in n.input[1:]):
+            problems.append(f"{n.name}: InstanceNormalization scale/bias must be initializers")
+        if n.op_type in ("Conv", "ConvTranspose") and n.input[1] not in inits:
+            problems.append(f"{n.name}: {n.op_type} weights must be an initializer")
+        if n.op_type == "Resize":
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            mode = attrs.get("mode", b"nearest").decode()
+            if mode not in ("nearest", "linear"):
+                problems.append(f"{n.name}: Resize mode {mode} (TensorRT takes nearest or linear)")
+    for v in [*model.graph.input, *model.graph.output]:
+        if v.type.tensor_type.elem_type != TensorProto.FLOAT:
+            problems.append(f"I/O tensor {v.name} is not float32")
+        if any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim):
+            problems.append(f"I/O tensor {v.name} has a dynamic dimension")
+    return problems
+
+
+def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    """A few real-looking sketches: the target's reference landmarks jittered and shifted, drawn by the one
+    rasteriser (puppet.sketch); uniform random tensors only where that is unavailable."""
+    size = int(target.config["image_size"])
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        from puppet.faces.sketch import sketch_tensor
+    except ImportError:
+        sketch_tensor = None
+    ref = getattr(target, "ref_landmarks", None)
+    if sketch_tensor is None or ref is None:
+        return [torch.rand(1, 3, size, size, generator=gen) * 2 - 1 for _ in range(n)]
+    ref = torch.as_tensor(np.asarray(ref, dtype=np.float32))
+    out = []
+    for _ in range(n):
+        jitter = (torch.rand(ref.shape, generator=gen) - 0.5) * (0.04 * size)
+        shift = (torch.rand(1, 2, generator=gen) - 0.5) * (0.1 * size)
+        lms = (ref + jitter + shift).clamp(0, size - 1).numpy()
+        out.append(sketch_tensor(lms, size).float())
+    return out
+
+
+# Max |onnxruntime - torch| the self-check accepts, by image size (sizes in between take the next entry up).
+# At 64 px: FP32_TOLERANCE / FP16_TOLERANCE. Larger images need more: onnxruntime's CPU kernels accumulate
+# instance-norm statistics in float32 where torch's use double, and on sketches (flat background, thin
+# lines) that error grows with the pixels averaged; FP16 rounding gathers over the deeper networks. Each
+# bound is about twice the worst measured on 4 random-weight targets x 3 sketches (fp32 / fp16: 1.3e-5 /
+# 5.9e-3 at 64, 3.0e-4 / 1.8e-2 at 128, 1.8e-3 / 2.0e-2 at 256). One gray level of 8-bit output is 7.8e-3;
+# export mistakes (a wrong constant, cast or op) land orders of magnitude above these.
+TOLERANCES = {64: (FP32_TOLERANCE, FP16_TOLERANCE), 128: (6e-4, 4e-2), 256: (4e-3, 5e-2)}
+
+
+def tolerance(precision: str, image_size: int) -> float:
+    sizes = sorted(TOLERANCES)
+    size = next((s for s in sizes if image_size <= s), sizes[-1])
+    fp32, fp16 = TOLERANCES[size]
+    return fp16 if precision == "fp16" else fp32
+
+
+@dataclass
+class CheckReport:
+    precision: str
+    max_abs_diff: float
+    tolerance: float
+    ops: list[str]
+    n_sketches: int
+    size_bytes: int
+
+
+def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # ORT's warnings about casts it inserts for fp16 on CPU are expected
+    return ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
+
+
+def self_check(path, module: torch.nn.Module, sketches: Sequence[torch.Tensor], precision: str,
+               ) -> CheckReport:
+    """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError."""
+    path = Path(path)
+    model = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise PuppetError(f"{path}: onnx.checker failed: {' '.join(str(e).split())}; report this bug") from e
+    problems = trt_problems(model)
+    if problems:
+        raise PuppetError(f"{path}: not buildable by TensorRT's ONNX parser: {'; '.join(problems)}")
+    try:
+        sess = ort_session(path)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise PuppetError(f"{path}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
+    module = module.eval().float().cpu()
+    worst = 0.0
+    with torch.inference_mode():
+        for sketch in sketches:
+            ref = module(sketch.float()).numpy()
+            got = sess.run(["image"], {"sketch": sketch.float().numpy()})[0]
+            if got.shape != ref.shape or got.dtype != np.float32:
+                raise PuppetError(f"{path}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
+            if not np.isfinite(got).all():
+                raise PuppetError(f"{path}: onnxruntime output has inf/NaN ({precision}); report this bug")
+            worst = max(worst, float(np.abs(got - ref).max()))
+    tol = tolerance(precision, int(sketches[0].shape[-1]))
+    if not worst <= tol:
+        raise PuppetError(f"{path}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
+                          f"{precision}); report this bug")
+    return CheckReport(precision, worst, tol, sorted(graph_ops(model)), len(sketches), path.stat().st_size)

@@ -1,0 +1,1 @@
+"""Data: preparing videos into the sharded dataset, reading it back, and synthetic talking-head clips."""

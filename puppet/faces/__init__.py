@@ -1,0 +1,2 @@
+"""Faces: tracking (68 iBUG landmarks), the crop, the sketch rasteriser, image conversion, the One Euro
+filter, head pose on landmarks and the piecewise-affine warp. Shared by every later stage."""

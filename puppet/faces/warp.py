@@ -1,0 +1,245 @@
+"""The piecewise-affine face warp: move a face so that its 68 landmarks go from `src_lms` to `dst_lms`.
+
+The image is cut into triangles (Delaunay over the landmarks, a few forehead points, rings around the head and
+the frame's border) and each triangle is mapped by its own affine transform, through one dense `cv2.remap`.
+The border stays put, so the background follows smoothly; an opening mouth gets a dark inside. Synthetic
+clips, warp augmentation and the quality protocol's `warp` baseline all use it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from puppet.faces.pose import _INNER_LIPS, _RIGID, Motion, _face_frame, move
+
+
+def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + shift taking src to dst (2x3), no RANSAC: deterministic."""
+    s = src[:, 0] + 1j * src[:, 1]
+    d = dst[:, 0] + 1j * dst[:, 1]
+    sm, dm = s.mean(), d.mean()
+    s0, d0 = s - sm, d - dm
+    a = (np.conj(s0) @ d0) / max(float(np.real(np.conj(s0) @ s0)), 1e-12)
+    t = dm - a * sm
+    return np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def _forehead(lms: np.ndarray) -> np.ndarray:
+    """Six points above the brows that move with them (the 68 points stop at the brows)."""
+    _, _, ey, w = _face_frame(lms)
+    return np.asarray(lms, np.float64)[[17, 19, 21, 22, 24, 26]] - 0.55 * w * ey
+
+
+def _ring(c, ex, ey, w, radius: float) -> np.ndarray:
+    """Points on an ellipse around the head (hair, ears, neck), centred a little above the nose."""
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    centre = c - 0.35 * w * ey
+    return (
+        centre
+        + (radius * 1.25 * w) * np.cos(ang)[:, None] * ex
+        + (radius * 1.45 * w) * np.sin(ang)[:, None] * ey
+    )
+
+
+def _control_points(shape: tuple[int, int], src_lms: np.ndarray, dst_lms: np.ndarray):
+    """Matching source and destination control points: landmarks, forehead, two head rings, frame border."""
+    h, wd = shape
+    src_lms = np.asarray(src_lms, np.float64)
+    dst_lms = np.asarray(dst_lms, np.float64)
+    c, ex, ey, w = _face_frame(src_lms)
+    fh_src, fh_dst = _forehead(src_lms), _forehead(dst_lms)
+    # The head ring follows the head's overall motion (a similarity fitted to the rigid points); the neck
+    # (below the chin) follows less, and an outer ring less still, so the warp fades out into the background.
+    sim = _fit_similarity(src_lms[_RIGID], dst_lms[_RIGID])
+    src, dst = [src_lms, fh_src], [dst_lms, fh_dst]
+    for radius, strength in ((1.25, 1.0), (2.1, 0.35)):
+        ring = _ring(c, ex, ey, w, radius)
+        below = np.clip(((ring - c) @ ey / w - 0.8) / 1.0, 0.0, 1.0)  # 0 above the chin, 1 well below it
+        weight = strength * (1.0 - 0.6 * below)
+        src.append(ring)
+        dst.append(ring + weight[:, None] * (_apply(sim, ring) - ring))
+    src = np.concatenate(src)
+    dst = np.concatenate(dst)
+    # Keep the extra anchors that lie inside the frame (landmarks always stay: they are the point).
+    keep = np.ones(len(src), bool)
+    inside = (src[:, 0] > 1) & (src[:, 0] < wd - 2) & (src[:, 1] > 1) & (src[:, 1] < h - 2)
+    keep[68:] = inside[68:]
+    src, dst = src[keep], dst[keep]
+    # The frame's border is fixed: corners and points along each edge.
+    xs = np.linspace(0, wd - 1, 5)
+    ys = np.linspace(0, h - 1, 5)[1:-1]
+    border = np.concatenate(
+        [
+            np.stack([xs, np.zeros_like(xs)], 1),
+            np.stack([xs, np.full_like(xs, h - 1)], 1),
+            np.stack([np.zeros_like(ys), ys], 1),
+            np.stack([np.full_like(ys, wd - 1), ys], 1),
+        ]
+    )
+    return np.concatenate([src, border]), np.concatenate([dst, border])
+
+
+def triangulate(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Delaunay triangles (n, 3) of point indices, with OpenCV's Subdiv2D.
+
+    Points are nudged into the frame for the triangulation only; exact duplicates keep the first index.
+    """
+    h, w = shape
+    pts = np.asarray(points, np.float32).copy()
+    lo = min(float(pts[:, 0].min()), 0.0) - 1, min(float(pts[:, 1].min()), 0.0) - 1
+    hi = max(float(pts[:, 0].max()), w - 1.0) + 2, max(float(pts[:, 1].max()), h - 1.0) + 2
+    subdiv = cv2.Subdiv2D(
+        (
+            int(math.floor(lo[0])),
+            int(math.floor(lo[1])),
+            int(math.ceil(hi[0] - lo[0])) + 1,
+            int(math.ceil(hi[1] - lo[1])) + 1,
+        )
+    )
+    index = {}
+    for i, (x, y) in enumerate(pts):
+        key = (float(x), float(y))
+        if key not in index:
+            index[key] = i
+            subdiv.insert(key)
+    tris = []
+    for t in subdiv.getTriangleList().reshape(-1, 3, 2):
+        ids = [index.get((float(x), float(y))) for x, y in t]
+        if None not in ids:
+            tris.append(ids)
+    return np.asarray(tris, np.int32).reshape(-1, 3)
+
+
+def _open_for_topology(lms: np.ndarray) -> np.ndarray:
+    """The landmarks with the mouth a little open: a closed mouth's inner lips nearly coincide, and the
+    triangulation must connect upper to lower lip (not across), so that an opening mouth stretches the gap."""
+    return move(lms, Motion(mouth=0.4))
+
+
+def warp(bgr: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray, mouth_fill: bool = True) -> np.ndarray:
+    """Warp a portrait so that its landmarks move from `src_lms` to `dst_lms` (both (68, 2) pixels).
+
+    Piecewise affine over a Delaunay mesh of the landmarks, forehead points, rings around the head and the
+    frame border (fixed). Every output pixel is looked up through its triangle's inverse affine map in one
+    `cv2.remap` (bilinear, border reflected). `mouth_fill` darkens a mouth opened wider than in the source.
+    """
+    if bgr.ndim != 3 or bgr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 BGR image (H, W, 3), got {bgr.dtype} {bgr.shape}")
+    h, w = bgr.shape[:2]
+    src, dst = _control_points((h, w), src_lms, dst_lms)
+    tris = _mesh((h, w), src, np.asarray(src_lms, np.float32))
+    map_xy = _dense_map((h, w), src, dst, tris)
+    out = cv2.remap(bgr, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    if mouth_fill:
+        _fill_mouth(out, np.asarray(src_lms, np.float32), np.asarray(dst_lms, np.float32))
+    return out
+
+
+_MESHES: dict[bytes, np.ndarray] = {}
+
+
+def _mesh(shape: tuple[int, int], src: np.ndarray, src_lms: np.ndarray) -> np.ndarray:
+    """The triangles for these source control points (cached: a clip warps one portrait many times)."""
+    key = np.asarray(shape, np.int64).tobytes() + src.tobytes()
+    if key not in _MESHES:
+        if len(_MESHES) > 16:
+            _MESHES.clear()
+        topo = src.copy()  # the landmarks come first in the control points
+        topo[:68] = _open_for_topology(src_lms)
+        _MESHES[key] = triangulate(topo, shape)
+    return _MESHES[key]
+
+
+def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32 map: for each output pixel, where to sample the source.
+
+    Each pixel gets the label of the destination triangle it lies in (rasterised with fillConvexPoly), and
+    its source position is that triangle's inverse affine map applied to the pixel (one gather + 4 mults).
+    """
+    h, w = shape
+    label = np.full((h, w), len(tris), np.int32)  # uncovered pixels: the identity row at the end
+    coef = np.zeros((len(tris) + 1, 6), np.float64)
+    coef[-1] = [1, 0, 0, 0, 1, 0]
+    d_tri = dst[tris]  # (T, 3, 2)
+    m = np.concatenate([d_tri, np.ones((len(tris), 3, 1))], axis=2)  # rows [x y 1]
+    # Inverse maps dst -> src, all at once; a collapsed destination triangle (e.g. a shut eyelid) covers no
+    # pixels and is left out.
+    ok = np.abs(np.linalg.det(m)) > 1e-6
+    coef[:-1][ok] = np.linalg.solve(m[ok], src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6)
+    fixed = np.round(d_tri * 16).astype(np.int32)
+    for k in np.flatnonzero(ok):
+        cv2.fillConvexPoly(label, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
+    c = coef.astype(np.float32)[label]  # (H, W, 6)
+    ys, xs = _grid(h, w)
+    out = np.empty((h, w, 2), np.float32)
+    out[..., 0] = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    out[..., 1] = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+    return out
+
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinate grids (float32), cached per size: a clip warps many frames of one size."""
+    if (h, w) not in _GRIDS:
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        ys, xs = np.indices((h, w), dtype=np.float32)
+        _GRIDS[(h, w)] = (ys, xs)
+    return _GRIDS[(h, w)]
+
+
+def _polygon_area(p: np.ndarray) -> float:
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
+    """Paint the inside of a mouth that opened: the warp can only stretch lip pixels across the gap.
+
+    A dark mouth cavity with a soft edge, and a band of upper teeth under the upper lip, faded in with how
+    much wider the mouth is than in the source (a mouth open in the portrait already keeps its own inside).
+    """
+    inner = dst_lms[_INNER_LIPS].astype(np.float64)
+    a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]), _polygon_area(inner)
+    if a_dst < 4.0 or a_dst <= a_src * 1.05:
+        return
+    alpha = min(1.0, 1.0 - a_src / a_dst)
+    gap = float(np.mean(np.linalg.norm(inner[[7, 6, 5]] - inner[[1, 2, 3]], axis=1)))  # lower minus upper lip
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 5
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, img.shape[1]), min(y1, img.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    off = np.array([x0, y0], np.float64)
+
+    def poly_mask(pts: np.ndarray) -> np.ndarray:
+        m = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(m, [np.round((pts - off) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        return m
+
+    sigma = max(0.6, 0.08 * gap)
+    cavity = cv2.GaussianBlur(poly_mask(inner), (0, 0), sigma)
+    # Upper teeth: the band between the upper inner lip and the same line a quarter of the gap lower.
+    down = _face_frame(dst_lms)[2]
+    upper = inner[[0, 1, 2, 3, 4]]
+    teeth = cv2.GaussianBlur(
+        poly_mask(np.concatenate([upper, upper[::-1] + 0.28 * gap * down])), (0, 0), sigma
+    )
+    teeth = np.minimum(teeth, cavity)
+    roi = img[y0:y1, x0:x1].astype(np.float32)
+    cav_colour = np.array([30, 25, 60], np.float32)  # BGR: the dark red of a mouth's inside
+    teeth_colour = np.array([190, 205, 215], np.float32)
+    out = roi * (1 - alpha * cavity[..., None]) + cav_colour * (alpha * cavity[..., None])
+    t = alpha * 0.8 * teeth[..., None]
+    out = out * (1 - t) + teeth_colour * t
+    img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)

@@ -1,0 +1,152 @@
+"""`python -m puppet.live`: load the targets and their backends, open the source and outputs, run the loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from pathlib import Path
+
+from puppet.cli import Parser
+from puppet.errors import PuppetError, run_cli
+from puppet.live.loop import Live, LiveTarget
+from puppet.live.runtime import BACKENDS
+from puppet.live.sinks import VIDEO_EXTS, FileSink, PreviewWindow, VirtualCamSink
+from puppet.live.sources import open_source
+from puppet.live.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = Parser(prog="python -m puppet.live", description="Drive a target face with your webcam, live.",
+               epilog="Preview window keys: c recalibrate the neutral face, m mirror, n/p next/previous "
+                      "target, l landmarks, s stats, q or Esc quit.")
+    p.add_argument("--target", action="append", required=True, metavar="FILE.pt",
+                   help="target file from puppet.finetune; repeat it to switch with n/p")
+    p.add_argument("--source", default="0",
+                   help="camera index, /dev/videoN, a video file, or demo (default 0)")
+    p.add_argument("--output", action="append", metavar="virtualcam|window|FILE.mp4",
+                   help="repeatable (default: virtualcam and window)")
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help="auto|tensorrt|torch|onnxruntime (default auto)")
+    p.add_argument("--device", default=None,
+                   help="where the generator runs: cuda, cuda:1 or cpu (default: the GPU if there is one)")
+    p.add_argument("--mirror", action="store_true", help="mirror the camera (like a mirror)")
+    p.add_argument("--absolute", action="store_true",
+                   help="drive with the raw landmarks in the driver's crop (as the paper does) "
+                        "instead of relative motion")
+    p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
+    p.add_argument("--vcam-device", metavar="DEV",
+                   help="virtual camera device, e.g. /dev/video2 or 'OBS Virtual Camera'")
+    p.add_argument("--vcam-backend", metavar="NAME",
+                   help="pyvirtualcam backend: v4l2loopback, obs, unitycapture")
+    p.add_argument("--pad-720p", action="store_true",
+                   help="send 1280x720 to the virtual camera (macOS needs it)")
+    a = p.parse_args(argv)
+    if a.backend not in BACKENDS:
+        raise PuppetError(f"--backend {a.backend}: unknown; use one of {', '.join(BACKENDS)}")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise PuppetError(f"--max-frames {a.max_frames}: must be at least 1")
+    a.output = a.output or ["virtualcam", "window"]
+    for o in a.output:
+        if o not in ("virtualcam", "window") and Path(o).suffix.lower() not in VIDEO_EXTS:
+            raise PuppetError(f"--output {o}: unknown output; "
+                              f"use virtualcam, window or a file ending in .mp4")
+    return a
+
+
+def load_targets(paths: list[str], backend: str, device: str | None) -> list[LiveTarget]:
+    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first."""
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.live.runtime import load_backend
+    from puppet.target import load_target
+
+    out = []
+    for path in paths:
+        target = load_target(path)  # read once; the backend finds exports beside it by its path and hash
+        t = LiveTarget(path, target, load_backend(backend, target, device=device, verbose=False))
+        # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
+        t.backend.generate(sketch_tensor(t.ref, t.size))
+        out.append(t)
+    return out
+
+
+def open_outputs(a: argparse.Namespace, size: int, fps: float) -> tuple[list, PreviewWindow | None]:
+    outputs, window = [], None
+    try:
+        for o in dict.fromkeys(a.output):  # each once
+            if o == "virtualcam":
+                outputs.append(VirtualCamSink(size, fps, a.vcam_device, a.vcam_backend, a.pad_720p))
+            elif o == "window":
+                try:
+                    window = PreviewWindow()
+                except PuppetError as e:
+                    if len(a.output) == 1:
+                        raise
+                    log.info(f"{e}; carrying on without the preview")
+            else:
+                outputs.append(FileSink(o, size, fps))
+    except BaseException:
+        for s in outputs:
+            s.close()
+        raise
+    return outputs, window
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    a = parse_args(argv)
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        # Tracking and generation run at the same time: leave the tracker a core, or torch's threads and
+        # mediapipe's fight over the CPU (on 2 cores, 2 torch threads made a tiny generator 20x slower).
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    targets = load_targets(a.target, a.backend, a.device)
+    source = open_source(a.source)
+    outputs, window = [], None
+    try:
+        outputs, window = open_outputs(a, targets[0].size, source.fps)
+        stats = Stats(source=source.name, targets=[t.path for t in targets],
+                      backend=getattr(targets[0].backend, "name", a.backend),
+                      mode="absolute" if a.absolute else "relative", image_size=targets[0].size)
+        live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
+                    max_frames=a.max_frames)
+        for t in targets:  # (only now: a failed start prints its one error line and nothing else)
+            describe = getattr(t.backend, "describe", None)
+            log.info(f"{t.path}: {describe() if describe else t.backend.name}")
+        names = [getattr(s, "device", None) or str(getattr(s, "path", s.name)) for s in outputs]
+        log.info(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px) <- {source.name} "
+            f"({source.fps:.0f} fps) -> {', '.join(names + (['window'] if window else []))}"
+            + ("; q or Ctrl-C to quit" if source.live else ""))
+        # SIGTERM (a service stop, `kill`) ends the run as cleanly as Ctrl-C does.
+        prev = signal.signal(signal.SIGTERM, _interrupt)
+        interrupted = False
+        try:
+            live.run()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, prev)
+    finally:
+        for s in outputs:
+            s.close()
+        if window:
+            window.close()
+        source.close()
+    print(stats.table())
+    if a.stats:
+        stats.write_json(a.stats)
+    if interrupted:
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
