@@ -65,7 +65,8 @@ def track(frames: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[float
 
 def drive(lms: list[np.ndarray | None], target, fps: float) -> tuple[list[np.ndarray], list[float]]:
     """puppet.live.Driver (neutral calibration, One Euro filter, relative retargeting) per frame."""
-    from puppet.live.loop import Driver, LiveTarget
+    from puppet.live.driver import Driver
+    from puppet.live.loop import LiveTarget
 
     driver = Driver(LiveTarget("bench", target, None), absolute=False, fps=fps)
     out, ms = [], []

@@ -252,5 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

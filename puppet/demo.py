@@ -143,7 +143,8 @@ def _parser() -> Parser:
 
 def main(argv: list[str]) -> int:
     from puppet.assets import grace_hopper
-    from puppet.live.loop import Live, load_targets
+    from puppet.live.app import load_targets
+    from puppet.live.loop import Live
     from puppet.live.sinks import FileSink, PreviewWindow, display_available
     from puppet.live.sources import FileSource
     from puppet.live.stats import Stats
@@ -184,5 +185,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,7 +1,12 @@
-"""`python -m puppet.train`: the command lives in puppet.training.train."""
+"""`python -m puppet.train` and `puppet-train`: the command lives in puppet.training.train."""
 
 from puppet.errors import run_cli
 from puppet.training.train import main
 
-if __name__ == "__main__":
+
+def run() -> None:
     run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

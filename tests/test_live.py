@@ -85,7 +85,7 @@ def face_clip(face_frames, tmp_path_factory):
 
 
 def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face_clip, tmp_path, capsys):
-    from puppet.live.loop import main
+    from puppet.live.app import main
     from puppet.live.stats import STAGES
 
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
@@ -165,7 +165,8 @@ class Spy:
 
 
 def run_live(target_path, source, outputs, **kw):
-    from puppet.live.loop import Live, load_targets
+    from puppet.live.app import load_targets
+    from puppet.live.loop import Live
     from puppet.live.stats import Stats
 
     targets = load_targets([str(target_path)], "torch", None)
@@ -261,7 +262,8 @@ def test_relative_mode_ignores_where_the_driver_sits(tiny_target, face_frames):
     continuity); compared on the target landmarks that get rasterised.
     """
     from puppet.faces.track import Tracker
-    from puppet.live.loop import Driver, LiveTarget
+    from puppet.live.driver import Driver
+    from puppet.live.loop import LiveTarget
     from puppet.target import load_target
 
     h, w = face_frames[0].shape[:2]
@@ -372,7 +374,8 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
 
 def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tmp_path):
     """n/p: the next frames come from the other target's generator, from its own neutral."""
-    from puppet.live.loop import Live, load_targets
+    from puppet.live.app import load_targets
+    from puppet.live.loop import Live
     from puppet.live.sources import FileSource
     from puppet.live.stats import Stats
 
@@ -400,7 +403,8 @@ def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
     """An error in a worker thread (here the generator, on its 5th frame) ends the run with that error,
     every thread stopped, instead of a hang or a silent half-run."""
     from puppet.errors import PuppetError
-    from puppet.live.loop import Live, load_targets
+    from puppet.live.app import load_targets
+    from puppet.live.loop import Live
     from puppet.live.sources import FileSource
     from puppet.live.stats import Stats
 
@@ -428,7 +432,7 @@ def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
 
 
 def test_slots_drop_for_live_and_block_for_files():
-    from puppet.live.loop import Slot
+    from puppet.live.slots import Slot
 
     stop = threading.Event()
     live = Slot(True, stop)
@@ -495,7 +499,7 @@ def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):
 ])
 def test_bad_arguments_in_process(tiny_target, face_clip, tmp_path, monkeypatch, capsys, args, expect):
     """The same errors through run_cli in this process (cheaper than a subprocess each)."""
-    from puppet.live.loop import main
+    from puppet.live.app import main
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
@@ -515,7 +519,7 @@ def test_bad_arguments_in_process(tiny_target, face_clip, tmp_path, monkeypatch,
 
 def test_window_dropped_with_a_warning_when_another_output_exists(tiny_target, face_clip, tmp_path,
                                                                     monkeypatch, capsys):
-    from puppet.live.loop import main
+    from puppet.live.app import main
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -544,7 +548,9 @@ def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_f
     CLI, and the Driver against the crop geometry."""
     from puppet.faces.crop import Crop
     from puppet.faces.track import Tracker
-    from puppet.live.loop import Driver, LiveTarget, main
+    from puppet.live.app import main
+    from puppet.live.driver import Driver
+    from puppet.live.loop import LiveTarget
     from puppet.target import load_target
 
     out = tmp_path / "abs.mp4"
