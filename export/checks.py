@@ -1,11 +1,12 @@
 """The export's self-check: onnx.checker, every operator one that TensorRT's ONNX parser supports, and
-onnxruntime (CPU) against torch on real sketches."""
+onnxruntime (CPU) against torch on real sketches (and, for the appearance generator, the matching warps of the
+target's reference picture)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,26 +60,50 @@ def trt_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    """A few real-looking sketches: the target's reference landmarks jittered and shifted, drawn by the one
-    rasteriser (puppet.sketch); uniform random tensors only where that is unavailable."""
+def sample_landmarks(target, n: int = 3, seed: int = 0) -> list[np.ndarray] | None:
+    """A few real-looking driving poses: the target's reference landmarks jittered and shifted (crop
+    pixels); None when the target has no reference landmarks."""
+    ref = getattr(target, "ref_landmarks", None)
+    if ref is None:
+        return None
     size = int(target.config["image_size"])
     gen = torch.Generator().manual_seed(seed)
-    try:
-        from puppet.faces.sketch import sketch_tensor
-    except ImportError:
-        sketch_tensor = None
-    ref = getattr(target, "ref_landmarks", None)
-    if sketch_tensor is None or ref is None:
-        return [torch.rand(1, 3, size, size, generator=gen) * 2 - 1 for _ in range(n)]
     ref = torch.as_tensor(np.asarray(ref, dtype=np.float32))
     out = []
     for _ in range(n):
         jitter = (torch.rand(ref.shape, generator=gen) - 0.5) * (0.04 * size)
         shift = (torch.rand(1, 2, generator=gen) - 0.5) * (0.1 * size)
-        lms = (ref + jitter + shift).clamp(0, size - 1).numpy()
-        out.append(sketch_tensor(lms, size).float())
+        out.append((ref + jitter + shift).clamp(0, size - 1).numpy())
     return out
+
+
+def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
+    """A few real-looking sketches: `sample_landmarks` drawn by the one rasteriser (puppet.sketch); uniform
+    random tensors only where that is unavailable."""
+    size = int(target.config["image_size"])
+    try:
+        from puppet.faces.sketch import sketch_tensor
+    except ImportError:
+        sketch_tensor = None
+    poses = sample_landmarks(target, n, seed) if sketch_tensor is not None else None
+    if poses is None:
+        gen = torch.Generator().manual_seed(seed)
+        return [torch.rand(1, 3, size, size, generator=gen) * 2 - 1 for _ in range(n)]
+    return [sketch_tensor(lms, size).float() for lms in poses]
+
+
+def sample_inputs(target, n: int = 3, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    """The generator's inputs for the self-check: (sketch,) each for the paper's generator; (sketch, warped)
+    for one with the appearance path, `warped` being the target's ref_image warped to the very landmarks the
+    sketch is drawn from (Target.warped_reference), as the live loop feeds it."""
+    sketches = sample_sketches(target, n, seed)
+    if not getattr(target, "appearance", False):
+        return [(s,) for s in sketches]
+    poses = sample_landmarks(target, n, seed)
+    if poses is None or len(poses) != len(sketches):
+        raise PuppetError("target: an appearance generator needs ref_landmarks and ref_image to check with; "
+                          "re-make the target with puppet.finetune")
+    return [(s, target.warped_reference(lms)) for s, lms in zip(sketches, poses)]
 
 
 # Max |onnxruntime - torch| the self-check accepts, by image size (sizes in between take the next entry up).
@@ -106,6 +131,7 @@ class CheckReport:
     ops: list[str]
     n_sketches: int
     size_bytes: int
+    inputs: list[str] = field(default_factory=lambda: ["sketch"])
 
 
 def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecutionProvider",)):
@@ -117,9 +143,11 @@ def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecuti
     return ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
 
 
-def self_check(path, module: torch.nn.Module, sketches: Sequence[torch.Tensor], precision: str,
-               ) -> CheckReport:
-    """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError."""
+def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str) -> CheckReport:
+    """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError.
+
+    `samples`: the module's inputs, each a sketch tensor or a tuple (sketch[, warped]) as `sample_inputs`
+    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator)."""
     path = Path(path)
     model = onnx.load(str(path))
     try:
@@ -133,19 +161,26 @@ def self_check(path, module: torch.nn.Module, sketches: Sequence[torch.Tensor], 
         sess = ort_session(path)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise PuppetError(f"{path}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
+    names = [i.name for i in sess.get_inputs()]
     module = module.eval().float().cpu()
+    samples = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in samples]
     worst = 0.0
     with torch.inference_mode():
-        for sketch in sketches:
-            ref = module(sketch.float()).numpy()
-            got = sess.run(["image"], {"sketch": sketch.float().numpy()})[0]
+        for inputs in samples:
+            if len(inputs) != len(names):
+                raise PuppetError(f"{path}: the graph takes {', '.join(names)}; the check was given "
+                                  f"{len(inputs)} input(s) per sample; report this bug")
+            inputs = [x.float() for x in inputs]
+            ref = module(*inputs).numpy()
+            got = sess.run(["image"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
             if got.shape != ref.shape or got.dtype != np.float32:
                 raise PuppetError(f"{path}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
             if not np.isfinite(got).all():
                 raise PuppetError(f"{path}: onnxruntime output has inf/NaN ({precision}); report this bug")
             worst = max(worst, float(np.abs(got - ref).max()))
-    tol = tolerance(precision, int(sketches[0].shape[-1]))
+    tol = tolerance(precision, int(samples[0][0].shape[-1]))
     if not worst <= tol:
         raise PuppetError(f"{path}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
                           f"{precision}); report this bug")
-    return CheckReport(precision, worst, tol, sorted(graph_ops(model)), len(sketches), path.stat().st_size)
+    return CheckReport(precision, worst, tol, sorted(graph_ops(model)), len(samples), path.stat().st_size,
+                       names)

@@ -1,16 +1,17 @@
 """Export the person's generator to ONNX: `python -m export.onnx --target mona.pt [--precision fp32|fp16]`.
 
 What goes in the file is `Target.person_generator()`: the generator with psi' folded into per-layer constants,
-no projection matrix P, no embedder, no spectral norm. One input `sketch` (1, 3, S, S) float32 in [-1, 1], one
-output `image` (1, 3, S, S) float32; static shapes; weights inside the file.
+no projection matrix P, no embedder, no spectral norm. One input `sketch` (1, 3, S, S) float32 in [-1, 1] (the
+appearance generator has a second, `warped` (1, 3, S, S): the target's reference picture warped to the
+sketch's landmarks), one output `image` (1, 3, S, S) float32; static shapes; weights inside the file.
 
 fp16 is the form TensorRT's strongly typed networks take: FP16 weights and compute, with the ops that
 overflow or lose too much in half precision (instance norm statistics, softmax and the attention logits that
 feed it, reductions, pow/sqrt/exp) kept in FP32 behind explicit Cast nodes, and I/O kept float32.
 
 The command checks its own output and fails (exit 2, one line) when any check fails: onnx.checker,
-onnxruntime (CPU) against torch on the same sketches, and every operator being one TensorRT's ONNX parser
-supports (export.checks).
+onnxruntime (CPU) against torch on the same sketches (and matching warps), and every operator being one
+TensorRT's ONNX parser supports (export.checks).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import onnx
 import torch
 from onnx import helper
 
-from export.checks import sample_sketches, self_check
+from export.checks import sample_inputs, self_check
 from export.fp16 import _simplify, to_fp16
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
@@ -58,7 +59,7 @@ def export_module(
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Export an image-to-image module (sketch -> image) to `out` atomically; returns the path."""
+    """Export an image-to-image module (sketch[, warped] -> image) to `out` atomically; returns the path."""
     if precision not in ("fp32", "fp16"):
         raise PuppetError(f"--precision {precision}: unknown precision; use fp32 or fp16")
     model = _simplify(torch_to_onnx(module, image_size, opset))
@@ -78,6 +79,11 @@ def export_module(
     return out
 
 
+def input_names(module: torch.nn.Module) -> list[str]:
+    """The graph's inputs: `sketch`, and `warped` for a generator with the appearance path."""
+    return ["sketch", "warped"] if getattr(module, "appearance", False) else ["sketch"]
+
+
 def torch_to_onnx(module: torch.nn.Module, image_size: int, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The FP32 graph, through the TorchScript exporter.
 
@@ -85,13 +91,14 @@ def torch_to_onnx(module: torch.nn.Module, image_size: int, opset: int = DEFAULT
     (dynamo=False) works offline with torch alone and gives plain InstanceNormalization nodes.
     """
     module = module.eval().float().cpu()
-    dummy = torch.zeros(1, 3, image_size, image_size)
+    names = input_names(module)
+    dummies = tuple(torch.zeros(1, 3, image_size, image_size) for _ in names)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The TorchScript exporter's deprecation notice and tracer chatter are not the user's problem.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (dummy,), buf, dynamo=False, input_names=["sketch"], output_names=["image"],
+            module, dummies, buf, dynamo=False, input_names=names, output_names=["image"],
             opset_version=opset, do_constant_folding=True, export_params=True,
         )
     return onnx.load_from_string(buf.getvalue())
@@ -104,7 +111,7 @@ def export_target(target, out, precision="fp32", opset=DEFAULT_OPSET, metadata=N
     size = int(t.config["image_size"])
     path = export_module(gen, size, out, precision=precision, opset=opset, metadata=metadata)
     if check:
-        self_check(path, gen, sample_sketches(t), precision)
+        self_check(path, gen, sample_inputs(t), precision)
     return path
 
 
@@ -124,11 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = int(target.config["image_size"])
     meta = onnx_identity(target, args.precision, args.opset)  # the target was read once; its hash with it
     export_module(gen, size, out, precision=args.precision, opset=args.opset, metadata=meta)
-    rep = self_check(out, gen, sample_sketches(target), args.precision)
+    rep = self_check(out, gen, sample_inputs(target), args.precision)
+    inputs = " + ".join(f"{name} (1,3,{size},{size})" for name in rep.inputs)
     print(f"wrote {out} ({rep.size_bytes / 2**20:.1f} MiB, {args.precision}, opset {args.opset}, "
-          f"input sketch (1,3,{size},{size}) float32 -> image)")
+          f"input {inputs} float32 -> image)")
     print("onnx.checker: ok")
-    print(f"onnxruntime CPU vs torch on {rep.n_sketches} sketches: max |diff| {rep.max_abs_diff:.2e} "
+    warps = " and matching warps" if "warped" in rep.inputs else ""
+    print(f"onnxruntime CPU vs torch on {rep.n_sketches} sketches{warps}: max |diff| {rep.max_abs_diff:.2e} "
           f"(limit {rep.tolerance:.1e}): ok")
     print(f"operators ({len(rep.ops)}), all supported by TensorRT's ONNX parser: {', '.join(rep.ops)}")
     return 0

@@ -12,6 +12,12 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
                    loop retargets the driver's motion onto these
     ref_image      (S, S, 3) uint8 BGR: the reference crop
     meta           plain metadata: sources, steps, created, puppet_version, ...
+    picture        (version 2, optional) (H, W, 3) uint8 BGR: the whole source picture the reference crop was
+                   cut from, long side at most PICTURE_MAX_SIDE; the live output pastes the face back into it
+    crop_box       (version 2, with picture) [cx, cy, size] floats: the crop's box (puppet.faces.crop.Crop) in
+                   picture pixels, so that Crop(*crop_box).apply(picture, S) is the reference crop
+
+Version 1 files (no picture) still load: their live output is the face pasted onto the reference crop.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from puppet.errors import PuppetError
 from puppet.files import check_format, torch_save_atomic
 
 FORMAT = "puppet-target"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no picture / crop_box
+PICTURE_MAX_SIDE = 1920  # a larger source picture is stored downscaled (its crop_box with it)
 # Set by load_target (where the file is, what its bytes hash to); never saved.
 TRANSIENT_META = ("path", "sha256")
 _MAKE = (
@@ -48,10 +56,70 @@ class Target:
     ref_landmarks: np.ndarray
     ref_image: np.ndarray
     meta: dict = field(default_factory=dict)
+    # The whole source picture (uint8 BGR) and the crop's box in it: a puppet.faces.crop.Crop or (cx, cy, size)
+    # in picture pixels. Both or neither; a picture whose long side is over PICTURE_MAX_SIDE is downscaled
+    # here, the box with it.
+    picture: np.ndarray | None = None
+    crop_box: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.picture is None:
+            if self.crop_box is not None:
+                raise ValueError("crop_box is given without a picture; pass both or neither")
+            return
+        pic = np.asarray(self.picture)
+        if pic.dtype != np.uint8 or pic.ndim != 3 or pic.shape[2] != 3 or min(pic.shape[:2]) < 1:
+            raise ValueError(f"picture must be uint8 (H, W, 3) BGR, got {pic.dtype} {pic.shape}")
+        if self.crop_box is None:
+            raise ValueError("a picture needs its crop_box (the Crop the reference crop was cut with)")
+        box = self.crop_box
+        if hasattr(box, "cx"):  # a puppet.faces.crop.Crop
+            box = (box.cx, box.cy, box.size)
+        box = tuple(float(v) for v in box)
+        if len(box) != 3 or not all(np.isfinite(box)) or box[2] <= 0:
+            raise ValueError(f"crop_box must be (cx, cy, size) with size > 0, got {self.crop_box}")
+        h, w = pic.shape[:2]
+        if max(h, w) > PICTURE_MAX_SIDE:
+            import cv2
+
+            s = PICTURE_MAX_SIDE / max(h, w)
+            nw, nh = max(1, round(w * s)), max(1, round(h * s))
+            sx, sy = nw / w, nh / h  # what cv2.resize does to pixel centres: x -> (x + 0.5) * sx - 0.5
+            pic = cv2.resize(pic, (nw, nh), interpolation=cv2.INTER_AREA)
+            cx, cy, size = box
+            box = ((cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, size * (sx + sy) / 2)
+        self.picture = np.ascontiguousarray(pic)
+        self.crop_box = box
 
     @property
     def image_size(self) -> int:
         return int(self.config["image_size"])
+
+    @property
+    def crop(self):
+        """The reference crop's box in the picture (puppet.faces.crop.Crop), or None without a picture."""
+        from puppet.faces.crop import Crop
+
+        return None if self.crop_box is None else Crop(*self.crop_box)
+
+    @property
+    def appearance(self) -> bool:
+        """Whether the generator also takes the reference picture warped to the driving landmarks."""
+        from models.config import appearance
+
+        return appearance(self.config) == "warp"
+
+    def warped_reference(self, landmarks: np.ndarray) -> torch.Tensor:
+        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels): ref_image
+        warped piecewise-affinely from ref_landmarks to them (puppet.faces.warp), as a (1, 3, S, S) float32
+        tensor in [-1, 1]. At the reference landmarks themselves (the neutral) it is ref_image unchanged."""
+        from puppet.faces.images import to_tensor
+        from puppet.faces.warp import warp
+
+        img = np.asarray(self.ref_image)
+        if np.array_equal(np.asarray(landmarks, np.float32), np.asarray(self.ref_landmarks, np.float32)):
+            return to_tensor(img)
+        return to_tensor(warp(img, self.ref_landmarks, landmarks))
 
     def person_generator(self, device: str | torch.device = "cpu"):
         """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
@@ -96,6 +164,8 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"ref_image must be uint8 (S, S, 3) BGR, got {img.dtype} {img.shape}")
     meta = {k: v for k, v in target.meta.items() if k not in TRANSIENT_META}
+    if target.picture is not None:  # (checked and normalised by Target itself)
+        target.__post_init__()  # the fields may have been reassigned since construction
     obj = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -107,6 +177,9 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
         "ref_image": torch.from_numpy(np.ascontiguousarray(img).copy()),
         "meta": meta,
     }
+    if target.picture is not None:
+        obj["picture"] = torch.from_numpy(np.ascontiguousarray(target.picture).copy())
+        obj["crop_box"] = [float(v) for v in target.crop_box]
     torch_save_atomic(obj, path)
 
 
@@ -145,7 +218,9 @@ def load_target(target: str | os.PathLike | Target) -> Target:
             f"make a target from it with "
             f"`python -m puppet.finetune PHOTO --checkpoint {path} --out FILE.pt`"
         )
-    check_format(obj, path, FORMAT, FORMAT_VERSION, "target file", _MAKE)
+    got = obj.get("version") if isinstance(obj, dict) else None
+    # an older readable version passes as itself; anything else is checked against the current one
+    check_format(obj, path, FORMAT, got if got in READABLE_VERSIONS else FORMAT_VERSION, "target file", _MAKE)
 
     try:
         config = obj["config"]
@@ -154,6 +229,7 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         lms = obj["ref_landmarks"]
         img = obj["ref_image"]
         meta = obj.get("meta", {})
+        picture, box = obj.get("picture"), obj.get("crop_box")
         ok = (
             isinstance(config, dict)
             and "image_size" in config
@@ -170,6 +246,13 @@ def load_target(target: str | os.PathLike | Target) -> Target:
             and img.dim() == 3
             and img.shape[2] == 3
             and isinstance(meta, dict)
+            and (picture is None) == (box is None)
+            and (picture is None or (isinstance(picture, torch.Tensor) and picture.dtype == torch.uint8
+                                     and picture.dim() == 3 and picture.shape[2] == 3
+                                     and min(picture.shape[:2]) > 0))
+            and (box is None or (isinstance(box, (list, tuple)) and len(box) == 3
+                                 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)
+                                 and box[2] > 0))
         )
     except KeyError:
         ok = False
@@ -188,6 +271,8 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         ref_landmarks=lms.float().numpy(),
         ref_image=img.numpy(),
         meta=meta,
+        picture=None if picture is None else picture.numpy(),
+        crop_box=None if box is None else tuple(float(v) for v in box),
     )
 
 

@@ -11,14 +11,18 @@ from models.spectral import remove_spectral_norm
 from puppet.target import Target
 
 
-def random_target(seed: int = 0) -> Target:
-    """A tiny random target whose every part matters: attention switched on (gamma != 0), psi far from 0."""
+def random_target(seed: int = 0, config: str = "tiny") -> Target:
+    """A small random target whose every part matters: attention switched on (gamma != 0), psi far from 0,
+    and for an appearance config (`tiny-warp`) the mask at 0.5 rather than its 0.98 start, so the generated
+    layer counts as much as the warp. The reference image is noise (random landmarks, random pixels)."""
     torch.manual_seed(seed)
-    G = Generator("tiny")
+    G = Generator(config)
     with torch.no_grad():
         for m in G.modules():
             if hasattr(m, "gamma"):
                 m.gamma.fill_(0.7)  # attention on
+        if G.appearance:
+            G.body.mask.bias.fill_(0.0)  # sigmoid(0) = 0.5: half warp, half generated
     G = remove_spectral_norm(copy.deepcopy(G).eval())
     size = G.cfg["image_size"]
     rng = np.random.default_rng(seed)

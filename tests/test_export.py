@@ -5,6 +5,7 @@ import sys
 
 import onnx
 import pytest
+import torch
 from _util import random_target
 from onnx import TensorProto, helper, numpy_helper
 
@@ -12,6 +13,8 @@ from export.checks import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
     TRT_SUPPORTED_OPS,
+    sample_inputs,
+    sample_landmarks,
     sample_sketches,
     self_check,
     tolerance,
@@ -25,6 +28,8 @@ from puppet.target import load_target, save_target
 # What the generator exports to: pinned so that a new op in models/ is a deliberate, checked change.
 GENERATOR_OPS = {"Add", "AveragePool", "Conv", "InstanceNormalization", "MatMul", "Mul", "Relu", "Reshape",
                  "Resize", "Softmax", "Tanh", "Transpose"}
+# The appearance generator adds the concat of its two inputs and the mask blend m * warped + (1 - m) * colour.
+WARP_GENERATOR_OPS = GENERATOR_OPS | {"Concat", "Sigmoid", "Sub"}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +47,10 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-def _check_common(model: onnx.ModelProto, size: int) -> None:
-    (inp,), (out,) = model.graph.input, model.graph.output
-    for v, name in ((inp, "sketch"), (out, "image")):
+def _check_common(model: onnx.ModelProto, size: int, inputs=("sketch",)) -> None:
+    (out,) = model.graph.output
+    assert [v.name for v in model.graph.input] == list(inputs)
+    for v, name in (*zip(model.graph.input, inputs), (out, "image")):
         assert v.name == name and v.type.tensor_type.elem_type == TensorProto.FLOAT
         assert [d.dim_value for d in v.type.tensor_type.shape.dim] == [1, 3, size, size]  # static
     # weights inside the file, no external-data sidecar
@@ -156,3 +162,70 @@ def test_cli_missing_target_is_one_line(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "nope.pt" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------ appearance path
+
+@pytest.fixture(scope="module")
+def warp_target_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("target") / "warp.pt"
+    save_target(path, random_target(config="tiny-warp"))
+    return path
+
+
+def test_check_inputs_are_sketches_with_the_matching_warps(warp_target_path):
+    """The self-check feeds what the live loop feeds: the sketch of some landmarks and the reference warped
+    to those same landmarks."""
+    from puppet.faces.images import to_tensor
+    from puppet.faces.warp import warp
+
+    target = load_target(warp_target_path)
+    assert target.appearance and not random_target().appearance
+    samples = sample_inputs(target)
+    assert len(samples) == 3 and all(len(s) == 2 for s in samples)
+    for (sketch, warped), lms, plain in zip(samples, sample_landmarks(target), sample_sketches(target)):
+        assert torch.equal(sketch, plain)
+        assert torch.equal(warped, to_tensor(warp(target.ref_image, target.ref_landmarks, lms)))
+        assert warped.shape == (1, 3, 64, 64) and warped.dtype == torch.float32
+        assert (warped - to_tensor(target.ref_image)).abs().mean() > 0.01  # really moved
+    # at the reference landmarks the warp is the reference picture itself
+    assert torch.equal(target.warped_reference(target.ref_landmarks), to_tensor(target.ref_image))
+    assert [len(s) for s in sample_inputs(random_target())] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_warp_generator_exports_with_two_inputs_and_matches_torch(warp_target_path, tmp_path, precision):
+    target = load_target(warp_target_path)
+    out = export_target(target, tmp_path / f"warp.{precision}.onnx", precision, check=False)
+    model = onnx.load(str(out))
+    _check_common(model, 64, inputs=("sketch", "warped"))
+    ops = {n.op_type for n in model.graph.node}
+    assert ops == WARP_GENERATOR_OPS | ({"Cast"} if precision == "fp16" else set())
+    assert WARP_GENERATOR_OPS <= TRT_SUPPORTED_OPS
+    # net_size 32 inside a 64 px I/O: the inputs are pooled down and colour and mask resized back up
+    assert sum(n.op_type == "AveragePool" for n in model.graph.node) >= 2
+    assert sum(n.op_type == "Resize" for n in model.graph.node) >= 2
+    n_adain = Generator(target.config, spectral=False).n_adain
+    assert (n_adain, target.config["emb_dim"]) not in {tuple(i.dims) for i in model.graph.initializer}
+    if precision == "fp16":
+        types = _types(model)
+        for n in model.graph.node:
+            if n.op_type == "InstanceNormalization":
+                assert types[n.input[0]] == types[n.output[0]] == TensorProto.FLOAT
+
+    pg = target.person_generator()
+    report = self_check(out, pg, sample_inputs(target), precision)
+    assert report.inputs == ["sketch", "warped"] and report.n_sketches == 3
+    assert 0 < report.max_abs_diff <= (FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE)
+    # Not vacuous: another person's generator, or the right one fed the reference unwarped, fails it.
+    other = random_target(seed=1, config="tiny-warp")
+    with pytest.raises(PuppetError, match="differs from torch"):
+        self_check(out, other.person_generator(), sample_inputs(other), precision)
+    unwarped = [(s, torch.zeros_like(w)) for s, w in sample_inputs(target)]
+    with torch.inference_mode():
+        moved = max((pg(s, w) - pg(s, u)).abs().max().item()
+                    for (s, w), (_, u) in zip(sample_inputs(target), unwarped))
+    assert moved > 0.1  # the warped input matters to the output
+    with pytest.raises(PuppetError, match="takes sketch, warped"):
+        self_check(out, pg, sample_sketches(target), precision)
+

@@ -24,7 +24,7 @@ from export.cache import (
     timing_cache_path,
     write_engine,
 )
-from export.checks import sample_sketches
+from export.checks import sample_inputs, sample_sketches
 from export.trt import ROUTE_FP16_FLAG, ROUTE_STRONG, default_engine_path, route_for
 from puppet.errors import PuppetError
 from puppet.live.runtime import auto_backend_name, load_backend
@@ -127,6 +127,32 @@ def test_torch_and_onnxruntime_backends_give_the_same_image(target_path):
     assert (obj_b.generate(sketch) - torch_b.generate(sketch)).abs().max().item() <= 1e-4
     with pytest.raises(ValueError, match="float32 sketch"):
         torch_b.generate(torch.zeros(1, 3, 32, 32))
+
+
+def test_warp_target_gives_the_same_image_on_torch_and_onnxruntime(target_path, tmp_path):
+    """The appearance generator takes (sketch, warped) on every CPU backend; a pure one ignores `warped`."""
+    path = tmp_path / "warp.pt"
+    save_target(path, random_target(config="tiny-warp"))
+    target = load_target(path)
+    torch_b = load_backend("torch", path, device="cpu", verbose=False)
+    ort_b = load_backend("onnxruntime", path, device="cpu", verbose=False)
+    assert torch_b.appearance and ort_b.appearance
+    for sketch, warped in sample_inputs(target, n=2):
+        a, b = torch_b.generate(sketch, warped), ort_b.generate(sketch, warped)
+        assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32
+        assert (a - b).abs().max().item() <= 1e-4
+        assert (a - torch_b.generate(sketch, torch.zeros_like(warped))).abs().max() > 0.1  # warped counts
+    for b in (torch_b, ort_b):
+        with pytest.raises(ValueError, match="appearance path"):
+            b.generate(sketch)
+        with pytest.raises(ValueError, match="warped reference"):
+            b.generate(sketch, warped[:, :, :32, :32])
+    # the paper's generator takes the sketch alone: a warped input is ignored, not an error
+    pure = [load_backend(n, target_path, device="cpu", verbose=False) for n in ("torch", "onnxruntime")]
+    for b in pure:
+        assert not b.appearance
+        s = sample_sketches(load_target(target_path), n=1)[0]
+        assert torch.equal(b.generate(s, torch.zeros(1, 3, 64, 64)), b.generate(s))
 
 
 def test_auto_picks_and_says_so(target_path, caplog):

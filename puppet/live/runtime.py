@@ -1,7 +1,12 @@
-"""Generator runtimes: one `generate(sketch) -> image` interface over TensorRT, torch and onnxruntime.
+"""Generator runtimes: one `generate(sketch[, warped]) -> image` over TensorRT, torch and onnxruntime.
 
     backend = load_backend("auto", "mona.pt")
     image = backend.generate(sketch)  # (1, 3, S, S) float32 in [-1, 1] on the CPU -> same shape and type
+    image = backend.generate(sketch, target.warped_reference(lms))  # a generator with the appearance path
+
+`backend.appearance` says whether the target's generator takes the second input, the reference picture
+warped to the sketch's landmarks; a pure (paper) generator ignores it, an appearance one without it is a
+ValueError.
 
 Backends:
 - `tensorrt`: the cached engine (`python -m export.trt` builds it, in a child process, when missing or
@@ -39,8 +44,9 @@ BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
 class Backend(Protocol):
     name: str
+    appearance: bool
 
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor: ...
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def describe(self) -> str: ...
 
@@ -73,6 +79,21 @@ def _check_sketch(sketch: torch.Tensor, size: int) -> None:
                          f"got {sketch.dtype} {tuple(sketch.shape)}")
 
 
+def _check_inputs(sketch: torch.Tensor, warped: torch.Tensor | None, size: int,
+                  appearance: bool) -> torch.Tensor | None:
+    """Check generate()'s inputs; the warped reference to feed (None for a pure generator: ignored)."""
+    _check_sketch(sketch, size)
+    if not appearance:
+        return None
+    if warped is None:
+        raise ValueError("this target's generator has the appearance path: call generate(sketch, warped) "
+                         "with the reference warped to the sketch's landmarks (Target.warped_reference)")
+    if warped.shape != (1, 3, size, size) or warped.dtype != torch.float32:
+        raise ValueError(f"generate() takes a (1, 3, {size}, {size}) float32 warped reference in [-1, 1], "
+                         f"got {warped.dtype} {tuple(warped.shape)}")
+    return warped
+
+
 def _cuda_device(device) -> torch.device | None:
     """The CUDA device to use, or None for the CPU; asking for CUDA without one is a one-line error."""
     if device is None:
@@ -97,6 +118,7 @@ class TorchBackend:
         self.size = int(t.config["image_size"])
         self.device = _cuda_device(device)
         model = t.person_generator()
+        self.appearance = bool(model.appearance)
         if self.device is None:
             self.model = model.float().eval()
             self.graph = None
@@ -104,24 +126,29 @@ class TorchBackend:
         # FP16 weights and activations; torch's CUDA instance norm and softmax accumulate in FP32 internally.
         self.model = model.half().to(self.device).eval()
         self.static_in = torch.zeros(1, 3, self.size, self.size, device=self.device)
+        # the appearance generator's second input: the warped reference, a static buffer of its own
+        self.static_warped = torch.zeros_like(self.static_in) if self.appearance else None
+        statics = [self.static_in] + ([self.static_warped] if self.appearance else [])
         with torch.inference_mode():
             side = torch.cuda.Stream(self.device)  # warm-up off the default stream, as CUDA graphs require
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(3):
-                    self.model(self.static_in.half())
+                    self.model(*(x.half() for x in statics))
             torch.cuda.current_stream(self.device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.static_out = self.model(self.static_in.half()).float()
+                self.static_out = self.model(*(x.half() for x in statics)).float()
         torch.cuda.synchronize(self.device)
 
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        _check_sketch(sketch, self.size)
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        warped = _check_inputs(sketch, warped, self.size, self.appearance)
         if self.graph is None:
             with torch.inference_mode():
-                return self.model(sketch)
+                return self.model(sketch) if warped is None else self.model(sketch, warped)
         self.static_in.copy_(sketch)
+        if warped is not None:
+            self.static_warped.copy_(warped)
         self.graph.replay()
         return self.static_out.cpu()  # waits for the replay
 
@@ -182,12 +209,17 @@ class OnnxRuntimeBackend:
         if tmp is not None:
             tmp.cleanup()  # the session holds the model in memory
         self.size = int(self.session.get_inputs()[0].shape[-1])  # static shapes: the export's image_size
+        # `sketch`, and `warped` for the appearance generator (export.onnx names them)
+        self.appearance = "warped" in {i.name for i in self.session.get_inputs()}
         self.onnx_path = onnx_path
         self.precision = precision
 
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        _check_sketch(sketch, self.size)
-        out = self.session.run(["image"], {"sketch": sketch.contiguous().numpy()})[0]
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        warped = _check_inputs(sketch, warped, self.size, self.appearance)
+        feed = {"sketch": sketch.contiguous().numpy()}
+        if warped is not None:
+            feed["warped"] = warped.contiguous().numpy()
+        out = self.session.run(["image"], feed)[0]
         return torch.from_numpy(out)
 
     def describe(self) -> str:
@@ -232,17 +264,25 @@ class TensorRTBackend:
         dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
         self.stream = torch.cuda.Stream(self.device)
         self.inp = self.out = None
+        inputs = {}
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(self.engine.get_tensor_shape(name))
             buf = torch.empty(shape, dtype=dtypes[self.engine.get_tensor_dtype(name)], device=self.device)
             self.context.set_tensor_address(name, buf.data_ptr())
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                self.inp = buf
+                inputs[name] = buf
             else:
                 self.out = buf
-        if self.inp is None or self.out is None or self.inp.dim() != 4:
-            raise PuppetError(f"{eng.path}: expected one (1, 3, S, S) input and one output; rebuild it")
+        # Inputs by name, as export.onnx names them: `sketch`, and `warped` for the appearance generator.
+        self.inp = inputs.get("sketch") if len(inputs) > 1 else next(iter(inputs.values()), None)
+        self.warped_in = inputs.get("warped")
+        self.appearance = self.warped_in is not None
+        if (self.inp is None or self.out is None or self.inp.dim() != 4
+                or len(inputs) != 1 + self.appearance
+                or (self.appearance and self.warped_in.shape != self.inp.shape)):
+            raise PuppetError(f"{eng.path}: expected a (1, 3, S, S) input `sketch` (and `warped` of the same "
+                              f"shape) and one output, got inputs {', '.join(inputs) or 'none'}; rebuild it")
         self.size = int(self.inp.shape[-1])
         with torch.cuda.stream(self.stream):
             for _ in range(3):  # warm-up: TensorRT finishes its lazy set-up outside the capture
@@ -260,10 +300,12 @@ class TensorRTBackend:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise PuppetError(f"{self.path}: TensorRT execute_async_v3 failed (messages above)")
 
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        _check_sketch(sketch, self.size)
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        warped = _check_inputs(sketch, warped, self.size, self.appearance)
         with torch.cuda.stream(self.stream):
             self.inp.copy_(sketch)
+            if warped is not None:
+                self.warped_in.copy_(warped)
             if self.graph is not None:
                 self.graph.replay()
             else:
