@@ -32,8 +32,9 @@ def keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def make_tiny_target(path, photo_path, seed):
-    """A target file: tiny config, random weights (seeded), a real face's reference crop and landmarks."""
+def make_tiny_target(path, photo_path, seed, config="tiny"):
+    """A target file: tiny config (or another small one: `tiny-warp`), random weights (seeded, untrained:
+    an appearance generator's mask at its 0.98 start), a real face's reference crop and landmarks."""
     from models.config import get_config
     from models.generator import Generator
     from models.spectral import remove_spectral_norm
@@ -43,7 +44,7 @@ def make_tiny_target(path, photo_path, seed):
     from puppet.target import Target, save_target
 
     torch.manual_seed(seed)
-    cfg = get_config("tiny")
+    cfg = get_config(config)
     size = cfg["image_size"]
     g = Generator(cfg)
     remove_spectral_norm(g)
@@ -153,14 +154,19 @@ class Spy:
         self.name = backend.name
         self.images = []
         self.sketch_of = {}  # output image bytes -> the sketch it was generated from
+        self.warps = []  # the warped references it was given (appearance targets), as uint8 BGR
+        self.inputs = []  # (sketch, warped) tensors as given (appearance targets)
 
-    def generate(self, sketch):
+    def generate(self, sketch, warped=None):
         from puppet.faces.images import to_bgr
 
-        y = self.backend.generate(sketch)
+        y = self.backend.generate(sketch) if warped is None else self.backend.generate(sketch, warped)
         img = to_bgr(y[0])
         self.images.append(img)
         self.sketch_of[img.tobytes()] = to_bgr(sketch[0])
+        if warped is not None:
+            self.warps.append(to_bgr(warped[0]))
+            self.inputs.append((sketch, warped))
         return y
 
 
@@ -225,6 +231,53 @@ def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target
     np.testing.assert_array_equal(out[40], neutral)
     assert diff(out[41], neutral) < diff(out[49], neutral)
     assert diff(out[49], neutral) > 1.0
+
+
+def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, monkeypatch):
+    """A target with the appearance path: every frame the generator gets the sketch and the reference picture
+    warped to the same landmarks, the warp is its own timed stage, and a lost face still eases back to the
+    neutral, whose warp is the reference picture itself. Untrained (mask 0.98), the output is the warp."""
+    from puppet.data.clips import write_video
+    from puppet.faces.images import to_bgr, to_tensor
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.live.sources import FileSource
+    from puppet.target import Target
+
+    made = []  # (the warp tensor, the landmarks it was warped to), kept alive so that ids stay unique
+    real = Target.warped_reference
+
+    def recording(self, landmarks):
+        out = real(self, landmarks)
+        made.append((out, np.array(landmarks)))
+        return out
+
+    monkeypatch.setattr(Target, "warped_reference", recording)
+    path = make_tiny_target(tmp_path / "warp.pt", astronaut_path, 0, config="tiny-warp")
+    h, w = face_frames[0].shape[:2]
+    clip = face_frames[:10] + [stripes(h, w) for _ in range(25)] + face_frames[10:14]
+    rec = Recorder()
+    targets, stats = run_live(path, FileSource(write_video(tmp_path / "gap.mp4", clip, FPS)), [rec])
+    t, spy = targets[0], targets[0].backend
+    assert t.appearance and spy.backend.appearance
+    out = rec.frames
+    assert len(out) == len(clip) == stats.frames_out and all(o.shape == (64, 64, 3) for o in out)
+    s = stats.summary()
+    assert s["stages_ms"]["warp"]["n"] == len(clip) and 0 < s["stages_ms"]["warp"]["p50"]
+    # one warp per generator call, each a moved copy of the reference picture (or the picture itself)
+    assert len(spy.warps) == len(spy.images) == len(clip) - s["reused"]
+    warped_to = {id(w): lms for w, lms in made}
+    for sketch, warped in spy.inputs:  # the sketch and the warp of the same driving landmarks
+        assert torch.equal(sketch, sketch_tensor(warped_to[id(warped)], 64))
+    ref = t.target.ref_image
+    assert max(diff(wp, ref) for wp in spy.warps[:10]) > 1.0  # the driven face moves the warp
+    # the untrained generator gives back (nearly) its warped input: the detail of the photo
+    assert max(diff(img, wp) for img, wp in zip(spy.images, spy.warps)) < 3.0
+    # face lost: eased back to the neutral = the generator on the reference sketch and the picture itself
+    with torch.no_grad():
+        neutral = to_bgr(spy.backend.generate(sketch_tensor(t.ref, 64), to_tensor(ref))[0])
+    for i in range(10 + 20, 35):
+        np.testing.assert_array_equal(out[i], neutral)
+    assert any(np.array_equal(wp, ref) for wp in spy.warps)
 
 
 def _read_all(path):

@@ -69,7 +69,7 @@ def load_targets(paths: list[str], backend: str, device: str | None) -> list[Liv
         target = load_target(path)  # read once; the backend finds exports beside it by its path and hash
         t = LiveTarget(path, target, load_backend(backend, target, device=device, verbose=False))
         # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
-        t.backend.generate(sketch_tensor(t.ref, t.size))
+        t.backend.generate(*t.inputs(t.ref, sketch_tensor(t.ref, t.size)))
         out.append(t)
     return out
 

@@ -1,8 +1,11 @@
 """The live loop: webcam -> landmarks -> sketch -> generator -> virtual camera / window / file.
 
 Threads (each stage overlaps the others):
-    capture ─slot─▶ process (track, One Euro, retarget, rasterise) ─slot─▶ generate ─slot─▶ output
+    capture ─slot─▶ process (track, One Euro, retarget, rasterise[, warp]) ─slot─▶ generate ─slot─▶ output
     (the output stage is the main thread: GUI toolkits want the window there)
+For a target whose generator has the appearance path, the process stage also warps the target's reference
+picture to the driving landmarks (Target.warped_reference; the neutral's warp is the picture itself), and the
+generator gets both.
 A slot holds one item. For a live source (camera, demo) a new item replaces a waiting one, so a slow stage
 skips stale frames instead of building up latency (each skip counts as dropped). For a file, slots block:
 every frame is processed, in order, one output frame per input frame.
@@ -40,6 +43,7 @@ class Item:
     drive: np.ndarray | None = None  # landmarks in the target's crop pixels
     sketch: np.ndarray | None = None  # uint8 BGR
     sketch_t: object = None  # (1, 3, S, S) tensor
+    warped_t: object = None  # (1, 3, S, S) tensor: the reference warped to `drive` (appearance targets only)
     output: np.ndarray | None = None  # uint8 BGR generated image
 
 
@@ -56,6 +60,17 @@ class LiveTarget:
     @property
     def ref(self) -> np.ndarray:
         return np.asarray(self.target.ref_landmarks, np.float32)
+
+    @property
+    def appearance(self) -> bool:
+        """Whether its generator also takes the reference picture warped to the driving landmarks."""
+        return bool(getattr(self.target, "appearance", False))
+
+    def inputs(self, drive: np.ndarray, sketch_t) -> tuple:
+        """generate()'s arguments for these driving landmarks: (sketch,) or (sketch, warped reference)."""
+        if not self.appearance:
+            return (sketch_t,)
+        return sketch_t, self.target.warped_reference(drive)
 
 
 @dataclass
@@ -179,15 +194,19 @@ class Live:
                 self.stats.count("no_face")
             drive = self.driver(lms, item.cap.media_t)
             t2 = time.perf_counter()
-            size = self.targets[self._target].size
-            sketch = draw_sketch(drive, size)
+            target = self.targets[self._target]
+            sketch = draw_sketch(drive, target.size)
             sketch_t = to_tensor(sketch)
             t3 = time.perf_counter()
+            warped_t = target.target.warped_reference(drive) if target.appearance else None
+            t4 = time.perf_counter()
             self.stats.stage("track", t1 - t0)
             self.stats.stage("filter_retarget", t2 - t1)
             self.stats.stage("rasterise", t3 - t2)
+            if warped_t is not None:
+                self.stats.stage("warp", t4 - t3)
             item.target, item.frame, item.landmarks = self._target, frame, lms
-            item.drive, item.sketch, item.sketch_t = drive, sketch, sketch_t
+            item.drive, item.sketch, item.sketch_t, item.warped_t = drive, sketch, sketch_t, warped_t
             if self.q_sketch.put(item):
                 self.stats.count("dropped")
 
@@ -218,13 +237,17 @@ class Live:
                 self.stats.count("reused")
             else:
                 t0 = time.perf_counter()
-                img = self.targets[item.target].backend.generate(item.sketch_t)
+                backend = self.targets[item.target].backend
+                if item.warped_t is None:
+                    img = backend.generate(item.sketch_t)
+                else:
+                    img = backend.generate(item.sketch_t, item.warped_t)
                 if not isinstance(img, torch.Tensor):  # e.g. a numpy array from onnxruntime
                     img = torch.from_numpy(np.asarray(img))
                 item.output = to_bgr(img[0] if img.dim() == 4 else img)
                 self.stats.stage("generate", time.perf_counter() - t0)
                 last_key, last_out = key, item.output
-            item.sketch_t = None
+            item.sketch_t = item.warped_t = None
             if self.q_out.put(item):
                 self.stats.count("dropped")
 

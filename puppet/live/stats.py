@@ -13,7 +13,8 @@ import numpy as np
 
 from puppet.files import write_json
 
-STAGES = ("capture", "track", "filter_retarget", "rasterise", "generate", "output")
+# "warp": the reference picture warped to the driving landmarks (targets with the appearance path only)
+STAGES = ("capture", "track", "filter_retarget", "rasterise", "warp", "generate", "output")
 # Percentiles come from the most recent samples (a long call keeps memory bounded).
 WINDOW = 100_000
 
@@ -110,6 +111,8 @@ class Stats:
             f"{'stage':<16}{'p50 ms':>9}{'p95 ms':>9}",
         ]
         for name, v in [*s["stages_ms"].items(), ("end-to-end", s["latency_ms"])]:
+            if name == "warp" and not v["n"]:
+                continue  # a target without the appearance path has no warp stage
             lines.append(f"{name:<16}{_f(v['p50']):>9}{_f(v['p95']):>9}")
         return "\n".join(lines)
 
