@@ -1,6 +1,7 @@
 """Helpers shared by several test files."""
 
 import copy
+import math
 
 import cv2
 import numpy as np
@@ -11,18 +12,19 @@ from models.spectral import remove_spectral_norm
 from puppet.target import Target
 
 
-def random_target(seed: int = 0, config: str = "tiny") -> Target:
+def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5) -> Target:
     """A small random target whose every part matters: attention switched on (gamma != 0), psi far from 0,
-    and for an appearance config (`tiny-warp`) the mask at 0.5 rather than its 0.98 start, so the generated
-    layer counts as much as the warp. The reference image is noise (random landmarks, random pixels)."""
+    and for an appearance config (`tiny-warp`) the mask at `mask` (0.5: the generated layer counts as much
+    as the warp; None: left at its untrained 0.98 start). The reference image is noise (random landmarks,
+    random pixels)."""
     torch.manual_seed(seed)
     G = Generator(config)
     with torch.no_grad():
         for m in G.modules():
             if hasattr(m, "gamma"):
                 m.gamma.fill_(0.7)  # attention on
-        if G.appearance:
-            G.body.mask.bias.fill_(0.0)  # sigmoid(0) = 0.5: half warp, half generated
+        if G.appearance and mask is not None:
+            G.body.mask.bias.fill_(math.log(mask / (1 - mask)))  # sigmoid(bias) = mask everywhere
     G = remove_spectral_norm(copy.deepcopy(G).eval())
     size = G.cfg["image_size"]
     rng = np.random.default_rng(seed)
