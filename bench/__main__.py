@@ -2,8 +2,9 @@
 
 Generator latency per config and backend (median and p95 of warm runs, FLOPs per frame, achieved GFLOP/s
 against the device's peak), the live loop's stages one at a time (decode, mediapipe tracking, filter +
-retarget, rasterise, output) on a talking clip, and puppet.live's threaded loop on that clip (fps and
-end-to-end latency) against the serial sum of its stages. Peak memory. Prints markdown; --json writes it all.
+retarget, rasterise, the warp of the reference for an appearance config, output) on a talking clip, and
+puppet.live's threaded loop on that clip (fps and end-to-end latency) against the serial sum of its stages.
+Peak memory. Prints markdown; --json writes it all.
 
 Targets are random-weight generators of each config (speed doesn't depend on training). The clip is a
 synthetic talking head made from the packaged portrait unless --clip names one.
@@ -126,9 +127,9 @@ def run(a: argparse.Namespace) -> dict:
             log.info(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
             stages = stage_bench.run_stages(frames, decode_ms, fps, target, backend.generate,
                                             tmp / "stages.mp4")
-            x = gen.random_sketch(target.image_size)
+            xs = gen.random_inputs(target)
             with torch.inference_mode():
-                stages["generate"] = summary(time_calls(lambda: backend.generate(x), 3, a.runs, a.budget))
+                stages["generate"] = summary(time_calls(lambda: backend.generate(*xs), 3, a.runs, a.budget))
             result["stages"] = stages
             log.info(f"live loop on {len(frames)} frames: the file, then paced at {fps:.0f} fps")
             runs = live_bench.file_and_paced(clip, frames, fps, target, backend, tmp)
@@ -194,7 +195,9 @@ def markdown(r: dict) -> str:
         ]
         in_loop = dict(lv["file"]["stages_in_loop_ms"])
         in_loop["decode"] = in_loop.pop("capture", None)
-        for name in ("decode", "track", "filter_retarget", "rasterise", "generate", "output"):
+        for name in ("decode", "track", "filter_retarget", "rasterise", "warp", "generate", "output"):
+            if name not in s:
+                continue  # warp: appearance configs only
             lines.append(f"| {name} | {_f(s[name]['median_ms'], 2)} | {_f(s[name]['p95_ms'], 2)} | "
                          f"{_f(in_loop.get(name), 2)} |")
         lines += [

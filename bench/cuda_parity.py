@@ -1,9 +1,10 @@
 """GPU parity: the runtime's torch backend on CUDA (fp16 + CUDA graph) against fp32, per config.
 
-    python -m bench.cuda_parity [--configs tiny,small,cpu,paper] [--json out.json]
+    python -m bench.cuda_parity [--configs tiny,small,cpu,paper,cpu-warp,...] [--json out.json]
 
 For each config: a random-weight target (bench.generator.random_target), sketches drawn with the one
-rasteriser (export.checks.sample_sketches), and the max / mean absolute difference of
+rasteriser with, for an appearance config, the matching warps of the reference (export.checks.sample_inputs),
+and the max / mean absolute difference of
   - torch CUDA fp32 eager vs torch CPU fp32 (the GPU's fp32 arithmetic), and
   - the live runtime's torch backend on CUDA (fp16 + CUDA graph: what the live loop runs) vs torch CUDA fp32.
 """
@@ -21,21 +22,21 @@ from puppet.errors import PuppetError, run_cli
 
 def parity(config: str) -> dict:
     from bench.generator import random_target
-    from export.checks import sample_sketches
+    from export.checks import sample_inputs
     from puppet.live.runtime import load_backend
 
     target = random_target(config)
-    sketches = sample_sketches(target, n=3)
+    samples = sample_inputs(target, n=3)  # (sketch,) or (sketch, warped)
     cpu = target.person_generator("cpu")
     cuda32 = target.person_generator("cuda")
     graph16 = load_backend("torch", target, device="cuda", verbose=False)
     row = {"config": config, "image_size": target.config["image_size"], "backend": graph16.describe()}
     d32, d16 = [], []
     with torch.inference_mode():
-        for s in sketches:
-            ref = cpu(s)
-            out32 = cuda32(s.cuda()).float().cpu()
-            out16 = graph16.generate(s)
+        for xs in samples:
+            ref = cpu(*xs)
+            out32 = cuda32(*(x.cuda() for x in xs)).float().cpu()
+            out16 = graph16.generate(*xs)
             d32.append((out32 - ref).abs())
             d16.append((out16 - out32).abs())
     row["cuda_fp32_vs_cpu_fp32"] = {"max": max(float(d.max()) for d in d32),
@@ -47,7 +48,7 @@ def parity(config: str) -> dict:
 
 def main(argv: list[str]) -> int:
     p = Parser(prog="python -m bench.cuda_parity", description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", default="tiny,small,cpu,paper")
+    p.add_argument("--configs", default="tiny,small,cpu,paper,tiny-warp,cpu-warp,paper-warp")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)
     if not torch.cuda.is_available():

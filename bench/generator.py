@@ -1,7 +1,9 @@
 """Generator latency per backend and config, with FLOPs per frame and the achieved fraction of peak.
 
 Speed does not depend on training, so each config's target is built from random weights (models/ +
-puppet.target). Every CUDA row moves the sketch to the GPU and the image back, as the live loop does.
+puppet.target). Every CUDA row moves the sketch to the GPU and the image back, as the live loop does. A config
+with the appearance path (`cpu-warp`, ...) also gets the reference picture warped to the landmarks; the warp
+itself is timed as a stage of its own (bench.stages), not in these rows.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def parse_config(spec: str):
 
 def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np.ndarray | None = None,
                   seed: int = 0):
-    """A puppet.target.Target whose generator and psi are random (seeded): what speed measurements need."""
+    """A puppet.target.Target whose generator and psi are random (seeded): what speed measurements need.
+    Without a reference face: rough landmarks and a noise picture (what an appearance generator warps)."""
     from models.config import get_config
     from models.generator import Generator
     from models.spectral import remove_spectral_norm
@@ -55,7 +58,7 @@ def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np
     if ref_landmarks is None:
         ref_landmarks = _mean_face(size)
     if ref_image is None:
-        ref_image = np.zeros((size, size, 3), np.uint8)
+        ref_image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     return Target(
         config=cfg,
         generator={k: v.detach().clone() for k, v in G.state_dict().items()},
@@ -81,6 +84,16 @@ def random_sketch(size: int, device="cpu") -> torch.Tensor:
     return (torch.rand(1, 3, size, size, generator=g) * 2 - 1).to(device)
 
 
+def random_inputs(target) -> tuple[torch.Tensor, ...]:
+    """generate()'s arguments for a speed run: (sketch,), or (sketch, warped) for a target with the
+    appearance path (its reference picture warped to its landmarks moved a little)."""
+    x = random_sketch(target.image_size)
+    if not target.appearance:
+        return (x,)
+    moved = np.asarray(target.ref_landmarks, np.float32) + np.float32(0.01 * target.image_size)
+    return x, target.warped_reference(moved)
+
+
 class _CudaEager:
     """PersonGenerator in torch eager on CUDA, fp32 or fp16 (the runtime's torch backend: + CUDA graph)."""
 
@@ -90,12 +103,13 @@ class _CudaEager:
         self.name = "torch-cuda-" + ("fp16" if half else "fp32")
 
     @torch.inference_mode()
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        return self.pg(sketch.to("cuda", self.dtype)).float().cpu()
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        xs = (sketch,) if warped is None or not self.pg.appearance else (sketch, warped)
+        return self.pg(*(x.to("cuda", self.dtype) for x in xs)).float().cpu()
 
 
 def load(name: str, target):
-    """A backend with .generate(sketch) -> image, or raise with the reason it is unavailable.
+    """A backend with .generate(sketch[, warped]) -> image, or raise with the reason it is unavailable.
 
     torch and onnxruntime: the live runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
     (fp16 replayed from a CUDA graph); tensorrt: its TensorRT backend. fp32/fp16 eager: for comparison.
@@ -130,15 +144,15 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
         row["describe"] = backend.describe()
     cuda = name == "tensorrt" or name.startswith("torch-cuda-")
     sync = torch.cuda.synchronize if cuda else None
-    x = random_sketch(target.image_size)
+    xs = random_inputs(target)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
-        out = backend.generate(x)
-        if tuple(out.shape) != tuple(x.shape) or not torch.isfinite(out).all():
+        out = backend.generate(*xs)
+        if tuple(out.shape) != tuple(xs[0].shape) or not torch.isfinite(out).all():
             row["skipped"] = f"bad output {tuple(out.shape)} (finite: {bool(torch.isfinite(out).all())})"
             return row
-        times = time_calls(lambda: backend.generate(x), warmup, runs, budget_s, sync=sync)
+        times = time_calls(lambda: backend.generate(*xs), warmup, runs, budget_s, sync=sync)
     row.update(summary(times))
     row["fps"] = round(1000.0 / row["median_ms"], 2)
     row["gflop_per_frame"] = round(flops / 1e9, 4)
@@ -170,7 +184,7 @@ def bench_config(target, backends, warmup: int, runs: int, budget_s: float) -> l
     from models.flops import flops as count_flops
 
     # FlopCounterMode: 2 per multiply-add of convs and matmuls; norms and activations are not counted
-    flops = count_flops(pg, random_sketch(target.image_size))
+    flops = count_flops(pg, *random_inputs(target))
     params = sum(p.numel() for p in pg.parameters())
     rows = []
     for name in backends:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "output")
+SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "warp", "output")  # warp: appearance only
 
 
 def run_live(source, target, backend, max_frames: int | None, out_path: str | Path) -> dict:
@@ -28,14 +28,16 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
     from puppet.live.stats import Stats
 
     # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
-    backend.generate(sketch_tensor(target.ref_landmarks, target.image_size))
+    live_target = LiveTarget("bench", target, backend)
+    ref = live_target.ref
+    backend.generate(*live_target.inputs(ref, sketch_tensor(ref, target.image_size)))
     threads = torch.get_num_threads()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     sink = FileSink(out_path, target.image_size, source.fps)
     stats = Stats(source=source.name, backend=getattr(backend, "name", "?"), image_size=target.image_size)
     try:
-        targets = [LiveTarget("bench", target, backend)]
+        targets = [live_target]
         live = Live(targets, source, [sink], None, stats, max_frames=max_frames)
         t0 = time.perf_counter()
         live.run()
@@ -72,4 +74,4 @@ def file_and_paced(clip: str | Path, frames: list, fps: float, target, backend, 
 
 def serial_sum_ms(stages: dict, generate_ms: float) -> float:
     """One frame's time when every stage runs after the other: the sum of the isolated stages' medians."""
-    return generate_ms + sum(stages[name]["median_ms"] for name in SERIAL_STAGES)
+    return generate_ms + sum(stages[name]["median_ms"] for name in SERIAL_STAGES if name in stages)

@@ -88,8 +88,11 @@ class OrtBackend:
         self.name = (f"onnxruntime intra={intra} opt={level}{' parallel' if parallel else ''}"
                      f"{' no-spin' if not spin else ''}")
 
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
-        out = self.sess.run(None, {"sketch": sketch.numpy()})[0]
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+        feed = {"sketch": sketch.numpy()}
+        if warped is not None:  # the appearance generator's second input (export.onnx names it)
+            feed["warped"] = warped.numpy()
+        out = self.sess.run(None, feed)[0]
         return torch.from_numpy(out)
 
 
@@ -105,12 +108,13 @@ class TorchBackend:
         self.name = f"torch threads={threads}{' channels_last' if channels_last else ''}"
 
     @torch.inference_mode()
-    def generate(self, sketch: torch.Tensor) -> torch.Tensor:
+    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        xs = (sketch,) if warped is None else (sketch, warped)
         if self.channels_last:
-            sketch = sketch.contiguous(memory_format=torch.channels_last)
-        return self.pg(sketch).contiguous()
+            xs = tuple(x.contiguous(memory_format=torch.channels_last) for x in xs)
+        return self.pg(*xs).contiguous()
 
 
 def settings(cores: int) -> list[tuple[str, dict]]:
@@ -146,11 +150,11 @@ def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> li
     for cfg in cfgs:
         target = gen.random_target(cfg, *(ref(cfg["image_size"]) if ref else (None, None)))
         onnx_path = export_target(target, tmp / f"{cfg['name']}.onnx", check=False)
-        x = gen.random_sketch(target.image_size)
-        f = flops(target.person_generator(), x)
+        xs = gen.random_inputs(target)  # (sketch,), or (sketch, warped) for the appearance path
+        f = flops(target.person_generator(), *xs)
         for kind, opts in settings(physical_cores()):
             backend = make_backend(kind, opts, target, onnx_path)
-            ms = time_calls(lambda b=backend, x=x: b.generate(x), 3, runs, budget)
+            ms = time_calls(lambda b=backend, xs=xs: b.generate(*xs), 3, runs, budget)
             torch.set_num_threads(default_threads)
             row = {"config": cfg["name"], "gflop": round(f / 1e9, 3), "backend": kind, "opts": opts,
                    "setting": backend.name, **summary(ms), "min_ms": round(min(ms), 3)}

@@ -1,6 +1,8 @@
 """The live loop's stages one at a time, on the frames of a clip, with the live loop's own components:
 decode (FileSource), track (Tracker video mode), filter + retarget (puppet.live.Driver), rasterise
-(draw_sketch + to_tensor), output (to_bgr + FileSink.write). The generator has its own module.
+(draw_sketch + to_tensor), warp (Target.warped_reference: the reference picture warped to the driving
+landmarks at the config's image size, appearance targets only), output (to_bgr + FileSink.write). The
+generator has its own module.
 Each stage is timed per frame, in milliseconds."""
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ def rasterise(lms: list[np.ndarray], size: int) -> tuple[list, list[float]]:
     return out, ms
 
 
+def warp(lms: list[np.ndarray], target) -> tuple[list, list[float]]:
+    """target.warped_reference (puppet.faces.warp + to_tensor, what the live loop's process thread does for
+    an appearance target) per frame, at the target's image size."""
+    out, ms = [], []
+    for p in lms:
+        t0 = time.perf_counter()
+        out.append(target.warped_reference(p))
+        ms.append((time.perf_counter() - t0) * 1000.0)
+    return out, ms
+
+
 def output(images, path: str | Path, fps: float) -> list[float]:
     """to_bgr + FileSink.write (an mp4 of the output) per frame."""
     from puppet.faces.images import to_bgr
@@ -112,7 +125,8 @@ def output(images, path: str | Path, fps: float) -> list[float]:
 def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, target, generate,
                out_path: str | Path) -> dict:
     """Median/p95 of each stage on this clip for `target` (its image size and reference landmarks);
-    `generate(sketch) -> image` produces the images the output stage writes (not timed here)."""
+    `generate(sketch[, warped]) -> image` produces the images the output stage writes (not timed here).
+    A target with the appearance path adds the `warp` stage, and its generator gets the warps."""
     import torch
 
     lms, track_ms = track(frames)
@@ -121,8 +135,15 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
         raise RuntimeError(f"the tracker found a face in only {found} of {len(frames)} frames")
     driven, drive_ms = drive(lms, target, fps)
     sketches, raster_ms = rasterise(driven, target.image_size)
+    extra = {}
+    if getattr(target, "appearance", False):
+        warps, warp_ms = warp(driven, target)
+        extra["warp"] = summary(warp_ms)
+        inputs = list(zip(sketches, warps))
+    else:
+        inputs = [(s,) for s in sketches]
     with torch.inference_mode():
-        images = [generate(s) for s in sketches[:30]]
+        images = [generate(*x) for x in inputs[:30]]
     out_ms = output(images, out_path, fps)
     return {
         "frames": len(frames),
@@ -132,5 +153,6 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
         "track": summary(track_ms),
         "filter_retarget": summary(drive_ms),
         "rasterise": summary(raster_ms),
+        **extra,
         "output": summary(out_ms),
     }

@@ -97,6 +97,26 @@ def test_bench_quick_writes_json_with_real_numbers(tmp_path):
     assert "| tiny | 64 | onnxruntime |" in p.stdout  # the markdown table
 
 
+def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path):
+    """An appearance config through every part of `python -m bench`: the generator rows get (sketch, warped),
+    the warp of the reference is a stage of its own, and the live loop runs it (its `warp` stage timed)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--configs", "tiny-warp", "--live-config",
+                        "tiny-warp", "--frames", "12", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    for row in r["generator"]:
+        assert row["config"] == "tiny-warp" and "skipped" not in row and row["median_ms"] > 0, row
+    s, lv = r["stages"], r["live"]
+    assert s["warp"]["median_ms"] > 0 and "| warp |" in p.stdout
+    assert lv["file"]["frames_out"] == s["frames"] and lv["file"]["stages_in_loop_ms"]["warp"] > 0
+
+
 def test_quality_protocol_on_a_tiny_clip(talking_clip):
     from bench.quality import markdown, parse_args, run
 
