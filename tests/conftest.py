@@ -25,3 +25,20 @@ def astronaut_path():
     p = astronaut()
     assert p is not None, "scikit-image (a core dependency) provides astronaut.png"
     return p
+
+
+@pytest.fixture
+def logs(caplog):
+    """What our packages logged during the test (INFO and up), as caplog; works after a command run in this
+    process set up its own handlers (puppet.log.configure stops propagation to the root)."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("puppet", "export", "bench", "models")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(caplog.handler)
+        lg.setLevel(logging.INFO)
+    yield caplog
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(caplog.handler)
+        lg.setLevel(level)

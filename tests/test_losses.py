@@ -133,14 +133,25 @@ def test_input_normalisation():
 
 
 def test_gan_terms_values():
-    assert L.VGG19_WEIGHT == 1e-2 and L.VGGFACE_WEIGHT == 2e-3 and L.FM_WEIGHT == 10 and L.MCH_WEIGHT == 80
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.0])
     assert L.hinge_d_loss(real, fake).item() == pytest.approx(1.0)  # (0 + 1)/2 + (0 + 1)/2
     assert L.adversarial_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+    # Feature matching and the embedding match: zero for equal features, growing linearly (L1) with the gap.
     fr = [torch.zeros(2, 3, 4, 4), torch.zeros(2, 5)]
     ff = [torch.ones(2, 3, 4, 4), torch.full((2, 5), -2.0)]
-    assert L.feature_matching_loss(fr, ff).item() == pytest.approx(10 * (1 + 2))
-    assert L.embedding_match_loss(torch.ones(2, 8), torch.zeros(2, 8)).item() == pytest.approx(80.0)
+    assert L.feature_matching_loss(fr, fr).item() == 0
+    one = L.feature_matching_loss(fr, ff).item()
+    assert one > 0 and L.feature_matching_loss(fr, [2 * f for f in ff]).item() == pytest.approx(2 * one)
+    assert L.embedding_match_loss(torch.ones(2, 8), torch.ones(2, 8)).item() == 0
+    m = L.embedding_match_loss(torch.ones(2, 8), torch.zeros(2, 8)).item()
+    tripled = L.embedding_match_loss(3 * torch.ones(2, 8), torch.zeros(2, 8)).item()
+    assert m > 0 and tripled == pytest.approx(3 * m)
+    # The match trains E only: W is detached (D minimises its hinge loss alone); per-frame embeddings
+    # (B, K, C) are matched each to their video's W row.
+    w = torch.ones(2, 8, requires_grad=True)
+    e = torch.zeros(2, 3, 8, requires_grad=True)
+    L.embedding_match_loss(w, e).backward()
+    assert w.grad is None and e.grad is not None and bool((e.grad != 0).all())
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +186,9 @@ def test_meta_learning_objective_reaches_every_network(content):
     x_t, y_t = torch.rand(b, 3, s, s) * 2 - 1, torch.rand(b, 3, s, s) * 2 - 1
     i = torch.tensor([1, 3])
 
-    e_hat = E.embed_frames(x_k, y_k)
-    fake = G(y_t, G.psi_from_embedding(e_hat))
-    terms = L.generator_losses(D, content, fake, x_t, y_t, i=i, e_hat=e_hat)
+    e_frames = E.frame_embeddings(x_k, y_k)
+    fake = G(y_t, G.psi_from_embedding(e_frames.mean(1)))
+    terms = L.generator_losses(D, content, fake, x_t, y_t, i=i, e_frames=e_frames)
     assert set(terms) == {"content", "adv", "fm", "mch", "total"}
     assert all(torch.isfinite(v) for v in terms.values())
     terms["total"].backward()
