@@ -90,7 +90,7 @@ class FaceContentLoss(nn.Module):
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, pixel_weight: float = 1.0,
-                 feature_weight: float = 1.0, identity_weight: float = 1.0):
+                 feature_weight: float = 1.0, identity_weight: float = 5.0):
         super().__init__()
         from .facerec import load_face_recognition
 

@@ -2,6 +2,8 @@
 VGG content networks (asked for explicitly: no downloads in tests), one CPU thread per process.
 
 - a few dozen steps: the content loss goes down;
+- a few hundred steps with the paper's embedding match: the embeddings stay alive and per video, W keeps its
+  size, D tells real from generated (what collapsed before: every e_hat 0, W dragged to 0, D at chance);
 - kill -9 mid-run, then --resume: the same weights as the uninterrupted run;
 - torchrun --nproc_per_node 2 (gloo): both ranks end with identical weights, and those are the checkpoint's.
 """
@@ -62,7 +64,8 @@ def test_content_loss_goes_down(full_run):
     log = [json.loads(line) for line in lines]
     assert [r["step"] for r in log] == list(range(1, STEPS + 1))
     for r in log:
-        for key in ("content", "adv", "fm", "mch", "total", "d_hinge", "d_mch", "d_real", "d_fake"):
+        for key in ("content", "adv", "fm", "mch", "total", "d_hinge", "d_real", "d_fake", "d_margin",
+                    "emb_nonzero", "emb_spread"):
             assert np.isfinite(r[key]), (key, r)
     content = [r["content"] for r in log]
     first, last = np.mean(content[:5]), np.mean(content[-5:])
@@ -75,7 +78,8 @@ def test_tensorboard_has_every_loss_and_images(full_run):
     acc = EventAccumulator(str(full_run.with_suffix(".tb")))
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    for tag in ("eg/content", "eg/adv", "eg/fm", "eg/mch", "eg/total", "d/d_hinge", "d/d_mch"):
+    for tag in ("eg/content", "eg/adv", "eg/fm", "eg/mch", "eg/total", "d/d_hinge", "d/d_margin",
+                "emb/emb_nonzero", "emb/emb_spread"):
         assert tag in scalars, (tag, scalars)
     assert len(acc.Scalars("eg/content")) == STEPS
     images = acc.Images("samples/sketch_real_generated")
@@ -91,10 +95,57 @@ def test_checkpoint_is_plain_and_loads_into_the_networks(full_run):
     meta = load_meta(full_run)
     assert raw.keys() == meta.keys()
     assert meta["format"] == "puppet-meta" and meta["version"] == 1 and meta["step"] == STEPS
-    assert meta["num_videos"] == 4 and meta["config"]["image_size"] == 32
+    # W has a row per video, and a video is a speaker's folder (2 portraits x 2 clips here), not a clip.
+    assert meta["num_videos"] == 2 and meta["config"]["image_size"] == 32
+    assert meta["discriminator"]["W.weight"].shape == (2, meta["config"]["emb_dim"])
     Embedder(meta["config"]).load_state_dict(meta["embedder"])
     Generator(meta["config"]).load_state_dict(meta["generator"])
     Discriminator(meta["config"], meta["num_videos"]).load_state_dict(meta["discriminator"])
+
+
+LONG_STEPS = 300
+
+
+@pytest.fixture(scope="module")
+def long_run(data, tmp_path_factory, one_thread):
+    """Long enough for the old collapse (e_hat all 0 within 500 steps at MCH weight 80, mostly by 300)."""
+    out = tmp_path_factory.mktemp("long") / "meta.pt"
+    assert ARGS[-2:] == ["--log-every", "1"]
+    args = ARGS[:-2] + ["--log-every", "10"]
+    assert main(args + ["--data", str(data), "--out", str(out), "--steps", str(LONG_STEPS),
+                        "--content", "l1"]) == 0
+    return out
+
+
+def _embeddings(meta: dict, data) -> torch.Tensor:
+    """e_hat of every video of the dataset, from 8 of its frames."""
+    from models.embedder import Embedder
+    from puppet.data.dataset import VideoDataset
+
+    E = Embedder(meta["config"])
+    E.load_state_dict(meta["embedder"])
+    ds = VideoDataset(data, meta["config"]["image_size"], K=8, seed=1, group="folder")
+    with torch.no_grad():
+        return torch.stack([E.embed_frames(ds[(k, 0)]["x"][None], ds[(k, 0)]["y"][None])[0]
+                            for k in range(len(ds))])
+
+
+def test_embeddings_stay_alive_and_per_video(long_run, data):
+    meta = load_meta(long_run)
+    e = _embeddings(meta, data)
+    assert (e.abs() > 1e-6).float().mean() > 0.95, e  # not collapsed to 0
+    gap = float((e[0] - e[1]).norm() / e.norm(dim=1).mean())
+    assert gap > 0.05, (gap, e)  # the two people get different embeddings
+    W = meta["discriminator"]["W.weight"]
+    assert float(W.abs().mean()) > 0.005, W  # W kept its size (initialised at std 0.02: mean |W| 0.016)
+
+
+def test_discriminator_separates_real_from_generated(long_run):
+    lines = (long_run.with_suffix(".tb") / "losses.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines]
+    margins = [r["d_margin"] for r in log[-10:]]
+    assert np.mean(margins) > 0.5, margins  # real scored above generated: D is alive
+    assert np.mean([r["d_hinge"] for r in log[-10:]]) < 1.8
 
 
 def test_load_meta_one_line_errors(tmp_path):
@@ -179,7 +230,7 @@ def test_setup_errors_are_one_line(data, tmp_path, monkeypatch):
     out = tmp_path / "m.pt"
     base = ["--data", str(data), "--out", str(out), "--config", "tiny", "--no-progress"]
     with pytest.raises(PuppetError, match="VGG19") as e:
-        main(base)
+        main(base + ["--content", "vgg"])
     assert "\n" not in str(e.value) and not out.exists()
     with pytest.raises(PuppetError, match="no checkpoint to resume"):
         main(base + ["--resume"])

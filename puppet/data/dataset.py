@@ -185,6 +185,14 @@ def load_manifest(root: str | os.PathLike) -> dict:
     return check_format(m, path, FORMAT, VERSION, "dataset manifest", fix)
 
 
+def group_key(video_id: str, group: str) -> str:
+    """The video a prepared file belongs to: itself (group="clip") or its folder (group="folder"), except
+    for files at the top level and synthetic clips, which are videos of their own."""
+    if group == "clip" or "/" not in video_id or video_id.startswith("synthetic/"):
+        return video_id
+    return video_id.rsplit("/", 1)[0]
+
+
 class VideoDataset:
     """Meta-learning samples from a prepared DATA folder: per video, K frames for the embedder and one other
     frame (the target, never among the K) for the generator.
@@ -194,16 +202,20 @@ class VideoDataset:
     dict of tensors at `image_size`:
         x (K, 3, S, S), y (K, 3, S, S): the K frames and their sketches; x_t, y_t (3, S, S): the target frame
         and its sketch; i: the video's index (its column W_i in the discriminator). Images in [-1, 1] RGB.
+        With `warped=True` also warped (3, S, S): the first of the K frames warped piecewise-affinely to the
+        target's landmarks (puppet.faces.warp), the appearance generator's second input.
 
     group="clip": every prepared file is a video. group="folder": the files of one folder are one video
     (VoxCeleb2's speaker/video/clip.mp4: the clips of one YouTube video, the paper's unit), so the K frames
     and the target come from all of its clips, and W has a row per folder rather than per clip (7x fewer
-    on VoxCeleb2). Only for layouts where a folder holds one person's one video.
+    on VoxCeleb2; one row per person for a person/clip.mp4 corpus). Files directly under DATA, and the
+    synthetic clips `prepare --synthetic` makes (synthetic/NNNNN, each a portrait of its own), stay videos of
+    their own: a shared folder there is no identity.
     Videos with fewer than K + 1 frames are left out (so the index is over the videos kept).
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int, K: int = 8, seed: int = 0,
-                 group: str = "clip"):
+                 group: str = "clip", warped: bool = False):
         if group not in ("clip", "folder"):
             raise PuppetError(f"group {group!r}: unknown; use clip or folder")
         self.root = Path(root)
@@ -211,10 +223,10 @@ class VideoDataset:
         self.image_size = int(image_size)
         self.K = int(K)
         self.seed = int(seed)
+        self.warped = bool(warped)
         groups: dict[str, list[dict]] = {}
         for v in self.manifest["videos"]:  # sorted by id, so groups and their members come in a fixed order
-            key = v["id"] if group == "clip" else (v["id"].rsplit("/", 1)[0] if "/" in v["id"] else ".")
-            groups.setdefault(key, []).append(v)
+            groups.setdefault(group_key(v["id"], group), []).append(v)
         self.videos = [(key, members) for key, members in groups.items()
                        if sum(int(m["frames"]) for m in members) >= self.K + 1]
         if not self.videos:
@@ -259,7 +271,7 @@ class VideoDataset:
         starts = np.concatenate([[0], np.cumsum(counts)])
         picks = self.choose(index, epoch, int(starts[-1]))
         opened: dict[int, Video] = {}
-        frames, sketches = [], []
+        frames, sketches, marks = [], [], []
         for k in picks:
             f = int(np.searchsorted(starts, k, side="right") - 1)
             if f not in opened:
@@ -268,10 +280,16 @@ class VideoDataset:
             img, lms = self._resize(video.frame(local), video.landmarks[local], video.size)
             frames.append(img)
             sketches.append(draw_sketch(lms, self.image_size))
+            marks.append(lms)
         x = to_tensor(np.stack(frames))
         y = to_tensor(np.stack(sketches))
-        return {"x": x[:-1], "y": y[:-1], "x_t": x[-1], "y_t": y[-1],
+        item = {"x": x[:-1], "y": y[:-1], "x_t": x[-1], "y_t": y[-1],
                 "i": torch.tensor(int(index), dtype=torch.long)}
+        if self.warped:
+            from puppet.faces.warp import warp
+
+            item["warped"] = to_tensor(warp(frames[0], marks[0], marks[-1]))[0]
+        return item
 
 
 class EpochSampler:

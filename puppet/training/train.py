@@ -1,21 +1,25 @@
 """Meta-learning (paper section 3.2): a prepared dataset -> meta.pt (E, G with P, D with W).
 
-    python -m puppet.train --data DATA --config tiny|small|cpu|paper --out meta.pt [--steps N] [--resume]
-        [--batch B] [--K 8] [--ckpt-every N] [--logdir DIR] [--seed S] [--vgg19 PATH|random]
-        [--vggface PATH|random] [--d-steps 2] [--amp auto|off|bf16|fp16] [--workers N] [--group clip|folder]
+    python -m puppet.train --data DATA --config NAME --out meta.pt      (--help lists the options)
     torchrun --nproc_per_node N -m puppet.train ...        (and multi-node: torchrun's --nnodes/--rdzv_*)
 
 Each step, per video i of the batch: K frames and their sketches go to the embedder, e_hat_i = mean of
 E(x_k, y_k); the generator draws a different frame t of the same video (never one of the K) from its sketch
-with psi = P e_hat_i. E, G and P minimise content (VGG19 + VGGFace) + adversarial (-D) + feature matching +
-embedding match |W_i - e_hat_i|; D minimises the hinge loss (plus the same match term for W, with e_hat held
-fixed). Weights of every term: models.losses. Adam, lr 5e-5 for E/G, 2e-4 for D.
+with psi = P e_hat_i (an appearance generator also gets the first of the K frames warped to frame t's
+landmarks). E, G and P minimise content + adversarial (-D) + feature matching + embedding match
+|W_i - e_k| over the K frames; D minimises the hinge loss alone. Weights of every term: models.losses.
+Adam, lr 5e-5 for E/G, 2e-4 for D.
 
-Choices the paper leaves open:
+Choices the paper leaves open, and where this follows the authors' code over the paper's text:
 - Adam's betas: PyTorch's defaults (0.9, 0.999), as in the public reproductions (the paper names none).
 - D steps per E/G step: 2 (--d-steps), as both public reproductions do.
-- The embedding match reaches W through D's update (the E/G step holds W fixed, D's step holds e_hat
-  fixed): every parameter is stepped by its own network's optimiser.
+- The embedding match trains E only (W detached), per frame, as in the authors' code: D minimises only its
+  hinge loss. Moving W with it dragged W to 0 together with the embeddings (models.losses).
+- The unit of W is the video (--group folder, the default): a folder of clips is one row. Files directly in
+  DATA and synthetic clips are rows of their own.
+- Content loss (--content): the paper's VGG19 + VGGFace where their weight files are found, else the
+  vendored face-recognition net's features and identity (models.losses.make_content_loss): perceptual either
+  way, no download needed.
 
 Scale: under torchrun every rank runs this same script; E+G and D are DistributedDataParallel (NCCL on GPU,
 gloo on CPU); each rank takes its own share of every epoch's shuffled videos (puppet.data.EpochSampler, split
@@ -36,21 +40,27 @@ import argparse
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import random
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from models.config import CONFIGS
+from models.losses import CONTENT_KINDS
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.files import check_format
+
+log = logging.getLogger(__name__)
 
 FORMAT = "puppet-meta"
 VERSION = 1
@@ -123,15 +133,17 @@ def _set_rng_state(state: dict) -> None:
 
 class MetaEG(nn.Module):
     """E and G (with P) as one module, so that DDP sees one forward per step: (frames, sketches of the K
-    frames, target sketch) -> (generated target frame, e_hat)."""
+    frames, target sketch[, warped reference]) -> (generated target frame, per-frame embeddings (B, K, C))."""
 
     def __init__(self, E: nn.Module, G: nn.Module):
         super().__init__()
         self.E, self.G = E, G
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, y_t: torch.Tensor):
-        e_hat = self.E.embed_frames(x, y)  # (B, K, 3, S, S) -> (B, emb_dim), the mean over the K frames
-        return self.G(y_t, self.G.psi_from_embedding(e_hat)), e_hat
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_t: torch.Tensor,
+                warped: torch.Tensor | None = None):
+        e_frames = self.E.frame_embeddings(x, y)  # (B, K, 3, S, S) -> (B, K, emb_dim)
+        e_hat = e_frames.mean(dim=1)  # the video's embedding: the mean over its K frames
+        return self.G(y_t, self.G.psi_from_embedding(e_hat), warped), e_frames
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -193,7 +205,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = Parser(prog="python -m puppet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="a prepared dataset folder (python -m puppet.prepare)")
-    p.add_argument("--config", help="tiny|small|cpu|paper (new runs; --resume takes the checkpoint's)")
+    p.add_argument("--config", help=f"{'|'.join(CONFIGS)} (new runs; --resume takes the checkpoint's)")
     p.add_argument("--image-size", type=int, help="override the config's image_size (e.g. 32: smoke tests)")
     p.add_argument("--out", required=True, help="the checkpoint meta.pt (written every --ckpt-every steps)")
     p.add_argument("--steps", type=int, default=100_000, help="total steps to train to (default 100000)")
@@ -201,8 +213,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=None, help="videos per step per rank (default 2; 8 on GPU)")
     p.add_argument("--K", type=int, help="frames per video for the embedder (default: the paper's 8)")
     p.add_argument("--group", choices=("clip", "folder"),
-                   help="what one video is: a prepared clip (default), or a folder of clips (VoxCeleb2's "
-                        "speaker/video/*.mp4: the paper's unit, one W row per YouTube video)")
+                   help="what one video is: a folder of clips (default; VoxCeleb2's speaker/video/*.mp4: the "
+                        "paper's unit, one W row per YouTube video), or each prepared clip")
+    p.add_argument("--content", choices=CONTENT_KINDS,
+                   help="content loss: auto (default: vgg where both VGG weight files are found, else "
+                        "face), vgg (the paper's), face (the vendored face-recognition net), l1 (pixels)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     p.add_argument("--logdir", help="TensorBoard folder (default: --out with .tb instead of .pt)")
     p.add_argument("--seed", type=int, help="seed of the initial weights and the data order (default 0)")
@@ -214,7 +229,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                    help="mixed precision (auto: bf16 on GPUs that have it, else fp16; off on CPU)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (torchrun: one GPU per rank)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per rank (default: torch's choice)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads per rank (default: torch's choice on GPU machines, 1 per rank on "
+                        "CPU: small convolutions on a busy CPU are many times slower with more)")
     p.add_argument("--workers", type=int, default=2, help="data loader processes per rank (0: in-process)")
     p.add_argument("--log-every", type=int, default=10, help="steps between logged losses (default 10)")
     p.add_argument("--image-every", type=int, default=500, help="steps between TensorBoard image grids")
@@ -259,64 +276,102 @@ def main(argv: list[str]) -> int:
         dist_.close()
 
 
-def _train(a: argparse.Namespace, d: Dist) -> int:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader
+@dataclass
+class Run:
+    """Everything a training run holds: what a checkpoint saves and the loop steps."""
 
+    a: argparse.Namespace
+    d: Dist
+    cfg: dict
+    data: object  # puppet.data.dataset.VideoDataset
+    eg: nn.Module  # MetaEG, DDP-wrapped under torchrun
+    D: nn.Module
+    content: nn.Module
+    opt_eg: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler_eg: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    batch: int
+    group: str
+    step: int = 0
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.d.device.type, dtype=self.amp_dtype)
+
+
+def _resume_checkpoint(a: argparse.Namespace) -> dict | None:
+    out = Path(a.out)
+    if not a.resume:
+        if out.exists():
+            raise PuppetError(f"{out}: exists; pass --resume to continue it, or another --out")
+        return None
+    if not out.is_file():
+        raise PuppetError(f"{out}: no checkpoint to resume; run without --resume to start training")
+    ckpt = load_meta(out)
+    if "opt_eg" not in ckpt:
+        raise PuppetError(f"{out}: holds weights only (no optimiser state), so it can't be resumed; "
+                          f"start a new run with another --out")
+    return ckpt
+
+
+def _run_config(a: argparse.Namespace, ckpt: dict | None) -> dict:
     from models.config import get_config
+
+    out = Path(a.out)
+    if ckpt is None:
+        cfg = get_config(a.config)
+        if a.image_size:
+            return get_config({**cfg, "image_size": a.image_size})  # validated: it must suit the widths
+        return cfg
+    cfg = get_config(ckpt["config"])
+    if a.config is not None and get_config(a.config)["name"] != cfg.get("name"):
+        raise PuppetError(f"--config {a.config}: differs from {out}'s config '{cfg.get('name')}'; "
+                          f"leave --config out with --resume")
+    if a.image_size and a.image_size != cfg["image_size"]:
+        raise PuppetError(f"--image-size {a.image_size}: {out} was trained at {cfg['image_size']}; "
+                          f"leave --image-size out with --resume")
+    return cfg
+
+
+def _setup(a: argparse.Namespace, d: Dist) -> Run:
+    """Config, data, networks, optimisers: new, or exactly as the checkpoint left them (--resume)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from models.config import appearance
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
-    from models.losses import ContentLoss, embedding_match_loss, generator_losses, hinge_d_loss
-    from puppet.data.dataset import EpochSampler, VideoDataset
-    from puppet.files import torch_save_atomic
+    from models.losses import make_content_loss
+    from puppet.data.dataset import VideoDataset
 
-    out = Path(a.out)
-    ckpt = None
-    if a.resume:
-        if not out.is_file():
-            raise PuppetError(f"{out}: no checkpoint to resume; run without --resume to start training")
-        ckpt = load_meta(out)
-        if "opt_eg" not in ckpt:
-            raise PuppetError(f"{out}: holds weights only (no optimiser state), so it can't be resumed; "
-                              f"start a new run with another --out")
-        cfg = get_config(ckpt["config"])
-        if a.config is not None and get_config(a.config)["name"] != cfg.get("name"):
-            raise PuppetError(f"--config {a.config}: differs from {out}'s config '{cfg.get('name')}'; "
-                              f"leave --config out with --resume")
-        if a.image_size and a.image_size != cfg["image_size"]:
-            raise PuppetError(f"--image-size {a.image_size}: {out} was trained at {cfg['image_size']}; "
-                              f"leave --image-size out with --resume")
-    else:
-        if out.exists():
-            raise PuppetError(f"{out}: exists; pass --resume to continue it, or another --out")
-        cfg = get_config(a.config)
-        if a.image_size:
-            cfg = get_config({**cfg, "image_size": a.image_size})  # validated: the size must suit the widths
-    batch = a.batch or (ckpt["train"]["batch"] if ckpt else (8 if d.device.type == "cuda" else 2))
-    # Unset options continue the checkpoint's run, else take the defaults.
+    ckpt = _resume_checkpoint(a)
+    cfg = _run_config(a, ckpt)
     old = ckpt["train"] if ckpt else {}
-    for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS)):
+    batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
+    # Unset options continue the checkpoint's run, else take the defaults.
+    for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS),
+                          ("content", "auto"), ("group", "folder")):
         if getattr(a, name) is None:
             setattr(a, name, old.get(name, default))
+    torch.set_num_threads(a.threads or (1 if d.device.type == "cpu" else torch.get_num_threads()))
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    # The content loss first: missing VGG weights are the most likely setup error, and the cheapest to find.
+    # The content loss first: missing weights are the most likely setup error, and the cheapest to find.
     # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
     torch.manual_seed(a.seed)
-    content = ContentLoss(vgg19=a.vgg19, vggface=a.vggface).to(d.device)
-    group = a.group or (ckpt["train"].get("group", "clip") if ckpt else "clip")
-    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=group)
-    n_videos = len(data)
+    content = make_content_loss(a.content, a.vgg19, a.vggface).to(d.device)
+    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=a.group,
+                        warped=appearance(cfg) == "warp")
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
-        if int(ckpt["num_videos"]) != n_videos or not same:
-            raise PuppetError(f"{a.data}: not the dataset {out} was trained on ({n_videos} videos now, "
+        if int(ckpt["num_videos"]) != len(data) or not same:
+            raise PuppetError(f"{a.data}: not the dataset {a.out} was trained on ({len(data)} videos now, "
                               f"{ckpt['num_videos']} then); resume with the same --data, or start a new run")
 
     torch.manual_seed(a.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, num_videos=n_videos)
+    E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, num_videos=len(data))
     if ckpt is not None:
         E.load_state_dict(ckpt["embedder"])
         G.load_state_dict(ckpt["generator"])
@@ -326,8 +381,8 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     opt_eg = torch.optim.Adam(eg.parameters(), lr=a.lr_g, betas=BETAS)
     opt_d = torch.optim.Adam(D.parameters(), lr=a.lr_d, betas=BETAS)
     amp_dtype = _amp(a.amp, d.device)
-    use_scaler = amp_dtype == torch.float16
-    scaler_eg = torch.amp.GradScaler(d.device.type, enabled=use_scaler)  # fp16 only: bf16 needs no scaling
+    use_scaler = amp_dtype == torch.float16  # fp16 only: bf16 needs no loss scaling
+    scaler_eg = torch.amp.GradScaler(d.device.type, enabled=use_scaler)
     scaler_d = torch.amp.GradScaler(d.device.type, enabled=use_scaler)
     step = 0
     if ckpt is not None:
@@ -341,26 +396,88 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
             scaler_eg.load_state_dict(ckpt["scaler_eg"])
             scaler_d.load_state_dict(ckpt["scaler_d"])
         step = int(ckpt["step"])
-        old = ckpt["train"]
         changed = (old["batch"], old["world_size"], old["seed"], old["K"]) != (batch, d.world, a.seed, a.K)
         if changed and d.main:
-            print(f"warning: resuming with batch {batch}, {d.world} ranks, seed {a.seed}, K {a.K} (the run "
-                  f"used {old['batch']}, {old['world_size']}, {old['seed']}, {old['K']}): training goes on, "
-                  f"but not with the data order an uninterrupted run would have had", file=sys.stderr)
+            log.warning("resuming with batch %d, %d ranks, seed %d, K %d (the run used %d, %d, %d, %d): "
+                        "training goes on, but not with the data order an uninterrupted run would have had",
+                        batch, d.world, a.seed, a.K, old["batch"], old["world_size"], old["seed"], old["K"])
         _set_rng_state(ckpt["rng"])
     if d.enabled:
         # find_unused_parameters stays off: every parameter takes part in every forward.
         ids = [d.device.index] if d.device.type == "cuda" else None
         eg = DDP(eg, device_ids=ids)
         D = DDP(D, device_ids=ids)
+    return Run(a, d, cfg, data, eg, D, content, opt_eg, opt_d, scaler_eg, scaler_d, amp_dtype, batch,
+               a.group, step)
 
-    per_rank = math.ceil(n_videos / d.world)
-    epoch, start = EpochSampler.position(step, batch, per_rank)
-    sampler = EpochSampler(n_videos, rank=d.rank, world_size=d.world, seed=a.seed, epoch=epoch, start=start)
-    loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=a.workers,
-                        pin_memory=d.device.type == "cuda", persistent_workers=a.workers > 0,
-                        prefetch_factor=4 if a.workers > 0 else None, worker_init_fn=_quiet_worker)
 
+def _loader(r: Run):
+    from torch.utils.data import DataLoader
+
+    from puppet.data.dataset import EpochSampler
+
+    per_rank = math.ceil(len(r.data) / r.d.world)
+    epoch, start = EpochSampler.position(r.step, r.batch, per_rank)
+    sampler = EpochSampler(len(r.data), rank=r.d.rank, world_size=r.d.world, seed=r.a.seed, epoch=epoch,
+                           start=start)
+    workers = r.a.workers
+    return DataLoader(r.data, batch_size=r.batch, sampler=sampler, num_workers=workers,
+                      pin_memory=r.d.device.type == "cuda", persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None, worker_init_fn=_quiet_worker)
+
+
+def _eg_step(r: Run, b: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """E, G (and P): content + adversarial + feature matching + embedding match. D's parameters get
+    gradients here too; they stay local (no_sync) and are dropped before D's own step."""
+    from models.losses import generator_losses
+
+    r.opt_eg.zero_grad(set_to_none=True)
+    no_sync = r.D.no_sync() if r.d.enabled else contextlib.nullcontext()
+    with no_sync:
+        with r.autocast():
+            fake, e_frames = r.eg(b["x"], b["y"], b["y_t"], b.get("warped"))
+            terms = generator_losses(r.D, r.content, fake, b["x_t"], b["y_t"], i=b["i"], e_frames=e_frames)
+        r.scaler_eg.scale(terms["total"]).backward()
+    r.scaler_eg.step(r.opt_eg)
+    r.scaler_eg.update()
+    return terms, fake.detach(), e_frames.detach()
+
+
+def _d_steps(r: Run, b: dict, fake: torch.Tensor) -> dict:
+    """D: the hinge loss on real vs generated, --d-steps times (one forward of both per step, so DDP sees
+    one forward per backward). Returns the last step's hinge and mean scores."""
+    from models.losses import hinge_d_loss
+
+    i, n = b["i"], len(b["i"])
+    for _ in range(r.a.d_steps):
+        r.opt_d.zero_grad(set_to_none=True)
+        with r.autocast():
+            score, _ = r.D(torch.cat([b["x_t"], fake]), torch.cat([b["y_t"], b["y_t"]]), i=torch.cat([i, i]))
+            score_real, score_fake = score[:n].float(), score[n:].float()
+            hinge = hinge_d_loss(score_real, score_fake)
+        r.scaler_d.scale(hinge).backward()
+        r.scaler_d.step(r.opt_d)
+        r.scaler_d.update()
+    return {"d_hinge": float(hinge.detach()), "d_real": float(score_real.mean().detach()),
+            "d_fake": float(score_fake.mean().detach()),
+            "d_margin": float((score_real - score_fake).mean().detach())}
+
+
+def embedding_stats(e_frames: torch.Tensor) -> dict:
+    """How alive the embedding is: the fraction of non-zero entries of the videos' e_hat, their mean |e|,
+    and the mean distance between different videos' e_hat relative to their size (0: all alike)."""
+    e_hat = e_frames.float().mean(dim=1)
+    size = float(e_hat.abs().mean())
+    spread = float(torch.pdist(e_hat).mean() / (e_hat.norm(dim=1).mean() + 1e-8)) if len(e_hat) > 1 else 0.0
+    return {"emb_nonzero": float((e_hat.abs() > 1e-6).float().mean()), "emb_abs": size, "emb_spread": spread}
+
+
+def _train(a: argparse.Namespace, d: Dist) -> int:
+    from puppet.files import torch_save_atomic
+
+    r = _setup(a, d)
+    out = Path(a.out)
+    it = iter(_loader(r))
     writer, log_file, bar = None, None, None
     logdir = Path(a.logdir) if a.logdir else out.with_suffix(".tb")
     if d.main:
@@ -369,17 +486,17 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
 
         writer = SummaryWriter(str(logdir))
         log_file = open(logdir / "losses.jsonl", "a", encoding="utf-8")
-        bar = tqdm(total=a.steps, initial=min(step, a.steps), unit="step", dynamic_ncols=True, desc="train",
+        bar = tqdm(total=a.steps, initial=min(r.step, a.steps), unit="step", dynamic_ncols=True, desc="train",
                    disable=a.no_progress)
-        amp_name = f", {str(amp_dtype).split('.')[-1]}" if amp_dtype else ""
-        print(f"train: {n_videos} videos, config {cfg['name']} ({cfg['image_size']} px), batch {batch} x "
-              f"{d.world} rank(s), K {a.K}, {d.device}{amp_name}, steps {step} -> {a.steps}", file=sys.stderr)
+        amp_name = f", {str(r.amp_dtype).split('.')[-1]}" if r.amp_dtype else ""
+        log.info("%d videos, config %s (%d px), content %s, batch %d x %d rank(s), K %d, %s%s, "
+                 "steps %d -> %d",
+                 len(r.data), r.cfg["name"], r.cfg["image_size"], type(r.content).__name__, r.batch, d.world,
+                 a.K, d.device, amp_name, r.step, a.steps)
 
     def save() -> None:
-        if not d.main:
-            return
-        torch_save_atomic(_checkpoint(cfg, n_videos, data.fingerprint(), _unwrap(eg), _unwrap(D), opt_eg,
-                                      opt_d, scaler_eg, scaler_d, step, batch, d.world, a, group), out)
+        if d.main:
+            torch_save_atomic(_checkpoint(r), out)
 
     stop = {"flag": False}
 
@@ -387,65 +504,34 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         stop["flag"] = True
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    def autocast():
-        return torch.autocast(d.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-
-    it = iter(loader)
     t_last = time.time()
     try:
-        while step < a.steps:
-            b = next(it)
-            x, y = b["x"].to(d.device, non_blocking=True), b["y"].to(d.device, non_blocking=True)
-            x_t, y_t = b["x_t"].to(d.device, non_blocking=True), b["y_t"].to(d.device, non_blocking=True)
-            i = b["i"].to(d.device, non_blocking=True)
-
-            # E, G (and P): content + adversarial + feature matching + embedding match. D's parameters get
-            # gradients here too; they stay local (no_sync) and are dropped before D's own step.
-            opt_eg.zero_grad(set_to_none=True)
-            no_sync = D.no_sync() if d.enabled else contextlib.nullcontext()
-            with no_sync:
-                with autocast():
-                    fake, e_hat = eg(x, y, y_t)
-                    terms = generator_losses(D, content, fake, x_t, y_t, i=i, e_hat=e_hat)
-                scaler_eg.scale(terms["total"]).backward()
-            scaler_eg.step(opt_eg)
-            scaler_eg.update()
-
-            # D: hinge loss on real vs generated (one forward of both, so DDP sees one forward per backward),
-            # plus the match term pulling W_i towards e_hat_i (held fixed here).
-            fake_d, e_fixed = fake.detach(), e_hat.detach().float()
-            for _ in range(a.d_steps):
-                opt_d.zero_grad(set_to_none=True)
-                with autocast():
-                    score, _ = D(torch.cat([x_t, fake_d]), torch.cat([y_t, y_t]), i=torch.cat([i, i]))
-                    score_real, score_fake = score[: len(i)].float(), score[len(i) :].float()
-                    hinge = hinge_d_loss(score_real, score_fake)
-                    mch_d = embedding_match_loss(_unwrap(D).W(i).float(), e_fixed)
-                    loss_d = hinge + mch_d
-                scaler_d.scale(loss_d).backward()
-                scaler_d.step(opt_d)
-                scaler_d.update()
-            step += 1
-
+        while r.step < a.steps:
+            b = {k: v.to(d.device, non_blocking=True) for k, v in next(it).items()}
+            terms, fake, e_frames = _eg_step(r, b)
+            d_vals = _d_steps(r, b, fake)
+            r.step += 1
             if d.main:
                 bar.update(1)
-                if step % a.log_every == 0 or step == a.steps:
+                if r.step % a.log_every == 0 or r.step == a.steps:
                     now = time.time()
                     vals = {k: float(v.detach()) for k, v in terms.items()}
-                    vals.update({"d_hinge": float(hinge.detach()), "d_mch": float(mch_d.detach()),
-                                 "d_real": float(score_real.mean().detach()),
-                                 "d_fake": float(score_fake.mean().detach()),
-                                 "sec_per_step": (now - t_last) / a.log_every})
+                    vals.update(d_vals)
+                    vals.update(embedding_stats(e_frames))
+                    vals["sec_per_step"] = (now - t_last) / a.log_every
                     t_last = now
                     for k, v in vals.items():
-                        writer.add_scalar(f"{'d' if k.startswith('d_') else 'eg'}/{k}", v, step)
-                    log_file.write(json.dumps({"step": step, **vals}) + "\n")
+                        group = "d" if k.startswith("d_") else "emb" if k.startswith("emb_") else "eg"
+                        writer.add_scalar(f"{group}/{k}", v, r.step)
+                    log_file.write(json.dumps({"step": r.step, **vals}) + "\n")
                     log_file.flush()
                     bar.set_postfix({"cnt": f"{vals['content']:.3f}", "adv": f"{vals['adv']:.2f}",
-                                     "fm": f"{vals['fm']:.2f}", "d": f"{vals['d_hinge']:.2f}"}, refresh=False)
-                if step % a.image_every == 0 or step == 1:
-                    writer.add_image("samples/sketch_real_generated", _image_grid(y_t, x_t, fake), step)
-            if step % a.ckpt_every == 0 and step < a.steps:
+                                     "fm": f"{vals['fm']:.2f}", "margin": f"{vals['d_margin']:.2f}"},
+                                    refresh=False)
+                if r.step % a.image_every == 0 or r.step == 1:
+                    writer.add_image("samples/sketch_real_generated", _image_grid(b["y_t"], b["x_t"], fake),
+                                     r.step)
+            if r.step % a.ckpt_every == 0 and r.step < a.steps:
                 save()
             if d.any(stop["flag"]):
                 break
@@ -458,13 +544,14 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
             writer.close()
             log_file.close()
 
-    digest = weights_digest(_unwrap(eg).E.state_dict(), _unwrap(eg).G.state_dict(), _unwrap(D).state_dict())
+    eg, D = _unwrap(r.eg), _unwrap(r.D)
+    digest = weights_digest(eg.E.state_dict(), eg.G.state_dict(), D.state_dict())
     # Every rank reports its own weights' digest: the ranks of a healthy DDP run print the same one.
-    print(f"rank {d.rank}/{d.world}: step {step}, weights sha256 {digest}", file=sys.stderr, flush=True)
+    print(f"rank {d.rank}/{d.world}: step {r.step}, weights sha256 {digest}", file=sys.stderr, flush=True)
     if d.main:
-        msg = "stopped" if step < a.steps else "done"
-        print(f"train: {msg} at step {step}; checkpoint {out}" + ("; rerun with --resume to continue"
-                                                                  if step < a.steps else ""), file=sys.stderr)
+        msg = "stopped" if r.step < a.steps else "done"
+        log.info("%s at step %d; checkpoint %s%s", msg, r.step, out,
+                 "; rerun with --resume to continue" if r.step < a.steps else "")
     return 0
 
 
@@ -475,26 +562,26 @@ def _quiet_worker(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _checkpoint(cfg, n_videos, fingerprint, eg, D, opt_eg, opt_d, scaler_eg, scaler_d, step, batch, world, a,
-                data_group):
+def _checkpoint(r: Run) -> dict:
+    eg, D, a = _unwrap(r.eg), _unwrap(r.D), r.a
     return {
         "format": FORMAT,
         "version": VERSION,
-        "config": cfg,
-        "num_videos": int(n_videos),
-        "data_fingerprint": fingerprint,
-        "step": int(step),
+        "config": r.cfg,
+        "num_videos": len(r.data),
+        "data_fingerprint": r.data.fingerprint(),
+        "step": int(r.step),
         "embedder": eg.E.state_dict(),
         "generator": eg.G.state_dict(),
         "discriminator": D.state_dict(),
-        "opt_eg": opt_eg.state_dict(),
-        "opt_d": opt_d.state_dict(),
-        "scaler_eg": scaler_eg.state_dict(),
-        "scaler_d": scaler_d.state_dict(),
+        "opt_eg": r.opt_eg.state_dict(),
+        "opt_d": r.opt_d.state_dict(),
+        "scaler_eg": r.scaler_eg.state_dict(),
+        "scaler_d": r.scaler_d.state_dict(),
         "rng": _rng_state(),
-        "train": {"batch": int(batch), "world_size": int(world), "seed": int(a.seed), "K": int(a.K),
+        "train": {"batch": int(r.batch), "world_size": int(r.d.world), "seed": int(a.seed), "K": int(a.K),
                   "lr_g": float(a.lr_g), "lr_d": float(a.lr_d), "d_steps": int(a.d_steps),
-                  "data": str(a.data), "group": data_group},
+                  "data": str(a.data), "group": r.group, "content": a.content},
     }
 
 
