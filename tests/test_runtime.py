@@ -87,7 +87,6 @@ def test_timing_cache_and_engine_names(tmp_path):
     assert a != b and a.parent == tmp_path and a.name.startswith("mona.engine.")
     assert default_engine_path(tmp_path / "mona.pt") == tmp_path / "mona.engine"
     assert default_engine_path(tmp_path / "mona.fp16.onnx") == tmp_path / "mona.engine"
-    assert default_engine_path(tmp_path / "mona.pt", "torch-tensorrt") == tmp_path / "mona.trt.ep"
 
 
 def test_route_follows_tensorrt_version():

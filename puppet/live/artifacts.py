@@ -32,7 +32,6 @@ KEY_FORMAT = "puppet-engine-key/1"  # bump when what goes into the engine key ch
 
 ROUTE_STRONG = "strongly-typed"
 ROUTE_FP16_FLAG = "fp16-flag"
-ROUTE_TORCH_TRT = "torch-tensorrt"
 STRONGLY_TYPED_FROM = (10, 12)  # from here on, precision comes from the ONNX graph (weak typing deprecated)
 DEFAULT_WORKSPACE_GB = 4.0
 INSTALL_HINT = 'pip install "puppet[trt]"'
@@ -142,7 +141,7 @@ class BuildSettings:
 
     precision: str = "fp16"  # what the engine computes in (normalisation stays FP32 either way)
     workspace_gb: float = 4.0
-    route: str = "strongly-typed"  # or "fp16-flag" (TensorRT 10.0-10.11), "torch-tensorrt"
+    route: str = "strongly-typed"  # or "fp16-flag" (TensorRT 10.0-10.11)
 
 
 @dataclass(frozen=True)
@@ -206,11 +205,20 @@ def load_fresh_engine(engine_path: str | os.PathLike, key: str) -> bytes | None:
 
 
 def import_tensorrt():
+    """The tensorrt module, or a one-line error: not installed, or a package named tensorrt without TensorRT
+    in it (`tensorrt-stubs` installs an empty `tensorrt/` that imports as a namespace package; so does a
+    partly removed install)."""
     try:
         import tensorrt
     except ImportError as e:
         raise PuppetError(f"tensorrt: not installed ({e}); {INSTALL_HINT} on a machine with an NVIDIA GPU, "
                           "or run with --backend torch / onnxruntime") from None
+    missing = [n for n in ("__version__", "Builder", "Runtime") if not hasattr(tensorrt, n)]
+    if missing:
+        where = getattr(tensorrt, "__file__", None) or ", ".join(getattr(tensorrt, "__path__", [])) or "?"
+        raise PuppetError(f"tensorrt: {where} imports but is not TensorRT (no {', '.join(missing)}: an empty "
+                          f"package, e.g. from tensorrt-stubs); pip uninstall -y tensorrt-stubs, then "
+                          f"pip install --force-reinstall \"puppet[trt]\"")
     return tensorrt
 
 
@@ -236,18 +244,20 @@ def route_for(trt_version: str) -> str:
     return ROUTE_STRONG if version_tuple(trt_version)[:2] >= STRONGLY_TYPED_FROM else ROUTE_FP16_FLAG
 
 
-def device_identity(trt_version: str, device: int = 0) -> DeviceIdentity:
+def device_identity(trt_version: str, device: int | None = None) -> DeviceIdentity:
+    """The identity of the GPU an engine is built on and for: `device`, by default the current CUDA device
+    (the one TensorRT builds on and the runtime sets), not always GPU 0."""
     import torch
 
-    props = torch.cuda.get_device_properties(device)
+    props = torch.cuda.get_device_properties(torch.cuda.current_device() if device is None else device)
     return DeviceIdentity(trt_version=trt_version, gpu_name=props.name,
                           compute_capability=f"{props.major}.{props.minor}")
 
 
-def default_engine_path(source: str | os.PathLike, via: str = "tensorrt") -> Path:
+def default_engine_path(source: str | os.PathLike) -> Path:
     source = Path(source)
     stem = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".pt")
-    return source.with_name(stem + (".trt.ep" if via == ROUTE_TORCH_TRT else ".engine"))
+    return source.with_name(stem + ".engine")
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,21 @@ The runtime finds artifacts (puppet.live.artifacts) and never imports the builde
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from puppet.errors import PuppetError
 from puppet.live import artifacts
 from puppet.target import load_target
+
+if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (stubs/, tests/test_trt_api.py)
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +99,12 @@ def _check_inputs(sketch: torch.Tensor, warped: torch.Tensor | None, size: int,
 
 
 def _cuda_device(device) -> torch.device | None:
-    """The CUDA device to use, or None for the CPU; asking for CUDA without one is a one-line error."""
+    """The CUDA device to use, always with its index (plain `cuda` is the current device; set_device refuses
+    a device without an index), or None for the CPU; asking for CUDA without one is a one-line error."""
     if device is None:
-        return torch.device("cuda") if torch.cuda.is_available() else None
+        if not torch.cuda.is_available():
+            return None
+        device = "cuda"
     device = torch.device(device)
     if device.type == "cpu":
         return None
@@ -105,6 +112,11 @@ def _cuda_device(device) -> torch.device | None:
         raise PuppetError(f"device {device}: not supported; use cpu or cuda")
     if not torch.cuda.is_available():
         raise PuppetError(f"device {device}: no CUDA GPU visible to torch; use --device cpu")
+    if device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    count = torch.cuda.device_count()
+    if device.index >= count:
+        raise PuppetError(f"device {device}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
     return device
 
 
@@ -237,15 +249,21 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, target, device=None):
-        trt = artifacts.import_tensorrt()
+    def __init__(self, target, device=None) -> None:
+        artifacts.import_tensorrt()  # a one-line error when TensorRT is missing or an empty package
+        import tensorrt as trt
+
         artifacts.require_cuda()
-        self.device = _cuda_device(device or "cuda")
-        torch.cuda.set_device(self.device)
+        cuda = _cuda_device(device or "cuda")
+        if cuda is None:
+            raise PuppetError(f"device {device}: TensorRT runs on an NVIDIA GPU; for the CPU use "
+                              "--backend onnxruntime or torch")
+        self.device = cuda
+        torch.cuda.set_device(self.device)  # the engine's key names this GPU (artifacts.device_identity)
         eng = artifacts.find_engine(target, trt.__version__)
         if eng is None:  # not built yet, or stale: export.trt builds it (and its ONNX) in a child process
             path = artifacts.materialise(target)
-            artifacts.build("export.trt", ["--target", str(path)])
+            artifacts.build("export.trt", ["--target", str(path), "--device", str(self.device)])
             eng = artifacts.find_engine(path, trt.__version__)
             if eng is None:
                 raise PuppetError(f"{path}: export.trt left no up-to-date engine; "
@@ -255,46 +273,63 @@ class TensorRTBackend:
             raise PuppetError(f"{eng.path}: changed while loading; rebuild: `python -m export.trt --force`")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
+        engine = self.runtime.deserialize_cuda_engine(data)
+        if engine is None:
             raise PuppetError(f"{eng.path}: TensorRT could not load this engine (messages above); "
                               "rebuild it with `python -m export.trt --force`")
+        self.engine = engine
         self.path = eng.path
-        self.context = self.engine.create_execution_context()
-        dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise PuppetError(f"{eng.path}: TensorRT could not make an execution context (messages above; "
+                              "GPU memory?); close other GPU programs or use --backend torch")
+        self.context = context
         self.stream = torch.cuda.Stream(self.device)
-        self.inp = self.out = None
-        inputs = {}
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            shape = tuple(self.engine.get_tensor_shape(name))
-            buf = torch.empty(shape, dtype=dtypes[self.engine.get_tensor_dtype(name)], device=self.device)
-            self.context.set_tensor_address(name, buf.data_ptr())
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                inputs[name] = buf
-            else:
-                self.out = buf
+        # Every buffer stays referenced here for the context's life: TensorRT holds their raw addresses.
+        self.inputs, self.outputs = _bind_io(self.engine, self.context, self.device, self.path)
+        inputs = self.inputs
+        out = next(iter(self.outputs.values()), None)
         # Inputs by name, as export.onnx names them: `sketch`, and `warped` for the appearance generator.
-        self.inp = inputs.get("sketch") if len(inputs) > 1 else next(iter(inputs.values()), None)
+        inp = inputs.get("sketch") if len(inputs) > 1 else next(iter(inputs.values()), None)
         self.warped_in = inputs.get("warped")
         self.appearance = self.warped_in is not None
-        if (self.inp is None or self.out is None or self.inp.dim() != 4
+        if (inp is None or out is None or inp.dim() != 4 or len(self.outputs) != 1
                 or len(inputs) != 1 + self.appearance
-                or (self.appearance and self.warped_in.shape != self.inp.shape)):
+                or (self.warped_in is not None and self.warped_in.shape != inp.shape)):
             raise PuppetError(f"{eng.path}: expected a (1, 3, S, S) input `sketch` (and `warped` of the same "
-                              f"shape) and one output, got inputs {', '.join(inputs) or 'none'}; rebuild it")
+                              f"shape) and one output, got inputs {', '.join(inputs) or 'none'} and outputs "
+                              f"{', '.join(self.outputs) or 'none'}; rebuild it")
+        self.inp, self.out = inp, out
         self.size = int(self.inp.shape[-1])
         with torch.cuda.stream(self.stream):
             for _ in range(3):  # warm-up: TensorRT finishes its lazy set-up outside the capture
                 self._enqueue()
         self.stream.synchronize()
-        self.graph, self.graph_note = torch.cuda.CUDAGraph(), "CUDA graph"
-        try:
-            with torch.cuda.graph(self.graph, stream=self.stream):
-                self._enqueue()
-        except RuntimeError as e:  # an engine whose enqueue can't be captured still runs, a little slower
-            self.graph, self.graph_note = None, f"no CUDA graph ({' '.join(str(e).split())[:80]})"
+        self.graph, self.graph_note = self._capture_graph()
         self.stream.synchronize()
+
+    def _capture_graph(self) -> tuple[torch.cuda.CUDAGraph | None, str]:
+        """One enqueue captured in a CUDA graph, as trtexec captures: thread-local capture mode, so CUDA calls
+        of the loop's other threads can't invalidate it. Any failure (a PuppetError from a failed
+        execute_async_v3, CUDA's error from the capture) discards the graph: the engine then runs without one,
+        a little slower, as trtexec does. The current stream is restored whatever happens."""
+        graph = torch.cuda.CUDAGraph()
+        previous = torch.cuda.current_stream(self.device)
+        try:
+            torch.cuda.set_stream(self.stream)
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                self._enqueue()
+            except BaseException:
+                with contextlib.suppress(Exception):  # end the capture; the enqueue's error is the one told
+                    graph.capture_end()
+                raise
+            graph.capture_end()
+        except Exception as e:  # noqa: BLE001 - whatever failed, the engine still runs uncaptured
+            return None, f"no CUDA graph ({' '.join(str(e).split())[:80]})"
+        finally:
+            torch.cuda.set_stream(previous)
+        return graph, "CUDA graph"
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
@@ -304,7 +339,7 @@ class TensorRTBackend:
         warped = _check_inputs(sketch, warped, self.size, self.appearance)
         with torch.cuda.stream(self.stream):
             self.inp.copy_(sketch)
-            if warped is not None:
+            if warped is not None and self.warped_in is not None:  # _check_inputs: warped iff appearance
                 self.warped_in.copy_(warped)
             if self.graph is not None:
                 self.graph.replay()
@@ -319,10 +354,41 @@ class TensorRTBackend:
         return f"TensorRT {tensorrt.__version__} {gpu}, {self.graph_note}, {self.size}px ({self.path})"
 
 
+def _bind_io(engine: trt.ICudaEngine, context: trt.IExecutionContext, device: torch.device,
+             path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A torch buffer on `device` for each of the engine's I/O tensors, its address given to the context:
+    (inputs, outputs) by tensor name. The caller must keep both dicts as long as the context: TensorRT holds
+    the raw addresses, and a buffer dropped here would be freed under it."""
+    import tensorrt as trt
+
+    dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        dtype = engine.get_tensor_dtype(name)
+        dims = engine.get_tensor_shape(name)
+        shape = tuple(int(dims[j]) for j in range(len(dims)))
+        if dtype not in dtypes or any(d < 0 for d in shape):
+            raise PuppetError(f"{path}: I/O tensor `{name}` is {dtype} {shape}; puppet binds fixed-shape "
+                              "FLOAT or HALF tensors only (as export.onnx makes them); rebuild: "
+                              "`python -m export.trt --force`")
+        buf = torch.empty(shape, dtype=dtypes[dtype], device=device)
+        if not context.set_tensor_address(name, buf.data_ptr()):
+            raise PuppetError(f"{path}: TensorRT refused the buffer of `{name}` (messages above); rebuild: "
+                              "`python -m export.trt --force`")
+        (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs)[name] = buf
+    return inputs, outputs
+
+
 def tensorrt_available() -> bool:
+    """TensorRT imports (and is TensorRT, not an empty package: then say why it is not taken) and a GPU is
+    there."""
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+        artifacts.import_tensorrt()
+    except PuppetError as e:
+        if "not installed" not in str(e):
+            log.warning("%s", e)
         return False
     return torch.cuda.is_available()
 
@@ -341,6 +407,7 @@ def load_backend(name: str, target, device=None, verbose: bool = True) -> Backen
     if name not in BACKENDS:
         raise PuppetError(f"--backend {name}: unknown backend; use one of {', '.join(BACKENDS)}")
     picked = auto_backend_name(device) if name == "auto" else name
+    backend: Backend
     if picked == "tensorrt":
         backend = TensorRTBackend(target, device)
     elif picked == "torch":

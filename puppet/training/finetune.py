@@ -1,33 +1,42 @@
 """Few-shot fine-tuning (paper section 3.3): photos of one person -> a target file (mona.pt).
 
-    python -m puppet.finetune PHOTO [PHOTO ...] | --video CLIP [--frames T]  --out mona.pt
-        (--checkpoint meta.pt | --from-scratch --config tiny|small|cpu|paper) [--steps N] [--no-augment] ...
+    python -m puppet.finetune PHOTO [PHOTO ...] --out mona.pt        (--help lists the options)
 
 The T frames are cropped with the shared tracker and crop and sketched with the one rasteriser. Then, as in
-the paper: e_hat = mean of E over the T frames, psi' = P e_hat and w' = w0 + e_hat; G (all of its weights,
-with psi' a free parameter) and D (with w') are trained on those frames alone with the paper's fine-tuning
-losses (content + adversarial + feature matching for G, hinge for D). psi' is then a constant of the
-person's generator, which is saved with spectral norm removed.
+the paper: e_hat = mean of E over the T frames, psi' = P e_hat; G (all of its weights, with psi' a free
+parameter) and D (with its projection vector w') are trained on those frames alone, content + adversarial
++ feature matching for G, hinge for D, two D steps per G step as in meta-learning. psi' is then a constant
+of the person's generator, which is saved with spectral norm removed.
+
+Where it starts: the meta-learned model that ships with puppet (models/weights/, see MODEL_CARD.md) unless
+--checkpoint names another or --from-scratch asks for random weights. w' starts at w0 + e_hat from a
+meta-learned model (the paper); from scratch at w0 alone, because a random embedder's e_hat is large and
+meaningless and would swamp D's score (models.discriminator).
+
+Appearance generators (config appearance "warp") also get the first frame (the reference) warped to each
+training sketch's landmarks; that is the input the live loop gives them.
 
 Warp augmentation (on by default, --no-augment turns it off): besides the T frames, every batch holds
-landmark-driven warps of them (puppet.synthetic: perturbed pose, mouth and eyes), so even one photo teaches
+landmark-driven warps of them (puppet.data.motion: perturbed pose, mouth and eyes), so even one photo teaches
 the generator how the face moves under a new sketch.
 
-Content loss. The paper's is VGG19 + VGGFace feature L1, which needs the weights on disk (--vgg19/--vggface
-PATH, or the usual cache). Without them there are two explicit, warned choices and no silent fallback:
-  --content l1               a pixel L1 loss only (no downloads; the demo's path)
-  --vgg19 random --vggface random
-                             random-weight VGG features (a weak structural prior) plus the pixel L1 loss
+Content loss (--content): auto (default) takes the paper's VGG19 + VGGFace where both weight files are found,
+else the vendored face-recognition net's features and identity (perceptual, no download); l1 is a pixel
+loss for quick smoke runs. Adam uses the same betas as meta-learning (PyTorch's defaults).
 Learning rates: the paper's 5e-5 (G) and 2e-4 (D) are for fine-tuning a meta-learned model. A model from
 --from-scratch has everything to learn from a handful of frames and needs a higher G rate to get anywhere in
 a few hundred steps: its default is FROM_SCRATCH_LR_G (override with --lr / --lr-d).
+
+Threads: on a CPU, torch's default (one thread per core, spinning at barriers) makes small convolutions
+10-100x slower when other programs use the cores. Fine-tuning takes one thread per idle core (from the load
+average), and the command sets OpenMP's passive wait policy before torch loads (puppet/finetune.py).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import sys
+import os
 import time
 import warnings
 from pathlib import Path
@@ -50,7 +59,8 @@ FROM_SCRATCH_LR_G = 1e-3
 FROM_SCRATCH_LR_D = 2e-4
 DEFAULT_STEPS_META = 200  # a first guess, untuned: no meta-learned checkpoint existed to tune it on
 DEFAULT_STEPS_SCRATCH = 600  # tiny, one photo: held-out warp L1 0.115 (identity 0.196); ~3 min on a CPU core
-PIXEL_WEIGHT = 10.0  # the pixel L1 term, when used; comparable with feature matching's weight 10
+PIXEL_WEIGHT = 10.0  # the pixel-only content loss (--content l1); like feature matching's weight 10
+D_STEPS = 2  # D updates per G update, as in meta-learning
 AUG_FRACTION = 0.75  # share of each batch that is a fresh warp (the rest: the T frames themselves)
 
 
@@ -67,7 +77,7 @@ def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.nda
 def _prepare_photos(paths, image_size: int):
     from puppet.faces.track import Tracker
 
-    crops, lms, kept, skipped = [], [], [], []
+    crops, lms, kept, skipped, pictures = [], [], [], [], []
     for p in paths:
         if not Path(p).is_file():
             raise PuppetError(f"{p}: no such photo; check the path")
@@ -82,6 +92,10 @@ def _prepare_photos(paths, image_size: int):
             crops.append(crop)
             lms.append(pts_c)
             kept.append(str(p))
+            if not pictures:  # the reference: the first photo with a face, whole, for the live paste-back
+                from puppet.faces.crop import Crop
+
+                pictures.append((bgr, Crop.from_landmarks(pts)))
     if len(paths) == 1 and skipped:
         raise PuppetError(f"{paths[0]}: no face found; pass a photo with a clear, frontal face")
     if not crops:
@@ -89,7 +103,7 @@ def _prepare_photos(paths, image_size: int):
                           f"pass photos with a clear, frontal face")
     for p in skipped:
         log.warning(f"{p}: no face found; skipped")
-    return crops, lms, kept
+    return crops, lms, kept, pictures[0]
 
 
 def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -97,7 +111,7 @@ def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[
 
     A photo without a face is an error when it is the only one, else skipped with a warning.
     """
-    crops, lms, _ = _prepare_photos(list(paths), image_size)
+    crops, lms, _, _ = _prepare_photos(list(paths), image_size)
     return crops, lms
 
 
@@ -114,7 +128,7 @@ def _prepare_video(path, n_frames: int, image_size: int):
         cap.release()
         raise PuppetError(f"{path}: the video has no frames; pass a clip of the person talking")
     want = set(np.linspace(0, count - 1, min(n_frames, count)).round().astype(int).tolist())
-    crops, lms, kept, skipped = [], [], [], []
+    crops, lms, kept, skipped, pictures = [], [], [], [], []
     # video mode tracks through every frame (continuity helps the tracker); we keep T evenly spaced ones
     with Tracker(mode="video") as tracker:
         i = 0
@@ -131,59 +145,79 @@ def _prepare_video(path, n_frames: int, image_size: int):
                     crops.append(crop)
                     lms.append(pts_c)
                     kept.append(f"{path}#{i}")
+                    if not pictures:
+                        from puppet.faces.crop import Crop
+
+                        pictures.append((bgr, Crop.from_landmarks(pts)))
             i += 1
     cap.release()
     if not crops:
         raise PuppetError(f"{path}: no face found in the chosen frames; pass a clip with a clear face")
     if skipped:
         log.warning(f"{path}: no face found in frame(s) {', '.join(map(str, skipped))}; skipped")
-    return crops, lms, kept
+    return crops, lms, kept, pictures[0]
 
 
 def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """T evenly spaced frames of a clip, tracked in video mode and cropped like prepare_photos."""
-    crops, lms, _ = _prepare_video(path, n_frames, image_size)
+    crops, lms, _, _ = _prepare_video(path, n_frames, image_size)
     return crops, lms
 
 
 # ----------------------------------------------------------------------------------------------- losses
-class _Content(nn.Module):
-    """The content term of G's fine-tuning loss (see the module docstring for the choices)."""
+CONTENT_CHOICES = ("auto", "vgg", "face", "l1", "paper")  # paper: the old name of vgg
 
-    def __init__(self, mode: str, vgg19, vggface):
+
+def _content_loss(kind: str, vgg19, vggface) -> nn.Module:
+    """The content term of G's fine-tuning loss (models.losses.make_content_loss; see the docstring)."""
+    from models.losses import make_content_loss
+
+    kind = "vgg" if kind == "paper" else kind
+    if kind not in CONTENT_CHOICES:
+        raise PuppetError(f"--content {kind}: unknown; use one of {', '.join(CONTENT_CHOICES[:-1])}")
+    if kind == "l1":
+        log.warning("content loss: pixel L1 only: fine for a smoke run; auto or face give a perceptual loss "
+                    "with no download")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loss = make_content_loss(kind, vgg19, vggface)
+        except PuppetError as e:
+            raise PuppetError(f"{e}; or fine-tune with --content face (no downloads)") from None
+    for w in caught:  # as our own one-line warnings, not Python's two-line file:line form
+        log.warning(str(w.message))
+    log.info("content loss: %s", type(loss).__name__)
+    if kind == "l1":
+        return _Scaled(loss, PIXEL_WEIGHT)
+    return loss
+
+
+class _Scaled(nn.Module):
+    def __init__(self, loss: nn.Module, weight: float):
         super().__init__()
-        self.vgg = None
-        self.pixel = False
-        if mode == "l1":
-            log.warning("content loss: pixel L1 only (no VGG weights used): fine for a from-scratch or demo "
-                 "model; pass --content paper with VGG weights for the paper's perceptual loss")
-            self.pixel = True
-        elif mode == "paper":
-            from models.losses import ContentLoss
-
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    self.vgg = ContentLoss(vgg19=vgg19, vggface=vggface)
-                except PuppetError as e:
-                    fix = "or fine-tune with --content l1 (pixel loss, no downloads)"
-                    raise PuppetError(f"{e}; {fix}") from None
-            for w in caught:  # as our own one-line warnings, not Python's two-line file:line form
-                log.warning(str(w.message))
-            if "random" in (vgg19, vggface):
-                log.warning("content loss: random-weight VGG features are only a weak structural prior; "
-                     "adding a pixel L1 term")
-                self.pixel = True
-        else:
-            raise PuppetError(f"--content {mode}: unknown; use paper or l1")
+        self.loss, self.weight = loss, weight
 
     def forward(self, fake, real):
-        loss = fake.new_zeros(())
-        if self.vgg is not None:
-            loss = loss + self.vgg(fake, real)
-        if self.pixel:
-            loss = loss + PIXEL_WEIGHT * (fake - real).abs().mean()
-        return loss
+        return self.weight * self.loss(fake, real)
+
+
+def discriminator_start(D: nn.Module, e_hat: torch.Tensor, meta_learned: bool) -> torch.Tensor:
+    """w' at the start of fine-tuning, (1, emb_dim): w0 + e_hat from a meta-learned model (the paper), w0
+    from random weights (see the module docstring)."""
+    w0 = D.w0.detach().reshape(1, -1)
+    return (w0 + e_hat.detach() if meta_learned else w0).clone()
+
+
+def cpu_threads() -> int:
+    """Threads for torch on this CPU: one per core that other programs leave idle (1-minute load average)."""
+    from puppet.live.runtime import physical_cores
+
+    cores = physical_cores()
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
@@ -204,9 +238,12 @@ def _load_checkpoint(checkpoint) -> dict:
 
 
 class _Batches:
-    """Training batches (frames, sketches) of the T frames and, with augmentation, fresh warps of them."""
+    """Training batches of the T frames and, with augmentation, fresh warps of them: (frames, sketches,
+    warped references or None). The reference is frame 0; an appearance generator's input for a training
+    sketch is the reference warped to that sketch's landmarks."""
 
-    def __init__(self, frames_bgr, landmarks, image_size: int, augment: bool, rng: np.random.Generator):
+    def __init__(self, frames_bgr, landmarks, image_size: int, augment: bool, rng: np.random.Generator,
+                 appearance: bool):
         from puppet.faces.sketch import sketch_tensor
 
         self.frames = [np.ascontiguousarray(f) for f in frames_bgr]
@@ -214,16 +251,22 @@ class _Batches:
         self.size = image_size
         self.augment = augment
         self.rng = rng
+        self.appearance = appearance
         self.x = torch.cat([to_tensor(f) for f in self.frames])
         self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_to(self, lms: np.ndarray) -> torch.Tensor:
+        from puppet.faces.warp import warp
+
+        return to_tensor(warp(self.frames[0], self.lms[0], lms))
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         from puppet.data.motion import perturb
         from puppet.faces.sketch import sketch_tensor
         from puppet.faces.warp import warp
 
         idx = self.rng.integers(0, len(self.frames), size=batch)
-        xs, ys = [], []
+        xs, ys, ws = [], [], []
         for k, i in enumerate(idx):
             # always keep at least one real frame per batch: the photos are the only ground truth of the face
             if self.augment and k > 0 and self.rng.random() < AUG_FRACTION:
@@ -231,9 +274,12 @@ class _Batches:
                 xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
                 ys.append(sketch_tensor(dst, self.size))
             else:
+                dst = self.lms[i]
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
-        return torch.cat(xs), torch.cat(ys)
+            if self.appearance:
+                ws.append(self.x[:1] if i == 0 and dst is self.lms[0] else self._reference_to(dst))
+        return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None)
 
 
 def finetune(
@@ -249,19 +295,24 @@ def finetune(
     batch_size: int = 4,
     lr_g: float | None = None,
     lr_d: float | None = None,
-    content: str = "paper",
+    content: str = "auto",
     vgg19=None,
     vggface=None,
     sources=(),
     progress: bool = True,
+    threads: int | None = None,
+    picture: np.ndarray | None = None,
+    crop_box=None,
 ) -> Target:
     """Fine-tune on T already-cropped frames (uint8 BGR (S, S, 3)) and their landmarks (68, 2, crop pixels).
 
     checkpoint: a meta.pt path (or the dict puppet.train.load_meta returns); None means from scratch
     (randomly initialised E, G, D; then `config` names the networks). steps=0 gives the feed-forward model.
+    picture, crop_box: the whole source picture of frame 0 and its crop's box (puppet.faces.crop.Crop), kept
+    in the target for the live paste-back. threads: torch CPU threads (default cpu_threads()).
     Returns the Target (not yet saved: puppet.target.save_target).
     """
-    from models.config import get_config
+    from models.config import appearance, get_config
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
@@ -295,6 +346,8 @@ def finetune(
     if lr_d is None:
         lr_d = PAPER_LR_D if meta is not None else FROM_SCRATCH_LR_D
     dev = _device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(threads or cpu_threads())
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -307,17 +360,19 @@ def finetune(
         D.load_state_dict(meta["discriminator"])
     E, G, D = E.to(dev).eval(), G.to(dev), D.to(dev)
 
-    batches = _Batches(frames_bgr, landmarks, S, augment and steps > 0, rng)
+    batches = _Batches(frames_bgr, landmarks, S, augment and steps > 0, rng, appearance(cfg) == "warp")
     x_all, y_all = batches.x.to(dev), batches.y.to(dev)
     with torch.no_grad():
         e_hat = E(x_all, y_all).mean(0, keepdim=True)  # (1, emb_dim): the person's embedding
         psi = nn.Parameter(G.psi_from_embedding(e_hat).detach().clone())
-        w = nn.Parameter((D.w0.detach().reshape(1, -1) + e_hat).clone())
+        w = nn.Parameter(discriminator_start(D, e_hat, meta is not None))
     del E  # E only initialises psi' and w'
 
-    content_loss = _Content(content, vgg19, vggface).to(dev) if steps > 0 else None
-    opt_g = torch.optim.Adam([*G.parameters(), psi], lr=lr_g, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam([*D.parameters(), w], lr=lr_d, betas=(0.5, 0.999))
+    content_loss = _content_loss(content, vgg19, vggface).to(dev) if steps > 0 else None
+    from puppet.training.train import BETAS
+
+    opt_g = torch.optim.Adam([*G.parameters(), psi], lr=lr_g, betas=BETAS)
+    opt_d = torch.optim.Adam([*D.parameters(), w], lr=lr_d, betas=BETAS)
 
     from tqdm import tqdm
 
@@ -327,11 +382,12 @@ def finetune(
     bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress or steps == 0,
                dynamic_ncols=True)
     for _ in bar:
-        x, y = batches.sample(batch_size)
+        x, y, warped = batches.sample(batch_size)
         x, y = x.to(dev), y.to(dev)
+        warped = warped.to(dev) if warped is not None else None
         B = x.shape[0]
         # G step: content + adversarial + feature matching (weights inside models.losses)
-        fake = G(y, psi.expand(B, -1))
+        fake = G(y, psi.expand(B, -1), warped)
         score_fake, feats_fake = D(fake, y, w=w.expand(B, -1))
         with torch.no_grad():
             _, feats_real = D(x, y, w=w.expand(B, -1))
@@ -340,14 +396,16 @@ def finetune(
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        # D step: hinge on the real frames and G's (detached) outputs
-        score_real, _ = D(x, y, w=w.expand(B, -1))
-        score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
-        loss_d = hinge_d_loss(score_real, score_fake)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        losses = {"content": loss_c.item(), "g": loss_g.item(), "d": loss_d.item()}
+        # D steps: hinge on the real frames and G's (detached) outputs
+        for _ in range(D_STEPS):
+            score_real, _ = D(x, y, w=w.expand(B, -1))
+            score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
+            loss_d = hinge_d_loss(score_real, score_fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        losses = {"content": loss_c.item(), "g": loss_g.item(), "d": loss_d.item(),
+                  "d_margin": float((score_real - score_fake).mean().detach())}
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
     bar.close()
 
@@ -377,6 +435,8 @@ def finetune(
         ref_landmarks=np.asarray(landmarks[ref], dtype=np.float32).copy(),
         ref_image=np.ascontiguousarray(frames_bgr[ref]).copy(),
         meta=info,
+        picture=picture,
+        crop_box=crop_box,
     )
 
 
@@ -391,8 +451,9 @@ def _parser() -> Parser:
     p.add_argument("--frames", type=int, default=8, metavar="T",
                    help="frames to take from --video (default 8)")
     p.add_argument("--out", required=True, metavar="FILE", help="the target file to write (e.g. mona.pt)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="META", help="meta-learned checkpoint (meta.pt) to start from")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", metavar="META",
+                     help="meta-learned checkpoint (meta.pt) to start from (default: the one puppet ships)")
     src.add_argument("--from-scratch", action="store_true", help="no meta checkpoint: random E, G, D")
     p.add_argument("--config", choices=sorted(CONFIGS), help="networks, with --from-scratch")
     p.add_argument("--steps", type=int, default=None,
@@ -404,13 +465,15 @@ def _parser() -> Parser:
                    help=f"G learning rate (default {PAPER_LR_G:g}, the paper's; {FROM_SCRATCH_LR_G:g} "
                         f"from scratch)")
     p.add_argument("--lr-d", type=float, default=None, help=f"D learning rate (default {PAPER_LR_D:g})")
-    p.add_argument("--content", choices=["paper", "l1"], default="paper",
-                   help="content loss: the paper's VGG19+VGGFace features, or pixel L1 (no weights needed)")
+    p.add_argument("--content", choices=CONTENT_CHOICES, default="auto",
+                   help="content loss: auto (default: vgg where its weights are found, else face), vgg (the "
+                        "paper's VGG19+VGGFace), face (the vendored face-recognition net), l1 (pixels)")
     p.add_argument("--vgg19", metavar="PATH|random", default=None, help="VGG19 weights (default: the cache)")
     p.add_argument("--vggface", metavar="PATH|random", default=None,
                    help="VGGFace weights (default: the cache)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: one per idle core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -429,25 +492,32 @@ def main(argv: list[str]) -> int:
     if args.from_scratch and args.steps == 0:
         log.warning("--from-scratch with --steps 0: the generator is untrained noise")
     from models.config import get_config
+    from puppet.training.train import shipped_meta
 
-    meta = _load_checkpoint(args.checkpoint) if args.checkpoint else None
+    checkpoint = None if args.from_scratch else (args.checkpoint or shipped_meta())
+    meta = _load_checkpoint(checkpoint) if checkpoint else None
+    if meta is not None and args.config is not None and get_config(args.config) != get_config(meta["config"]):
+        raise PuppetError(f"--config {args.config}: differs from {checkpoint}'s config "
+                          f"'{meta['config'].get('name')}'; leave --config out, or add --from-scratch")
     cfg = get_config(meta["config"] if meta is not None else args.config)
     S = cfg["image_size"]
     if args.video:
-        crops, lms, sources = _prepare_video(args.video, args.frames, S)
+        crops, lms, sources, (picture, box) = _prepare_video(args.video, args.frames, S)
     else:
-        crops, lms, sources = _prepare_photos(args.photos, S)
-    print(f"fine-tuning on {len(crops)} frame(s) at {S}x{S}", file=sys.stderr)
+        crops, lms, sources, (picture, box) = _prepare_photos(args.photos, S)
+    log.info("fine-tuning on %d frame(s) at %dx%d from %s", len(crops), S, S,
+             checkpoint if checkpoint else "scratch")
     target = finetune(
-        crops, lms, args.config,
+        crops, lms, None if meta is not None else args.config,
         steps=args.steps, augment=not args.no_augment, checkpoint=meta, device=args.device, seed=args.seed,
         batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d, content=args.content, vgg19=args.vgg19,
-        vggface=args.vggface, sources=sources, progress=not args.quiet,
+        vggface=args.vggface, sources=sources, progress=not args.quiet, threads=args.threads,
+        picture=picture, crop_box=box,
     )
-    if args.checkpoint:
-        target.meta["checkpoint"] = str(args.checkpoint)
+    if checkpoint:
+        target.meta["checkpoint"] = str(checkpoint)
     save_target(args.out, target)
-    print(f"wrote {args.out} ({target.meta['seconds']:.1f} s)", file=sys.stderr)
+    log.info("wrote %s (%.1f s)", args.out, target.meta["seconds"])
     return 0
 
 

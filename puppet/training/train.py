@@ -73,9 +73,21 @@ D_STEPS = 2  # D updates per E/G update, as in the public reproductions
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
+SHIPPED_META = Path(__file__).resolve().parents[2] / "models" / "weights" / "meta_cpu_warp.pt"
+
+
+def shipped_meta() -> Path:
+    """The meta-learned model that ships with puppet (MODEL_CARD.md); a one-line error if it is missing."""
+    if not SHIPPED_META.is_file():
+        raise PuppetError(f"{SHIPPED_META}: the shipped meta-learned model is missing (a partial install?); "
+                          f"reinstall puppet, pass --checkpoint META, or --from-scratch --config NAME")
+    return SHIPPED_META
+
+
 def load_meta(path: str | os.PathLike) -> dict:
     """Read a meta-learned checkpoint (weights_only): {"config", "num_videos", "embedder", "generator",
-    "discriminator", "step", ...}. A missing, unreadable or foreign file is a one-line PuppetError."""
+    "discriminator", "step", ...}. A missing, unreadable or foreign file is a one-line PuppetError. Weights
+    may be stored in fp16 (the shipped model): load_state_dict casts them to the networks' fp32."""
     path = Path(path)
     fix = "train one with python -m puppet.train --data DATA --config tiny|small|cpu|paper --out meta.pt"
     if not path.is_file():
