@@ -1,7 +1,13 @@
 """`python -m puppet.finetune` and `puppet-finetune`: the command lives in puppet.training.finetune."""
 
-from puppet.errors import run_cli
-from puppet.training.finetune import main
+import os
+
+# OpenMP threads that sleep at barriers instead of spinning: a spinning thread on a core another program
+# wants makes every small convolution wait for it (10-100x slower). Read once, when torch loads: set first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from puppet.errors import run_cli  # noqa: E402
+from puppet.training.finetune import main  # noqa: E402
 
 
 def run() -> None:
