@@ -237,3 +237,22 @@ def test_setup_errors_are_one_line(data, tmp_path, monkeypatch):
     with pytest.raises(PuppetError, match="not a prepared dataset"):
         main(["--data", str(tmp_path), "--out", str(out), "--config", "tiny", "--vgg19", "random",
               "--vggface", "random"])
+
+
+def test_shipped_form_loads_and_fine_tunes(full_run, tmp_path):
+    """The shipped form of a checkpoint: fp16, no optimiser state or W, and fine-tuning takes it as is."""
+    from puppet.training.finetune import finetune
+    from puppet.training.ship import ship
+
+    small = tmp_path / "ship.pt"
+    ship(full_run, small)
+    meta = load_meta(small)
+    assert "opt_eg" not in meta and meta["num_videos"] == 1
+    assert all(v.dtype == torch.float16 for v in meta["generator"].values() if v.is_floating_point())
+    assert small.stat().st_size < 0.5 * full_run.stat().st_size
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    lms = (rng.random((68, 2)) * 20 + 6).astype(np.float32)
+    target = finetune([frame], [lms], steps=0, checkpoint=small, progress=False)
+    full = finetune([frame], [lms], steps=0, checkpoint=full_run, progress=False)
+    assert (target.psi - full.psi).abs().max() < 1e-2 * full.psi.abs().max()  # fp16 rounding only
