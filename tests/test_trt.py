@@ -294,9 +294,18 @@ def _empty_tensorrt(root):
     return root
 
 
-def test_empty_tensorrt_package_is_a_one_line_error(tmp_path, monkeypatch, caplog):
+@pytest.fixture
+def no_tensorrt_module_after():
+    """The empty package imported by a test must not stay in sys.modules for the tests after it."""
+    saved = sys.modules.pop("tensorrt", None)
+    yield
+    sys.modules.pop("tensorrt", None)
+    if saved is not None:
+        sys.modules["tensorrt"] = saved
+
+
+def test_empty_tensorrt_package_is_a_one_line_error(tmp_path, monkeypatch, no_tensorrt_module_after):
     monkeypatch.syspath_prepend(str(_empty_tensorrt(tmp_path)))
-    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     with pytest.raises(PuppetError) as e:
         artifacts.import_tensorrt()
     msg = str(e.value)
