@@ -6,8 +6,8 @@
 
 VIDEOS: folders (searched recursively: VoxCeleb2's speaker/video/clip.mp4 or any tree) or video files. For
 each video, up to --max-frames frames evenly spaced over the clip are read (the paper samples a few frames
-per video), tracked (puppet.track.Tracker in video mode), cropped with the shared crop smoothed over the clip
-(puppet.crop.CropSmoother) and stored at --size with their landmarks in crop pixels.
+per video), tracked and cropped as fine-tuning on a clip does (puppet.faces.frames: video-mode tracking, the
+shared crop smoothed over the clip) and stored at --size with their landmarks in crop pixels.
 
 Nothing stops the run: unreadable or corrupt videos, videos without a face, and videos with fewer than
 --min-frames frames with a face (default K + 1 = 9) are skipped and counted in the summary at the end;
@@ -34,6 +34,7 @@ import numpy as np
 
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.faces.frames import crop_clip, sample_frames
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
                     ".ts", ".mts"}
@@ -107,64 +108,6 @@ def find_videos(inputs: list[str]) -> tuple[list[Task], int]:
 # ------------------------------------------------------------------------------------------ one video
 
 
-def read_frames(path: str, max_frames: int) -> tuple[list[np.ndarray], list[float], float]:
-    """Up to max_frames frames evenly spaced over the video, their times (s) and the fps. ([] if unreadable.)
-
-    Frames are decoded in order (grab, and retrieve only the ones kept): seeking is unreliable in many codecs.
-    """
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            return [], [], 0.0
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and np.isfinite(fps) and 1.0 <= fps <= 1000.0 else 25.0
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        frames, times = [], []
-        if count > 0:
-            want = sorted(set(np.linspace(0, count - 1, min(count, max_frames)).round().astype(int).tolist()))
-            last = want[-1]
-            wanted = set(want)
-            for k in range(last + 1):
-                if not cap.grab():
-                    break  # the header's frame count can be too high
-                if k in wanted:
-                    ok, f = cap.retrieve()
-                    if ok and f is not None:
-                        frames.append(f)
-                        times.append(k / fps)
-        else:
-            # No frame count in the header: read everything (bounded), then keep evenly spaced ones.
-            allf = []
-            while len(allf) < 20000:
-                ok, f = cap.read()
-                if not ok:
-                    break
-                allf.append(f)
-            if allf:
-                n = len(allf)
-                keep = sorted(set(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int).tolist()))
-                frames = [allf[k] for k in keep]
-                times = [k / fps for k in keep]
-        return frames, times, fps
-    finally:
-        cap.release()
-
-
-def crop_clip(frames, landmarks, times, size: int):
-    """The shared crop of every frame with landmarks, smoothed over the clip: (crops, crop landmarks)."""
-    from puppet.faces.crop import CropSmoother
-
-    smoother = CropSmoother()
-    crops, lms_out = [], []
-    for f, lms, t in zip(frames, landmarks, times):
-        if lms is None:
-            continue
-        box = smoother(lms, t)
-        crops.append(box.apply(f, size))
-        lms_out.append(box.to_crop(lms, size))
-    return crops, lms_out
-
-
 _PORTRAITS = None  # per process: the loaded (and downscaled) portraits for synthetic clips
 
 
@@ -202,16 +145,12 @@ def process(task: Task, settings: Settings) -> dict:
             (_, frames, lms), = synthetic_clips(1, [p], n_frames=settings.max_frames,
                                                 seed=settings.seed * 1_000_003 + task.index)
             times = [k / 25.0 for k in range(len(frames))]
+            _, crops, crop_lms, _ = crop_clip(frames, lms, times, settings.size)
         else:
-            frames, times, _ = read_frames(task.path, settings.max_frames)
-            if not frames:
+            clip = sample_frames(task.path, settings.max_frames, settings.size, backend=settings.landmarks)
+            if not clip.decoded:
                 return {**rec, "status": "skipped", "reason": "unreadable"}
-            from puppet.faces.track import Tracker
-
-            # A fresh tracker per video: video mode tracks from the previous frame, which must be this clip's.
-            with Tracker(mode="video", backend=settings.landmarks) as tracker:
-                lms = [tracker(f) for f in frames]
-        crops, crop_lms = crop_clip(frames, lms, times, settings.size)
+            crops, crop_lms = clip.crops, clip.landmarks
         if not crops:
             return {**rec, "status": "skipped", "reason": "no face"}
         if len(crops) < settings.min_frames:

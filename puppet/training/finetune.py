@@ -47,6 +47,7 @@ from torch import nn
 
 from models.config import CONFIGS
 from puppet.cli import Parser
+from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.faces.images import read_image, to_tensor
 from puppet.target import Target, make_metadata, save_target
@@ -116,50 +117,22 @@ def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[
 
 
 def _prepare_video(path, n_frames: int, image_size: int):
-    import cv2
+    from puppet.faces.frames import sample_frames
 
-    from puppet.faces.track import Tracker
-
-    cap = cv2.VideoCapture(str(path))
-    if not Path(path).is_file() or not cap.isOpened():
+    clip = sample_frames(path, n_frames, image_size) if Path(path).is_file() else None
+    if clip is None or not clip.decoded:
         raise PuppetError(f"{path}: not a readable video file; pass an mp4/avi/mov clip")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    if count <= 0:
-        cap.release()
-        raise PuppetError(f"{path}: the video has no frames; pass a clip of the person talking")
-    want = set(np.linspace(0, count - 1, min(n_frames, count)).round().astype(int).tolist())
-    crops, lms, kept, skipped, pictures = [], [], [], [], []
-    # video mode tracks through every frame (continuity helps the tracker); we keep T evenly spaced ones
-    with Tracker(mode="video") as tracker:
-        i = 0
-        while i <= max(want):
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            pts = tracker(bgr)
-            if i in want:
-                if pts is None:
-                    skipped.append(i)
-                else:
-                    crop, pts_c = crop_face(bgr, pts, image_size)
-                    crops.append(crop)
-                    lms.append(pts_c)
-                    kept.append(f"{path}#{i}")
-                    if not pictures:
-                        from puppet.faces.crop import Crop
-
-                        pictures.append((bgr, Crop.from_landmarks(pts)))
-            i += 1
-    cap.release()
-    if not crops:
+    if not clip.crops:
         raise PuppetError(f"{path}: no face found in the chosen frames; pass a clip with a clear face")
-    if skipped:
-        log.warning(f"{path}: no face found in frame(s) {', '.join(map(str, skipped))}; skipped")
-    return crops, lms, kept, pictures[0]
+    if clip.missed:
+        log.warning(f"{path}: no face found in frame(s) {', '.join(map(str, clip.missed))}; skipped")
+    kept = [f"{path}#{i}" for i in clip.indices]
+    # the reference for the live paste-back: the first kept frame, whole, and the box it was cropped with
+    return clip.crops, clip.landmarks, kept, (clip.picture, clip.box)
 
 
 def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """T evenly spaced frames of a clip, tracked in video mode and cropped like prepare_photos."""
+    """T evenly spaced frames of a clip, tracked and cropped as puppet.prepare does (puppet.faces.frames)."""
     crops, lms, _, _ = _prepare_video(path, n_frames, image_size)
     return crops, lms
 
@@ -221,14 +194,6 @@ def cpu_threads() -> int:
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PuppetError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
 def _load_checkpoint(checkpoint) -> dict:
     if isinstance(checkpoint, dict):
         return checkpoint
@@ -345,7 +310,7 @@ def finetune(
         lr_g = PAPER_LR_G if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
         lr_d = PAPER_LR_D if meta is not None else FROM_SCRATCH_LR_D
-    dev = _device(device)
+    dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(threads or cpu_threads())
 

@@ -57,6 +57,7 @@ from torch import nn
 from models.config import CONFIGS
 from models.losses import CONTENT_KINDS
 from puppet.cli import Parser
+from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.files import check_format
 
@@ -173,15 +174,9 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise PuppetError(f"--device {device}: CUDA is not available here; use --device cpu")
-            if device == "cuda":
-                device = f"cuda:{self.local_rank % torch.cuda.device_count()}"
-            torch.cuda.set_device(torch.device(device))
-        self.device = torch.device(device)
+        self.device = resolve_device(device, self.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if self.enabled:
             import torch.distributed as dist
 
