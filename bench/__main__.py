@@ -2,7 +2,8 @@
 
 Generator latency per config and backend (median and p95 of warm runs, FLOPs per frame, achieved GFLOP/s
 against the device's peak), the live loop's stages one at a time (decode, mediapipe tracking, filter +
-retarget, rasterise, the warp of the reference for an appearance config, output) on a talking clip, and
+retarget, rasterise, the warp of the reference for an appearance config, compose: the face pasted back into
+the picture at 1280x720, output) on a talking clip, and
 puppet.live's threaded loop on that clip (fps and end-to-end latency) against the serial sum of its stages.
 Peak memory. Prints markdown; --json writes it all.
 
@@ -100,7 +101,9 @@ def run(a: argparse.Namespace) -> dict:
         def target_for(cfg):
             """A random-weight target; with a clip, its first face is the reference (the live neutral)."""
             ref = () if frames is None else stage_bench.reference(frames[0], lms0, cfg["image_size"])
-            return gen.random_target(cfg, *ref)
+            t = gen.random_target(cfg, *ref)
+            # the clip's first frame is its picture, as puppet.finetune keeps the photo
+            return t if frames is None else stage_bench.with_picture(t, frames[0], lms0)
 
         # Generator rows, config by config.
         for cfg in configs:
@@ -195,11 +198,17 @@ def markdown(r: dict) -> str:
         ]
         in_loop = dict(lv["file"]["stages_in_loop_ms"])
         in_loop["decode"] = in_loop.pop("capture", None)
-        for name in ("decode", "track", "filter_retarget", "rasterise", "warp", "generate", "output"):
+        names = ("decode", "track", "filter_retarget", "rasterise", "warp", "generate", "compose", "output")
+        for name in names:
             if name not in s:
                 continue  # warp: appearance configs only
             lines.append(f"| {name} | {_f(s[name]['median_ms'], 2)} | {_f(s[name]['p95_ms'], 2)} | "
                          f"{_f(in_loop.get(name), 2)} |")
+        if "compose" in s:
+            c = s["compose"]
+            lines += ["", f"compose: a {c['face']}² face pasted into the picture framed at "
+                          f"{c['frame'][0]}x{c['frame'][1]} (the mask's box there {c['mask_box'][0]}x"
+                          f"{c['mask_box'][1]}); in the loop, the live config's own face size."]
         lines += [
             "",
             f"Live loop ({lv['config']} / {lv['backend']}); serial sum of the stages "

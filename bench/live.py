@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "warp", "output")  # warp: appearance only
+# warp: appearance configs only
+SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "warp", "compose", "output")
 
 
 def run_live(source, target, backend, max_frames: int | None, out_path: str | Path) -> dict:
     """puppet.live.Live from `source` (a puppet.sources.Source) with `target` (its backend already loaded),
-    writing an mp4 to `out_path`.
+    writing an mp4 to `out_path` of the frames puppet.live sends by default (the face pasted back into the
+    target's picture, 1280x720).
 
     Returns the loop's own statistics (puppet.stats.Stats.summary()): fps, end-to-end latency and per-stage
     times as measured inside the running pipeline, plus the wall time.
@@ -22,7 +24,9 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
 
     import torch
 
+    from puppet.faces.images import to_bgr
     from puppet.faces.sketch import sketch_tensor
+    from puppet.live.compose import Compositor, Framing
     from puppet.live.loop import Live, LiveTarget
     from puppet.live.sinks import FileSink
     from puppet.live.stats import Stats
@@ -30,11 +34,14 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
     # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
     live_target = LiveTarget("bench", target, backend)
     ref = live_target.ref
-    backend.generate(*live_target.inputs(ref, sketch_tensor(ref, target.image_size)))
+    neutral = backend.generate(*live_target.inputs(ref, sketch_tensor(ref, target.image_size)))
+    framing = Framing()
+    live_target.compositor = Compositor.for_target(target, framing, to_bgr(torch.as_tensor(neutral)[0]),
+                                                   quiet=True)
     threads = torch.get_num_threads()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    sink = FileSink(out_path, target.image_size, source.fps)
+    sink = FileSink(out_path, framing.size, source.fps)
     stats = Stats(source=source.name, backend=getattr(backend, "name", "?"), image_size=target.image_size)
     try:
         targets = [live_target]

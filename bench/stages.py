@@ -1,8 +1,9 @@
 """The live loop's stages one at a time, on the frames of a clip, with the live loop's own components:
 decode (FileSource), track (Tracker video mode), filter + retarget (puppet.live.Driver), rasterise
 (draw_sketch + to_tensor), warp (Target.warped_reference: the reference picture warped to the driving
-landmarks at the config's image size, appearance targets only), output (to_bgr + FileSink.write). The
-generator has its own module.
+landmarks at the config's image size, appearance targets only), compose (puppet.live.compose: the face
+pasted back into the picture, framed at 1280x720; always with a 256² face, see COMPOSE_FACE), output (to_bgr +
+FileSink.write of the 1280x720 frame). The generator has its own module.
 Each stage is timed per frame, in milliseconds."""
 
 from __future__ import annotations
@@ -29,6 +30,46 @@ def reference(frame, lms, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     box = Crop.from_landmarks(lms)
     return box.to_crop(lms, size), box.apply(frame, size)
+
+
+# The compose stage pastes a face of this size, whatever the config: its cost is the resize and blend over
+# the face's box in the 1280x720 frame, which depends on how big the face is there, hardly on the crop's size.
+COMPOSE_FACE = 256
+
+
+def with_picture(target, frame: np.ndarray, lms: np.ndarray):
+    """`target` with `frame` as its picture (the shared crop of the face `lms` as its crop_box), as
+    puppet.finetune makes targets: the live loop then pastes the face back into it."""
+    import dataclasses
+
+    from puppet.faces.crop import Crop
+
+    return dataclasses.replace(target, picture=frame, crop_box=Crop.from_landmarks(lms))
+
+
+def compose(frame: np.ndarray, lms: np.ndarray, size: int = COMPOSE_FACE, n: int = 200
+            ) -> tuple[list[float], dict]:
+    """puppet.live.compose.Compositor per frame (the colour affine, the resize into the mask's box and the
+    blend there, on a copy of the framed picture): a size² face pasted back into `frame`, framed at the
+    default 1280x720. Milliseconds per frame (after a warm-up), and where it ran: the face size, the frame
+    size and the mask's box in the frame."""
+    from puppet.faces.crop import Crop
+    from puppet.live.compose import Compositor, Framing
+
+    crop = Crop.from_landmarks(lms)
+    ref = crop.apply(frame, size)
+    framing = Framing()
+    comp = Compositor(frame, crop, size, crop.to_crop(lms, size), framing, neutral=ref)
+    faces = [np.ascontiguousarray(np.roll(ref, k, axis=1)) for k in range(8)]  # a new face every frame
+    for f in faces:
+        comp(f)
+    ms = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        comp(faces[i % len(faces)])
+        ms.append((time.perf_counter() - t0) * 1000.0)
+    x0, y0, x1, y1 = comp.bbox or (0, 0, 0, 0)
+    return ms, {"face": size, "frame": list(framing.size), "mask_box": [x1 - x0, y1 - y0]}
 
 
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[list, list[float], float]:
@@ -104,18 +145,24 @@ def warp(lms: list[np.ndarray], target) -> tuple[list, list[float]]:
     return out, ms
 
 
-def output(images, path: str | Path, fps: float) -> list[float]:
-    """to_bgr + FileSink.write (an mp4 of the output) per frame."""
+def output(images, path: str | Path, fps: float, compositor=None) -> list[float]:
+    """to_bgr + FileSink.write (an mp4 of the output) per frame; with a compositor (puppet.live.compose), of
+    the output frame it makes of each image (composed outside the timing: that is the compose stage)."""
     from puppet.faces.images import to_bgr
     from puppet.live.sinks import FileSink
 
-    size = images[0].shape[-1]
+    size = images[0].shape[-1] if compositor is None else compositor.framing.size
     sink = FileSink(path, size, fps)
     ms = []
     try:
         for img in images:
             t0 = time.perf_counter()
-            sink.write(to_bgr(img[0]))
+            bgr = to_bgr(img[0])
+            if compositor is not None:
+                t1 = time.perf_counter()
+                bgr = compositor(bgr)
+                t0 += time.perf_counter() - t1
+            sink.write(bgr)
             ms.append((time.perf_counter() - t0) * 1000.0)
     finally:
         sink.close()
@@ -144,7 +191,11 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
         inputs = [(s,) for s in sketches]
     with torch.inference_mode():
         images = [generate(*x) for x in inputs[:30]]
-    out_ms = output(images, out_path, fps)
+    from puppet.live.compose import Compositor
+
+    first = next(i for i, p in enumerate(lms) if p is not None)
+    compose_ms, where = compose(frames[first], lms[first])
+    out_ms = output(images, out_path, fps, Compositor.for_target(target, quiet=True))
     return {
         "frames": len(frames),
         "frame_shape": list(frames[0].shape),
@@ -154,5 +205,6 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
         "filter_retarget": summary(drive_ms),
         "rasterise": summary(raster_ms),
         **extra,
+        "compose": {**summary(compose_ms), **where},
         "output": summary(out_ms),
     }

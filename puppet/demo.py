@@ -8,8 +8,9 @@
 2. A driving clip: a synthetic talking head made from another packaged portrait (scikit-image's astronaut,
    animated by puppet.synthetic), or --source.
 3. The live loop (puppet.live, the same threads and stages as with a webcam) drives the target with the clip
-   and writes `demo.mp4`: driver | sketch | output side by side, `output.mp4` (what a virtual camera would
-   get), `demo.png` (a few frames, stacked) and `stats.json`. With a display it also opens the preview window.
+   and writes `demo.mp4`: driver | sketch | output frame side by side (the face pasted back into the whole
+   photo, 16:9), `output.mp4` (what a virtual camera would get: 1280x720), `demo.png` (a few frames, stacked)
+   and `stats.json`. With a display it also opens the preview window.
 """
 
 from __future__ import annotations
@@ -44,17 +45,24 @@ def cache_dir() -> Path:
 def target_cache_path(photo: Path, config: str, steps: int, seed: int) -> Path:
     """The cached target's name: it changes with the photo's bytes, the settings and puppet's version."""
     from puppet import __version__
+    from puppet.target import FORMAT_VERSION
 
     h = hashlib.sha256(photo.read_bytes())
-    h.update(json.dumps([config, steps, seed, __version__]).encode())
+    h.update(json.dumps([config, steps, seed, __version__, FORMAT_VERSION]).encode())
     return cache_dir() / f"demo-{photo.stem}-{config}-{h.hexdigest()[:12]}.pt"
 
 
 def make_target(photo: Path, config: str, steps: int, seed: int, device: str) -> Path:
-    """Fine-tune from scratch on `photo` (pixel L1 loss: no VGG weights needed) unless cached; its path."""
+    """Fine-tune from scratch on `photo` (pixel L1 loss: no VGG weights needed) unless cached; its path.
+    The target keeps the photo as its picture (the live output pastes the face back into it)."""
+    import dataclasses
+
     from models.config import get_config
+    from puppet.faces.crop import Crop
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
     from puppet.target import load_target, save_target
-    from puppet.training.finetune import finetune, prepare_photos
+    from puppet.training.finetune import finetune
 
     path = target_cache_path(photo, config, steps, seed)
     if path.exists():
@@ -65,11 +73,18 @@ def make_target(photo: Path, config: str, steps: int, seed: int, device: str) ->
         except PuppetError as e:  # a damaged cache is rebuilt, not trusted
             log.info(f"{e}; fine-tuning again")
     size = get_config(config)["image_size"]
-    crops, lms = prepare_photos([photo], image_size=size)
+    bgr = read_image(photo)
+    pts = detect(bgr)
+    if pts is None:
+        raise PuppetError(f"{photo}: no face found; pass a photo with a clear, frontal face")
+    box = Crop.from_landmarks(pts)  # the shared crop, as puppet.finetune cuts it
+    crops, lms = [box.apply(bgr, size)], [box.to_crop(pts, size)]
     log.info(f"target: fine-tuning '{config}' from scratch on {photo.name}, {steps} steps with warp "
              f"augmentation (once; cached in {path.parent})")
     target = finetune(crops, lms, config, steps=steps, augment=True, device=device, seed=seed,
                       content="l1", sources=[photo.name])
+    if target.picture is None:
+        target = dataclasses.replace(target, picture=bgr, crop_box=box)
     save_target(path, target)
     return path
 
@@ -89,9 +104,9 @@ def make_driver(out: Path, n_frames: int, seed: int, portrait: Path | None = Non
 
 
 class PanelRecorder:
-    """Takes the preview window's place in the live loop: writes each panel (driver | sketch | output) to an
-    mp4 (a FileSink sized by the first panel) and keeps them for the still, and forwards to a real window
-    when there is a display."""
+    """Takes the preview window's place in the live loop: writes each panel (driver | sketch | output frame)
+    to an mp4 (a FileSink sized by the first panel) and keeps them for the still, and forwards to a real
+    window when there is a display."""
 
     def __init__(self, path: Path, fps: float, window=None, height: int = PANEL_HEIGHT):
         self.path, self.fps, self.window, self.height = path, fps, window, height
@@ -101,9 +116,9 @@ class PanelRecorder:
         self.sink = None
 
     def show(self, camera, sketch, output, landmarks=None, lines=None) -> None:
-        from puppet.live.sinks import FileSink, compose
+        from puppet.live.sinks import FileSink, preview_panel
 
-        panel = compose(camera, sketch, output, self.height)
+        panel = preview_panel(camera, sketch, output, self.height)
         if self.sink is None:
             self.sink = FileSink(self.path, (panel.shape[1], panel.shape[0]), self.fps)
         self.sink.write(panel)
@@ -144,6 +159,7 @@ def _parser() -> Parser:
 def main(argv: list[str]) -> int:
     from puppet.assets import grace_hopper
     from puppet.live.app import load_targets
+    from puppet.live.compose import Framing
     from puppet.live.loop import Live
     from puppet.live.sinks import FileSink, PreviewWindow, display_available
     from puppet.live.sources import FileSource
@@ -160,13 +176,17 @@ def main(argv: list[str]) -> int:
     target_path = make_target(Path(photo), a.config, a.steps, a.seed, a.device)
     clip = Path(a.source) if a.source else make_driver(a.out, a.frames, a.seed)
 
-    targets = load_targets([str(target_path)], a.backend, None)
+    framing = Framing()  # 1280x720, the whole photo fitted: what puppet.live sends by default
+    targets = load_targets([str(target_path)], a.backend, None, framing)
+    for t in targets:
+        if t.compositor.notice:
+            log.warning(t.compositor.notice)
     source = FileSource(clip)
     window = None
     if not a.no_window and display_available()[0]:
         window = PreviewWindow()
     recorder = PanelRecorder(a.out / "demo.mp4", source.fps, window)
-    output = FileSink(a.out / "output.mp4", targets[0].size, source.fps)
+    output = FileSink(a.out / "output.mp4", framing.size, source.fps)
     stats = Stats(source=source.name, targets=[str(target_path)], backend=targets[0].backend.name,
                   mode="relative", image_size=targets[0].size)
     try:
@@ -180,7 +200,7 @@ def main(argv: list[str]) -> int:
     cv2.imwrite(str(a.out / "demo.png"), recorder.still())
     stats.write_json(a.out / "stats.json")
     print(stats.table())
-    log.info(f"wrote {a.out / 'demo.mp4'} (driver | sketch | output), {a.out / 'output.mp4'}, "
+    log.info(f"wrote {a.out / 'demo.mp4'} (driver | sketch | output frame), {a.out / 'output.mp4'}, "
         f"{a.out / 'demo.png'}, {a.out / 'stats.json'}")
     return 0
 

@@ -56,40 +56,14 @@ class Target:
     ref_landmarks: np.ndarray
     ref_image: np.ndarray
     meta: dict = field(default_factory=dict)
-    # The whole source picture (uint8 BGR) and the crop's box in it: a puppet.faces.crop.Crop or (cx, cy, size)
-    # in picture pixels. Both or neither; a picture whose long side is over PICTURE_MAX_SIDE is downscaled
-    # here, the box with it.
+    # The whole source picture (uint8 BGR) and the crop's box in it: a puppet.faces.crop.Crop or
+    # (cx, cy, size) in picture pixels. Both or neither; a picture whose long side is over
+    # PICTURE_MAX_SIDE is downscaled here, the box with it.
     picture: np.ndarray | None = None
     crop_box: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.picture is None:
-            if self.crop_box is not None:
-                raise ValueError("crop_box is given without a picture; pass both or neither")
-            return
-        pic = np.asarray(self.picture)
-        if pic.dtype != np.uint8 or pic.ndim != 3 or pic.shape[2] != 3 or min(pic.shape[:2]) < 1:
-            raise ValueError(f"picture must be uint8 (H, W, 3) BGR, got {pic.dtype} {pic.shape}")
-        if self.crop_box is None:
-            raise ValueError("a picture needs its crop_box (the Crop the reference crop was cut with)")
-        box = self.crop_box
-        if hasattr(box, "cx"):  # a puppet.faces.crop.Crop
-            box = (box.cx, box.cy, box.size)
-        box = tuple(float(v) for v in box)
-        if len(box) != 3 or not all(np.isfinite(box)) or box[2] <= 0:
-            raise ValueError(f"crop_box must be (cx, cy, size) with size > 0, got {self.crop_box}")
-        h, w = pic.shape[:2]
-        if max(h, w) > PICTURE_MAX_SIDE:
-            import cv2
-
-            s = PICTURE_MAX_SIDE / max(h, w)
-            nw, nh = max(1, round(w * s)), max(1, round(h * s))
-            sx, sy = nw / w, nh / h  # what cv2.resize does to pixel centres: x -> (x + 0.5) * sx - 0.5
-            pic = cv2.resize(pic, (nw, nh), interpolation=cv2.INTER_AREA)
-            cx, cy, size = box
-            box = ((cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, size * (sx + sy) / 2)
-        self.picture = np.ascontiguousarray(pic)
-        self.crop_box = box
+        self.picture, self.crop_box = _picture_fields(self.picture, self.crop_box)
 
     @property
     def image_size(self) -> int:
@@ -142,6 +116,35 @@ class Target:
         return PersonGenerator(G, self.psi.float()).to(device).eval()
 
 
+def _picture_fields(picture, crop_box) -> tuple[np.ndarray | None, tuple[float, float, float] | None]:
+    """(picture, crop_box) checked and normalised: a contiguous uint8 BGR picture whose long side is at most
+    PICTURE_MAX_SIDE (a larger one downscaled, its box with it) and the box as three floats; or None, None."""
+    if picture is None:
+        if crop_box is not None:
+            raise ValueError("crop_box is given without a picture; pass both or neither")
+        return None, None
+    pic = np.asarray(picture)
+    if pic.dtype != np.uint8 or pic.ndim != 3 or pic.shape[2] != 3 or min(pic.shape[:2]) < 1:
+        raise ValueError(f"picture must be uint8 (H, W, 3) BGR, got {pic.dtype} {pic.shape}")
+    if crop_box is None:
+        raise ValueError("a picture needs its crop_box (the Crop the reference crop was cut with)")
+    box = (crop_box.cx, crop_box.cy, crop_box.size) if hasattr(crop_box, "cx") else crop_box  # a Crop
+    box = tuple(float(v) for v in box)
+    if len(box) != 3 or not all(np.isfinite(box)) or box[2] <= 0:
+        raise ValueError(f"crop_box must be (cx, cy, size) with size > 0, got {crop_box}")
+    h, w = pic.shape[:2]
+    if max(h, w) > PICTURE_MAX_SIDE:
+        import cv2
+
+        s = PICTURE_MAX_SIDE / max(h, w)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        sx, sy = nw / w, nh / h  # what cv2.resize does to pixel centres: x -> (x + 0.5) * sx - 0.5
+        pic = cv2.resize(pic, (nw, nh), interpolation=cv2.INTER_AREA)
+        cx, cy, size = box
+        box = ((cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, size * (sx + sy) / 2)
+    return np.ascontiguousarray(pic), box
+
+
 def make_metadata(sources, steps: int, **extra) -> dict:
     """The plain metadata stored with a target (extra values must be plain: str/int/float/bool/list/dict)."""
     import puppet
@@ -164,8 +167,7 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"ref_image must be uint8 (S, S, 3) BGR, got {img.dtype} {img.shape}")
     meta = {k: v for k, v in target.meta.items() if k not in TRANSIENT_META}
-    if target.picture is not None:  # (checked and normalised by Target itself)
-        target.__post_init__()  # the fields may have been reassigned since construction
+    picture, box = _picture_fields(target.picture, target.crop_box)  # (reassigned since construction?)
     obj = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -177,9 +179,9 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
         "ref_image": torch.from_numpy(np.ascontiguousarray(img).copy()),
         "meta": meta,
     }
-    if target.picture is not None:
-        obj["picture"] = torch.from_numpy(np.ascontiguousarray(target.picture).copy())
-        obj["crop_box"] = [float(v) for v in target.crop_box]
+    if picture is not None:
+        obj["picture"] = torch.from_numpy(picture.copy())
+        obj["crop_box"] = list(box)
     torch_save_atomic(obj, path)
 
 
@@ -220,7 +222,8 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         )
     got = obj.get("version") if isinstance(obj, dict) else None
     # an older readable version passes as itself; anything else is checked against the current one
-    check_format(obj, path, FORMAT, got if got in READABLE_VERSIONS else FORMAT_VERSION, "target file", _MAKE)
+    readable = type(got) is int and got in READABLE_VERSIONS
+    check_format(obj, path, FORMAT, got if readable else FORMAT_VERSION, "target file", _MAKE)
 
     try:
         config = obj["config"]

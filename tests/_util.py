@@ -12,11 +12,14 @@ from models.spectral import remove_spectral_norm
 from puppet.target import Target
 
 
-def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5) -> Target:
+def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5, photo=None,
+                  picture: bool = True) -> Target:
     """A small random target whose every part matters: attention switched on (gamma != 0), psi far from 0,
     and for an appearance config (`tiny-warp`) the mask at `mask` (0.5: the generated layer counts as much
     as the warp; None: left at its untrained 0.98 start). The reference image is noise (random landmarks,
-    random pixels)."""
+    random pixels), unless `photo` (a path or uint8 BGR image) is given: then the reference is its face
+    (mediapipe's landmarks, the shared crop) and, with `picture`, the photo is the target's picture, its
+    crop_box that crop (picture=False: a target as made before pictures were kept)."""
     torch.manual_seed(seed)
     G = Generator(config)
     with torch.no_grad():
@@ -28,9 +31,21 @@ def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5)
     G = remove_spectral_norm(copy.deepcopy(G).eval())
     size = G.cfg["image_size"]
     rng = np.random.default_rng(seed)
-    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3,
-                  ref_landmarks=rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
-                  ref_image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8), meta={})
+    ref = {"ref_landmarks": rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
+           "ref_image": rng.integers(0, 256, (size, size, 3), dtype=np.uint8)}
+    if photo is not None:
+        from puppet.faces.crop import Crop
+        from puppet.faces.images import read_image
+        from puppet.faces.track import detect
+
+        img = photo if isinstance(photo, np.ndarray) else read_image(photo)
+        lms = detect(img)
+        assert lms is not None, "random_target(photo=...) needs a photo with a face"
+        crop = Crop.from_landmarks(lms)
+        ref = {"ref_landmarks": crop.to_crop(lms, size), "ref_image": crop.apply(img, size)}
+        if picture:
+            ref.update(picture=img, crop_box=crop)
+    return Target(config=G.cfg, generator=G.state_dict(), psi=torch.randn(1, G.n_adain) * 0.3, meta={}, **ref)
 
 
 def count_frames(path) -> int:

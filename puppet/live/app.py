@@ -10,6 +10,7 @@ from pathlib import Path
 
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.live.compose import FITS, Framing, parse_size
 from puppet.live.loop import Live, LiveTarget
 from puppet.live.runtime import BACKENDS
 from puppet.live.sinks import VIDEO_EXTS, FileSink, PreviewWindow, VirtualCamSink
@@ -43,13 +44,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="virtual camera device, e.g. /dev/video2 or 'OBS Virtual Camera'")
     p.add_argument("--vcam-backend", metavar="NAME",
                    help="pyvirtualcam backend: v4l2loopback, obs, unitycapture")
+    p.add_argument("--output-mode", default="picture", choices=("picture", "crop"),
+                   help="picture: the face pasted back into the target's whole picture, framed (default); "
+                        "crop: the generator's square crop alone")
+    p.add_argument("--size", metavar="WxH",
+                   help="output frame size (default 1280x720; --output-mode crop: the crop's own size)")
+    p.add_argument("--fit", default="fit", choices=FITS,
+                   help="fit: the whole picture in the frame, centred (default); fill: fill the frame, "
+                        "cropping the picture's edges")
     p.add_argument("--pad-720p", action="store_true",
-                   help="send 1280x720 to the virtual camera (macOS needs it)")
+                   help="deprecated: the output is 1280x720 by default (same as --size 1280x720)")
     a = p.parse_args(argv)
     if a.backend not in BACKENDS:
         raise PuppetError(f"--backend {a.backend}: unknown; use one of {', '.join(BACKENDS)}")
     if a.max_frames is not None and a.max_frames < 1:
         raise PuppetError(f"--max-frames {a.max_frames}: must be at least 1")
+    if a.size is not None:
+        try:
+            a.size = parse_size(a.size)
+        except ValueError as e:
+            raise PuppetError(f"--size {a.size}: {e}; give WIDTHxHEIGHT, e.g. 1280x720") from None
+        if a.size[0] % 2 or a.size[1] % 2:
+            raise PuppetError(f"--size {a.size[0]}x{a.size[1]}: width and height must be even "
+                              f"(video encoders and virtual cameras need it), e.g. 1280x720")
+    if a.pad_720p:
+        log.warning("--pad-720p is deprecated: the output is 1280x720 by default (--size sets another)")
+        a.size = a.size or (1280, 720)
     a.output = a.output or ["virtualcam", "window"]
     for o in a.output:
         if o not in ("virtualcam", "window") and Path(o).suffix.lower() not in VIDEO_EXTS:
@@ -58,9 +78,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def load_targets(paths: list[str], backend: str, device: str | None) -> list[LiveTarget]:
-    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first."""
+def framing_of(a: argparse.Namespace) -> Framing | None:
+    """The output frame of --output-mode picture (--size, --fit); None for --output-mode crop."""
+    if a.output_mode == "crop":
+        return None
+    return Framing(*(a.size or Framing().size), a.fit)
+
+
+def load_targets(paths: list[str], backend: str, device: str | None,
+                 framing: Framing | None = None) -> list[LiveTarget]:
+    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first.
+    With a framing, each gets its compositor (puppet.live.compose), colour-matched on its neutral."""
+    import numpy as np
+    import torch
+
+    from puppet.faces.images import to_bgr
     from puppet.faces.sketch import sketch_tensor
+    from puppet.live.compose import Compositor
     from puppet.live.runtime import load_backend
     from puppet.target import load_target
 
@@ -69,17 +103,22 @@ def load_targets(paths: list[str], backend: str, device: str | None) -> list[Liv
         target = load_target(path)  # read once; the backend finds exports beside it by its path and hash
         t = LiveTarget(path, target, load_backend(backend, target, device=device, verbose=False))
         # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
-        t.backend.generate(*t.inputs(t.ref, sketch_tensor(t.ref, t.size)))
+        neutral = t.backend.generate(*t.inputs(t.ref, sketch_tensor(t.ref, t.size)))
+        if framing is not None:
+            neutral = to_bgr(torch.as_tensor(np.asarray(neutral))[0])
+            t.compositor = Compositor.for_target(target, framing, neutral=neutral, quiet=True)
         out.append(t)
     return out
 
 
-def open_outputs(a: argparse.Namespace, size: int, fps: float) -> tuple[list, PreviewWindow | None]:
+def open_outputs(a: argparse.Namespace, size: int | tuple[int, int], fps: float
+                 ) -> tuple[list, PreviewWindow | None]:
+    """The sinks, each `size` (a square's side, or (width, height)), and the preview window if asked for."""
     outputs, window = [], None
     try:
         for o in dict.fromkeys(a.output):  # each once
             if o == "virtualcam":
-                outputs.append(VirtualCamSink(size, fps, a.vcam_device, a.vcam_backend, a.pad_720p))
+                outputs.append(VirtualCamSink(size, fps, a.vcam_device, a.vcam_backend))
             elif o == "window":
                 try:
                     window = PreviewWindow()
@@ -108,22 +147,28 @@ def main(argv: list[str]) -> int:
         # Tracking and generation run at the same time: leave the tracker a core, or torch's threads and
         # mediapipe's fight over the CPU (on 2 cores, 2 torch threads made a tiny generator 20x slower).
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    targets = load_targets(a.target, a.backend, a.device)
+    framing = framing_of(a)
+    targets = load_targets(a.target, a.backend, a.device, framing)
     source = open_source(a.source)
     outputs, window = [], None
     try:
-        outputs, window = open_outputs(a, targets[0].size, source.fps)
+        size = framing.size if framing else (a.size or (targets[0].size,) * 2)
+        outputs, window = open_outputs(a, size, source.fps)
         stats = Stats(source=source.name, targets=[t.path for t in targets],
                       backend=getattr(targets[0].backend, "name", a.backend),
-                      mode="absolute" if a.absolute else "relative", image_size=targets[0].size)
+                      mode="absolute" if a.absolute else "relative", image_size=targets[0].size,
+                      output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
                     max_frames=a.max_frames)
         for t in targets:  # (only now: a failed start prints its one error line and nothing else)
             describe = getattr(t.backend, "describe", None)
             log.info(f"{t.path}: {describe() if describe else t.backend.name}")
+            if t.compositor is not None and t.compositor.notice:
+                log.warning(t.compositor.notice)
         names = [getattr(s, "device", None) or str(getattr(s, "path", s.name)) for s in outputs]
         log.info(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px) <- {source.name} "
-            f"({source.fps:.0f} fps) -> {', '.join(names + (['window'] if window else []))}"
+            f"({source.fps:.0f} fps) -> {stats.info['output']} -> "
+            f"{', '.join(names + (['window'] if window else []))}"
             + ("; q or Ctrl-C to quit" if source.live else ""))
         # SIGTERM (a service stop, `kill`) ends the run as cleanly as Ctrl-C does.
         prev = signal.signal(signal.SIGTERM, _interrupt)

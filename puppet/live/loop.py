@@ -10,13 +10,18 @@ A slot holds one item. For a live source (camera, demo) a new item replaces a wa
 skips stale frames instead of building up latency (each skip counts as dropped). For a file, slots block:
 every frame is processed, in order, one output frame per input frame.
 
-The outputs only ever get generated images, or the target's reference image before the first one: the
-camera frame travels with each item for the local preview window alone.
+The output stage composes each generated face into the output frame (puppet.live.compose: pasted back
+into the target's whole picture, framed at 1280x720 by default), or passes the square crop through as it is
+(`--output-mode crop`: targets without a compositor). The outputs only ever get those frames, or, before the
+first one, the target's own picture (its reference crop in crop mode): the camera frame travels with each
+item for the local preview window alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +36,30 @@ from puppet.live.sources import Captured, Source
 from puppet.live.stats import Stats
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """SIGINT and SIGTERM that arrive inside the block take effect (KeyboardInterrupt, or whatever their
+    handler does) when it ends. Main thread only (elsewhere signals don't interrupt Python code anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    saved = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+        for n in got[:1]:
+            h = saved[n]
+            if callable(h):
+                h(n, None)
+            elif h == signal.SIG_DFL and n == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif h == signal.SIG_DFL:
+                signal.raise_signal(n)
 
 
 @dataclass
@@ -52,6 +81,7 @@ class LiveTarget:
     path: str
     target: object  # puppet.target.Target
     backend: object  # puppet.live.runtime backend
+    compositor: object = None  # puppet.live.compose.Compositor; None: the square crop goes out as it is
 
     @property
     def size(self) -> int:
@@ -102,7 +132,9 @@ class Live:
         self.tracker = Tracker(mode="video")
         self.driver = Driver(targets[0], absolute, source.fps)
         self.error: BaseException | None = None
-        self.held = targets[0].target.ref_image  # what the outputs show until the first generated frame
+        first = targets[0]  # what the outputs show until the first generated frame: the target's picture
+        self.held = first.target.ref_image if first.compositor is None else first.compositor.background
+        self._composed = (None, None)  # (generated image, its output frame): a reused image isn't redone
         self._mirror = mirror
         self._target = 0
 
@@ -252,6 +284,20 @@ class Live:
                 self.stats.count("dropped")
 
     # -- main thread: outputs and the window -----------------------------------------------------------
+    def _compose(self, item: Item) -> np.ndarray:
+        """The output frame for a generated image: composed into its target's picture, or the crop itself."""
+        comp = self.targets[item.target].compositor
+        if comp is None:
+            return item.output
+        face, frame = self._composed
+        if face is item.output:  # the generator reused its last image (the same landmarks)
+            return frame
+        t0 = time.perf_counter()
+        frame = comp(item.output)
+        self.stats.stage("compose", time.perf_counter() - t0)
+        self._composed = (item.output, frame)
+        return frame
+
     def _send(self, img: np.ndarray) -> None:
         for sink in self.outputs:
             sink.write(img)
@@ -295,16 +341,18 @@ class Live:
                 if self.window and self._hotkey(self.window.poll(1)):
                     return
                 continue
+            frame = self._compose(item)
             t0 = time.perf_counter()
-            self._send(item.output)
-            t_out = time.perf_counter()
-            self.held = item.output
+            with _interrupts_deferred():  # Ctrl-C can't split a frame's writing from its counting
+                self._send(frame)
+                t_out = time.perf_counter()
+                self.stats.frame_out(item.cap.t, t_out)
+            self.held = frame
             last_sent = t_out
-            self.stats.frame_out(item.cap.t, t_out)
             if self.window:
                 if self.window.show_stats and t_out - lines_t > 0.5:
                     lines, lines_t = self.stats.overlay_lines(), t_out
-                self.window.show(item.frame, item.sketch, item.output, item.landmarks, lines)
+                self.window.show(item.frame, item.sketch, frame, item.landmarks, lines)
                 if self._hotkey(self.window.poll(1)):
                     return
             self.stats.stage("output", time.perf_counter() - t0)

@@ -1,8 +1,9 @@
 """Where the generated face goes: a virtual camera, an mp4 file, and the local preview window.
 
-Output sinks (`VirtualCamSink`, `FileSink`) are handed only generated images (or the target's reference
-image before the first one): the camera's pixels have no path to them. Only the `PreviewWindow`, which
-the user alone sees, shows the camera, next to the sketch and the output.
+Output sinks (`VirtualCamSink`, `FileSink`) are handed only output frames (generated faces composed into the
+target's picture, or the picture itself before the first one; the square crop in `--output-mode crop`):
+the camera's pixels have no path to them. Only the `PreviewWindow`, which the user alone sees, shows the
+camera, next to the sketch and the output.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class FileSink:
     keepalive = False  # one frame per output frame: nothing extra while the source stalls
 
     def __init__(self, path: str | os.PathLike, size: int | tuple[int, int], fps: float):
-        """size: the side of a square output, or (width, height) (the demo's side-by-side panel)."""
+        """size: the side of a square output, or (width, height) (the output frame, the demo's panel)."""
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
@@ -85,14 +86,15 @@ def vcam_setup_hint() -> str:
 class VirtualCamSink:
     """pyvirtualcam: Zoom, Meet, Teams and OBS take it like any webcam.
 
-    pad_720p: send 1280x720 (the output scaled to 720 high, centred), which macOS's OBS camera needs.
+    size: the side of a square, or (width, height): 1280x720 by default in puppet.live, which is also what
+    macOS's OBS camera requires. A frame of another size is fitted into it (centred, aspect kept).
     """
 
     name = "virtualcam"
     keepalive = True  # keeps getting the held frame while the camera stalls: the call never freezes
 
-    def __init__(self, size: int, fps: float, device: str | None = None, backend: str | None = None,
-                 pad_720p: bool = False):
+    def __init__(self, size: int | tuple[int, int], fps: float, device: str | None = None,
+                 backend: str | None = None):
         try:
             import pyvirtualcam
             from pyvirtualcam.camera import BACKENDS
@@ -102,7 +104,7 @@ class VirtualCamSink:
         if backend is not None and backend not in BACKENDS:
             names = ", ".join(BACKENDS) or "none"
             raise PuppetError(f"--vcam-backend {backend}: not available on this system; choose from: {names}")
-        self.width, self.height = (1280, 720) if pad_720p else (size, size)
+        self.width, self.height = (size, size) if isinstance(size, int) else size
         what = f"virtual camera {device}" if device else "virtual camera"
         try:
             self.cam = pyvirtualcam.Camera(self.width, self.height, fps, device=device, backend=backend,
@@ -111,7 +113,7 @@ class VirtualCamSink:
             raise PuppetError(f"{what}: can't open ({_first_reason(e)}); {vcam_setup_hint()}, "
                               f"or use --output window / out.mp4") from None
         except ValueError as e:  # e.g. a size or fps the backend refuses
-            raise PuppetError(f"{what}: {e}; try --pad-720p") from None
+            raise PuppetError(f"{what}: {e}; try --size 1280x720") from None
         self.device = self.cam.device
 
     def write(self, img: np.ndarray) -> None:
@@ -123,9 +125,10 @@ class VirtualCamSink:
             self.cam = None
 
 
-def compose(camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray, height: int,
-            landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> np.ndarray:
-    """The preview panel: camera (its aspect kept) | sketch | output, all `height` high, overlays drawn."""
+def preview_panel(camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray, height: int,
+                  landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> np.ndarray:
+    """The preview panel: camera | sketch | output (the camera and the output frame with their aspect
+    kept), all `height` high, overlays drawn."""
     h = height
     if camera is None:
         cam = np.zeros((h, h * 4 // 3, 3), np.uint8)
@@ -136,7 +139,8 @@ def compose(camera: np.ndarray | None, sketch: np.ndarray | None, output: np.nda
             for x, y in np.asarray(landmarks) * s:
                 cv2.circle(cam, (round(x), round(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
     sk = np.zeros((h, h, 3), np.uint8) if sketch is None else fit(sketch, h, h)
-    panel = np.hstack([cam, sk, fit(output, h, h)])
+    out = fit(output, max(1, round(h * output.shape[1] / output.shape[0])), h)
+    panel = np.hstack([cam, sk, out])
     for i, line in enumerate(lines or []):
         org = (8, 20 + 18 * i)
         cv2.putText(panel, line, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
@@ -188,8 +192,8 @@ class PreviewWindow:
 
     def show(self, camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray,
              landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> None:
-        panel = compose(camera, sketch, output, self.height, landmarks if self.show_landmarks else None,
-                        lines if self.show_stats else None)
+        panel = preview_panel(camera, sketch, output, self.height,
+                              landmarks if self.show_landmarks else None, lines if self.show_stats else None)
         cv2.imshow(self.TITLE, panel)
         self._shown = True
 

@@ -13,8 +13,9 @@ import numpy as np
 
 from puppet.files import write_json
 
-# "warp": the reference picture warped to the driving landmarks (targets with the appearance path only)
-STAGES = ("capture", "track", "filter_retarget", "rasterise", "warp", "generate", "output")
+# "warp": the reference picture warped to the driving landmarks (targets with the appearance path only);
+# "compose": the face pasted into the output frame (not in --output-mode crop)
+STAGES = ("capture", "track", "filter_retarget", "rasterise", "warp", "generate", "compose", "output")
 # Percentiles come from the most recent samples (a long call keeps memory bounded).
 WINDOW = 100_000
 
