@@ -1,28 +1,46 @@
-"""Self-reenactment quality, the paper's protocol on any talking-head clip:
+"""Self-reenactment quality, the paper's protocol, on one clip or a corpus of clips, scored at 256x256:
 
-    python -m bench.quality --clip CLIP [--frames 1,8,32] [--config small] [--steps N] [--checkpoint meta.pt]
-        [--eval-frames 32] [--json out.json] [--save DIR] [--inception PATH] [--arcface PATH]
+    python -m bench.quality (--corpus DIR [--split dev_eval] | --clip CLIP [--clip CLIP ...])
+        [--frames 1,8] [--steps 0,20] [--config cpu-warp] [--checkpoint meta.pt|scratch ...]
+        [--baselines-only] [--eval-frames 16] [--seed 0] [--threads 1] [--json out.json] [--save DIR]
 
-The clip is tracked (the shared tracker, video mode) and every frame cropped with the shared crop at the
-config's image size. For each T: fine-tune (puppet.finetune, from scratch unless --checkpoint) on the first
-T frames, then drive the person's generator with the landmarks of held-out frames (absolute mode: the
-clip's own landmarks, in the crop), and compare each output with the real crop:
-- SSIM (Gaussian window) and PSNR against the real crop;
-- landmark NME: landmarks re-detected on the output vs the driving landmarks, over the inter-ocular
-  distance (outer eye corners 36-45). Outputs where no face is found are counted, not scored. The same
-  re-detection on the real crops gives the measurement's floor (the tracker's own disagreement).
-- FID (--inception: a TorchScript Inception-v3, e.g. the `inception-2015-12-05.pt` of NVIDIA's StyleGAN
-  metrics) and CSIM (--arcface: an ArcFace ONNX model with a 112x112 input, e.g. insightface's) when the
-  user has the weights; they are skipped with a message otherwise.
-The held-out frames are the same for every T: evenly spaced among the frames after the largest T.
+Each clip is tracked (the shared tracker, video mode, every frame); frames without a face are left out. Face
+frame 0 is the reference. Held-out frames: `--eval-frames` evenly spaced among the face frames after the
+first max(--frames) ones (the same for every row, and for a `--baselines-only` run with the same --frames).
+
+Every row is scored at EVAL_SIZE = 256: the real frames are cropped at 256 with the shared crop smoothed over
+the clip (CropSmoother at each face frame's time, as puppet.faces.frames.crop_clip crops a clip for
+meta-learning and fine-tuning and the live driver crops the camera; face frame 0's box is its own), and a
+model's output at a smaller image size is upscaled bicubically to 256. Rows:
+- `static`: the reference (face frame 0) for every held-out frame: learns nothing, moves nothing;
+- `warp`: the reference warped piecewise-affinely to each held-out frame's landmarks (puppet.faces.warp.warp,
+  at 256), no learning;
+- a model row per (--checkpoint, T in --frames, steps in --steps): fine-tune (puppet.training.finetune) on
+  the first T face frames cropped at the config's image size (the reference for an appearance config is
+  frame 0), then drive the person's generator with each held-out frame's landmarks (absolute: the clip's
+  own, in the crop; an appearance generator also gets Target.warped_reference of them).
+Metrics, per held-out frame and then averaged per clip:
+- SSIM and PSNR against the real crop (bench.metrics, scikit-image);
+- landmark NME: mediapipe (image mode) re-detects the output; its landmarks vs the driving landmarks, over the
+  inter-ocular distance (outer eye corners). Frames where no face is found are counted (face-found rate),
+  not scored. The `real` row re-detects the real crops: NME's floor (the tracker's own disagreement);
+- CSIM: cosine between the vendored face-recognition net's descriptors (models.facerec, face-api's 128-d
+  net) of models.losses.face_region(output) and face_region(real). Any two faces score ~0.86-0.88 with this
+  net, same-person pairs ~0.96-0.975 (models/weights/FACE_RECOGNITION_CARD.md): read differences of a few
+  hundredths as large.
+The table gives, per row, the mean ± std over clips of the per-clip means; --json keeps every clip's numbers
+(and every frame's). FID is not computed: on 16 frames a clip it means nothing, and no Inception weights ship.
+A run is deterministic for a fixed --seed and --threads (fine-tuning on the CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import time
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -36,36 +54,73 @@ from puppet.files import write_json
 
 log = logging.getLogger(__name__)
 
-DETECT_SIZE = 256  # outputs are upscaled to this before re-detection: mediapipe misses faces in tiny crops
+EVAL_SIZE = 256  # every row is scored at 256x256
+SPLIT_FILE = Path(__file__).resolve().parent / "corpus_split.json"
+CORPUS_CLIP = "01.mp4"  # the clip of each person a corpus run takes
+SCRATCH = "scratch"  # --checkpoint scratch: fine-tune from randomly initialised networks of --config
+STRIP_FRAMES = 6  # held-out frames in a --save strip
+CSIM_RANGE = "any two faces ~0.86-0.88, same person ~0.96-0.975 (FACE_RECOGNITION_CARD.md)"
 
 
-
-# ------------------------------------------------------------------------------------------ the clip
-def load_clip(path, image_size: int, max_frames: int | None = None) -> tuple[list, list, int]:
-    """Track every frame (video mode) and crop it with the shared crop: (crops uint8 BGR (S,S,3), landmarks
-    (68,2) in crop pixels, frames read). Frames without a face are left out."""
-    from puppet.faces.track import Tracker
-    from puppet.live.sources import FileSource
-    from puppet.training.finetune import crop_face
-
-    src = FileSource(path)
-    crops, lms, n = [], [], 0
+# ------------------------------------------------------------------------------------------ the clips
+def corpus_clips(corpus, split: str, split_file=SPLIT_FILE) -> list[tuple[str, Path]]:
+    """(person, <corpus>/videos/<person>/01.mp4) for each person of `split` in the split file."""
+    root = Path(corpus)
+    if not (root / "videos").is_dir():
+        raise PuppetError(f"--corpus {root}: no videos/ folder there; pass the faces corpus (a folder "
+                          f"holding videos/<person>/NN.mp4, e.g. ../shared/data/faces)")
     try:
-        with Tracker(mode="video") as tracker:
-            while max_frames is None or n < max_frames:
-                c = src.read()
-                if c is None:
-                    break
-                n += 1
-                pts = tracker(c.frame)
-                if pts is None:
-                    continue
-                crop, pc = crop_face(c.frame, pts, image_size)
-                crops.append(crop)
-                lms.append(pc)
-    finally:
-        src.close()
-    return crops, lms, n
+        splits = json.loads(Path(split_file).read_text())
+    except (OSError, ValueError) as e:
+        raise PuppetError(f"{split_file}: can't read the corpus split ({type(e).__name__}); restore "
+                          f"bench/corpus_split.json") from None
+    names = [k for k, v in splits.items() if isinstance(v, list)]
+    if split not in names:
+        raise PuppetError(f"--split {split}: not a split of {split_file}; use one of {', '.join(names)}")
+    out = []
+    for person in splits[split]:
+        p = root / "videos" / person / CORPUS_CLIP
+        if not p.is_file():
+            raise PuppetError(f"--corpus {root}: {p.relative_to(root)} missing (person '{person}' of split "
+                              f"{split}); pass the full faces corpus")
+        out.append((person, p))
+    return out
+
+
+def clip_names(paths: list[Path]) -> list[str]:
+    """Short unique names: the file stem, or parent/stem where stems repeat (e.g. several people's 01.mp4)."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    names = [f"{p.parent.name}/{p.stem}" for p in paths]
+    return names if len(set(names)) == len(names) else [f"{i:02d}_{s}" for i, s in enumerate(stems)]
+
+
+@dataclass
+class Clip:
+    """One clip, tracked: the reference (face frame 0), the fine-tuning frames and the held-out frames.
+
+    `frames` holds the decoded frames the protocol needs (face-frame index -> BGR frame of the video),
+    `lms` every face frame's landmarks in frame pixels, `boxes` its crop box (smoothed over the clip),
+    `held` the held-out face-frame indices."""
+
+    name: str
+    path: Path
+    frames_read: int
+    video_index: list[int]  # face-frame index -> frame number in the video
+    lms: list[np.ndarray]
+    boxes: list  # puppet.faces.crop.Crop per face frame
+    held: list[int]
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    _crops: dict = field(default_factory=dict)
+
+    def crop(self, i: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Face frame i cropped with its box at `size`: (uint8 BGR (S, S, 3), its landmarks in the crop)."""
+        if (i, size) not in self._crops:
+            box = self.boxes[i]
+            self._crops[(i, size)] = (box.apply(self.frames[i], size),
+                                      np.asarray(box.to_crop(self.lms[i], size), np.float32))
+        return self._crops[(i, size)]
 
 
 def eval_indices(n: int, start: int, count: int) -> list[int]:
@@ -75,283 +130,429 @@ def eval_indices(n: int, start: int, count: int) -> list[int]:
     return sorted(set(np.linspace(start, n - 1, min(count, n - start)).round().astype(int).tolist()))
 
 
+def load_clip(name: str, path, reserve: int, eval_frames: int, max_frames: int | None = None) -> Clip:
+    """Track every frame of the clip (video mode), crop box each face frame with the smoothed shared crop,
+    pick the held-out frames after the first `reserve` face frames, and keep the decoded frames the protocol
+    needs (the first `reserve` and the held-out ones)."""
+    from puppet.faces.crop import CropSmoother
+    from puppet.faces.track import Tracker
+    from puppet.live.sources import FileSource
+
+    path = Path(path)
+    src = FileSource(path)  # a missing or unreadable file: one line
+    smoother = CropSmoother()
+    video_index, lms, boxes, n = [], [], [], 0
+    try:
+        with Tracker(mode="video") as tracker:
+            while max_frames is None or n < max_frames:
+                c = src.read()
+                if c is None:
+                    break
+                pts = tracker(c.frame)
+                if pts is not None:  # as puppet.faces.frames.crop_clip: frames without a face are left out
+                    video_index.append(n)
+                    lms.append(np.asarray(pts, np.float32))
+                    boxes.append(smoother(lms[-1], n / src.fps))
+                n += 1
+    finally:
+        src.close()
+    if len(lms) < reserve + 1:
+        raise PuppetError(f"{path}: a face in only {len(lms)} of {n} frames, need more than {reserve} (the "
+                          f"largest of --frames) plus held-out frames; pass a longer clip or a smaller "
+                          f"--frames")
+    held = eval_indices(len(lms), reserve, eval_frames)
+    clip = Clip(name, path, n, video_index, lms, boxes, held)
+    # Second pass: decode again and keep only the frames needed (a long clip's frames would fill memory).
+    want = {video_index[i]: i for i in [*range(reserve), *held]}
+    cap = cv2.VideoCapture(str(path))
+    try:
+        for k in range(max(want) + 1):
+            if not cap.grab():
+                break
+            if k in want:
+                ok, f = cap.retrieve()
+                if ok and f is not None:
+                    clip.frames[want[k]] = f
+    finally:
+        cap.release()
+    if len(clip.frames) != len(want):
+        raise PuppetError(f"{path}: the video decoded differently on a second read; re-encode it (e.g. "
+                          f"ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    return clip
+
+
 # ------------------------------------------------------------------------------------------ metrics
-class Redetector:
-    """Landmarks of a crop, found again with the shared tracker (image mode) on an upscaled copy."""
+class Scorer:
+    """Scores outputs against real crops at EVAL_SIZE: SSIM, PSNR, NME (mediapipe re-detection), CSIM."""
 
     def __init__(self):
+        from models.facerec import load_face_recognition
         from puppet.faces.track import Tracker
 
         self.tracker = Tracker(mode="image")
-
-    def __call__(self, crop: np.ndarray) -> np.ndarray | None:
-        s = crop.shape[0]
-        k = max(1.0, DETECT_SIZE / s)
-        big = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC) if k > 1 else crop
-        pts = self.tracker(big)
-        # crop pixel centres: (x + 0.5) * k - 0.5 in the big image
-        return None if pts is None else ((pts + 0.5) / k - 0.5).astype(np.float32)
+        self.facerec = load_face_recognition()  # the vendored weights; a one-line error if missing/altered
 
     def close(self) -> None:
         self.tracker.close()
 
+    @torch.inference_mode()
+    def descriptors(self, crops: list[np.ndarray]) -> torch.Tensor:
+        from models.losses import face_region
+        from puppet.faces.images import to_tensor
 
-def score(outputs: list[np.ndarray], reals: list[np.ndarray], driving: list[np.ndarray],
-          redetect: Redetector) -> dict:
-    """Mean SSIM, PSNR over the pairs; NME over the outputs where a face is found, and that rate."""
-    ssims = [ssim(o, r) for o, r in zip(outputs, reals)]
-    psnrs = [psnr(o, r) for o, r in zip(outputs, reals)]
-    nmes = []
-    for o, d in zip(outputs, driving):
-        p = redetect(o)
-        if p is not None:
-            nmes.append(nme(p, d))
-    finite = [p for p in psnrs if np.isfinite(p)]
-    return {
-        "ssim": round(float(np.mean(ssims)), 4),
-        "psnr": round(float(np.mean(finite)), 3) if finite else None,
-        "nme": round(float(np.mean(nmes)), 4) if nmes else None,
-        "face_found": round(len(nmes) / len(outputs), 3),
-    }
+        x = to_tensor(np.stack(crops))
+        return self.facerec.descriptor(face_region(x))
 
+    def redetect(self, crop: np.ndarray) -> np.ndarray | None:
+        pts = self.tracker(crop)
+        return None if pts is None else np.asarray(pts, np.float32)
 
-# --------------------------------------------------------------------------------- FID and CSIM (optional)
-class Inception:
-    """FID features from a TorchScript Inception-v3 (StyleGAN metrics' `inception-2015-12-05.pt`: takes
-    uint8-range NCHW RGB of any size, resizes to 299 itself, `return_features=True` gives pool3 (2048))."""
-
-    def __init__(self, path):
-        p = Path(path)
-        if not p.is_file():
-            raise PuppetError(f"--inception {p}: no such file; pass the TorchScript Inception-v3 "
-                              f"(inception-2015-12-05.pt) or leave --inception out to skip FID")
-        try:
-            with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the file is TorchScript
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.net = torch.jit.load(str(p), map_location="cpu").eval()
-        except Exception as e:  # noqa: BLE001 - torch.jit raises several kinds
-            raise PuppetError(f"--inception {p}: not a TorchScript model ({type(e).__name__}); pass the "
-                              f"TorchScript Inception-v3 (inception-2015-12-05.pt)") from None
-
-    @torch.no_grad()
-    def features(self, crops: list[np.ndarray]) -> np.ndarray:
-        x = torch.from_numpy(np.stack([c[..., ::-1] for c in crops]).copy()).permute(0, 3, 1, 2).float()
-        return self.net(x, return_features=True).double().numpy()
+    def score(self, outputs: list[np.ndarray], reals: list[np.ndarray], driving: list[np.ndarray],
+              real_desc: torch.Tensor) -> dict:
+        """Per-frame values and the clip's means. NME is None for frames without a face found."""
+        for o in outputs:
+            if o.shape != (EVAL_SIZE, EVAL_SIZE, 3):
+                raise ValueError(f"outputs are scored at {EVAL_SIZE}x{EVAL_SIZE}, got {o.shape}")
+        ssims = [ssim(o, r) for o, r in zip(outputs, reals)]
+        psnrs = [psnr(o, r) for o, r in zip(outputs, reals)]
+        nmes = []
+        for o, d in zip(outputs, driving):
+            p = self.redetect(o)
+            nmes.append(None if p is None else nme(p, d))
+        csims = torch.nn.functional.cosine_similarity(self.descriptors(outputs), real_desc, dim=-1).tolist()
+        found = [v for v in nmes if v is not None]
+        finite = [v for v in psnrs if np.isfinite(v)]
+        return {
+            "ssim": float(np.mean(ssims)),
+            "psnr": float(np.mean(finite)) if finite else None,
+            "nme": float(np.mean(found)) if found else None,
+            "face_found": len(found) / len(outputs),
+            "csim": float(np.mean(csims)),
+            "frames": {"ssim": _round(ssims, 4), "psnr": _round(psnrs, 3), "nme": _round(nmes, 4),
+                       "csim": _round(csims, 4)},
+        }
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """FID between two feature sets: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = np.real(linalg.sqrtm(s_a @ s_b))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2.0 * covmean))
+def _round(values, nd):
+    """Per-frame values for the JSON: rounded; None for no face found and for PSNR's inf (equal images)."""
+    return [None if v is None or not np.isfinite(v) else round(float(v), nd) for v in values]
 
 
-# ArcFace's 5-point template at 112x112 (insightface): eye centres (image left, right), nose tip,
-# mouth corners.
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
+def to_eval_size(img: np.ndarray) -> np.ndarray:
+    """An output at its config's size -> EVAL_SIZE (bicubic up; area down, should a config be larger)."""
+    s = img.shape[0]
+    if s == EVAL_SIZE:
+        return img
+    interp = cv2.INTER_CUBIC if s < EVAL_SIZE else cv2.INTER_AREA
+    return cv2.resize(img, (EVAL_SIZE, EVAL_SIZE), interpolation=interp)
 
 
-def five_points(lms: np.ndarray) -> np.ndarray:
-    """iBUG-68 -> ArcFace's five points."""
-    lms = np.asarray(lms, np.float32)
-    return np.stack([lms[36:42].mean(0), lms[42:48].mean(0), lms[30], lms[48], lms[54]])
+# ------------------------------------------------------------------------------------------ rows
+@dataclass(frozen=True)
+class ModelRow:
+    source: str  # SCRATCH or a checkpoint path
+    T: int
+    steps: int
+
+    def label(self, names: dict[str, str]) -> str:
+        return names[self.source]
+
+    def slug(self, names: dict[str, str]) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{names[self.source]}_T{self.T}_steps{self.steps}")
 
 
-class ArcFace:
-    """CSIM: cosine similarity of ArcFace embeddings (an ONNX model with a (1|N, 3, 112, 112) input, RGB,
-    (x - 127.5) / 127.5), faces aligned to ArcFace's template with the driving landmarks."""
-
-    def __init__(self, path):
-        import onnxruntime as ort
-
-        p = Path(path)
-        if not p.is_file():
-            raise PuppetError(f"--arcface {p}: no such file; pass an ArcFace ONNX model (e.g. insightface's "
-                              f"w600k_r50.onnx) or leave --arcface out to skip CSIM")
-        try:
-            self.sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
-            raise PuppetError(f"--arcface {p}: onnxruntime can't load it ({type(e).__name__}); pass an "
-                              f"ArcFace ONNX model") from None
-        inp = self.sess.get_inputs()[0]
-        self.input = inp.name
-        if list(inp.shape[-2:]) != [112, 112]:
-            raise PuppetError(f"--arcface {p}: input shape {inp.shape}, expected (N, 3, 112, 112); pass an "
-                              f"ArcFace model with a 112x112 input")
-
-    def embed(self, crop: np.ndarray, lms: np.ndarray) -> np.ndarray:
-        m, _ = cv2.estimateAffinePartial2D(five_points(lms), ARCFACE_TEMPLATE)
-        face = cv2.warpAffine(crop, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        x = (face[..., ::-1].astype(np.float32) - 127.5) / 127.5
-        e = self.sess.run(None, {self.input: x.transpose(2, 0, 1)[None]})[0][0].astype(np.float64)
-        return e / max(np.linalg.norm(e), 1e-12)
-
-    def csim(self, outputs, reals, driving) -> float:
-        sims = [self.embed(o, d) @ self.embed(r, d) for o, r, d in zip(outputs, reals, driving)]
-        return float(np.mean(sims))
-
-
-# ------------------------------------------------------------------------------------------ protocol
-def generate_all(target, driving: list[np.ndarray]) -> list[np.ndarray]:
+def generate(target, driving: list[np.ndarray]) -> list[np.ndarray]:
+    """The person's generator driven by landmarks in its crop (config size): uint8 BGR at the config's size.
+    An appearance generator also gets the reference warped to the landmarks (as the live loop feeds it)."""
     from puppet.faces.images import to_bgr
     from puppet.faces.sketch import sketch_tensor
 
     pg = target.person_generator("cpu")
+    size = target.image_size
+    out = []
     with torch.inference_mode():
-        return [to_bgr(pg(sketch_tensor(d, target.image_size))[0]) for d in driving]
+        for d in driving:
+            sketch = sketch_tensor(d, size)
+            y = pg(sketch, target.warped_reference(d)) if target.appearance else pg(sketch)
+            out.append(to_bgr(y[0]))
+    return out
 
 
-def run(a: argparse.Namespace) -> dict:
-    from models.config import get_config
-    from puppet.training.finetune import finetune
+def warp_baseline(ref: np.ndarray, ref_lms: np.ndarray, driving: list[np.ndarray]) -> list[np.ndarray]:
+    """The reference warped piecewise-affinely to each set of driving landmarks (no learning)."""
+    from puppet.faces.warp import warp
 
-    meta = None
-    if a.checkpoint:
-        from puppet.training.train import load_meta
-
-        meta = load_meta(a.checkpoint)
-        cfg = get_config(meta["config"])
-    else:
-        cfg = get_config(a.config)
-    size = cfg["image_size"]
-    t_max = max(a.frames)
-    log.info(f"tracking and cropping {a.clip} at {size}px")
-    crops, lms, n_read = load_clip(a.clip, size, a.max_frames)
-    if len(crops) < t_max + 1:
-        raise PuppetError(f"{a.clip}: a face in only {len(crops)} of {n_read} frames, need more than "
-                          f"T = {t_max} (the largest of --frames) plus held-out frames; pass a longer clip "
-                          f"or smaller --frames")
-    held = eval_indices(len(crops), t_max, a.eval_frames)
-    reals = [crops[i] for i in held]
-    driving = [lms[i] for i in held]
-    log.info(f"{len(crops)} face frames of {n_read}; held-out frames {held[0]}..{held[-1]} ({len(held)})")
-
-    redetect = Redetector()
-    inception = Inception(a.inception) if a.inception else None
-    arcface = ArcFace(a.arcface) if a.arcface else None
-    real_feats = inception.features(reals) if inception else None
-    result = {
-        "clip": str(a.clip), "config": cfg.get("name"), "image_size": size,
-        "checkpoint": str(a.checkpoint) if a.checkpoint else None, "steps": a.steps, "batch": a.batch,
-        "content": a.content,
-        "augment": not a.no_augment, "frames_read": n_read, "face_frames": len(crops),
-        "held_out": held, "rows": [],
-    }
-    # The measurement's floor: the tracker re-detecting the real crops, against the same driving landmarks.
-    floor = [redetect(r) for r in reals]
-    floor_nme = [nme(p, d) for p, d in zip(floor, driving) if p is not None]
-    result["real_crops_nme"] = round(float(np.mean(floor_nme)), 4) if floor_nme else None
-    result["real_crops_face_found"] = round(len(floor_nme) / len(reals), 3)
-    try:
-        for T in a.frames:
-            start = f"from {a.checkpoint}" if meta else "from scratch"
-            log.info(f"T={T}: fine-tuning {a.steps} steps ({start})")
-            t0 = time.perf_counter()
-            target = finetune(
-                crops[:T], lms[:T], None if meta is not None else cfg, steps=a.steps,
-                augment=not a.no_augment, checkpoint=meta, device=a.device, seed=a.seed, batch_size=a.batch,
-                content=a.content, vgg19=a.vgg19, vggface=a.vggface, progress=not a.quiet,
-            )
-            ft_s = time.perf_counter() - t0
-            outputs = generate_all(target, driving)
-            row = {"T": T, **score(outputs, reals, driving, redetect), "finetune_s": round(ft_s, 1)}
-            if inception:
-                row["fid"] = round(frechet_distance(real_feats, inception.features(outputs)), 2)
-            if arcface:
-                row["csim"] = round(arcface.csim(outputs, reals, driving), 4)
-            result["rows"].append(row)
-            log.info(f"T={T}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "T"))
-            if a.save:
-                save_strip(Path(a.save) / f"T{T}.png", reals, driving, outputs, size)
-    finally:
-        redetect.close()
-    result["fid_note"] = (f"FID over {len(held)} held-out frames (few samples: biased upwards, compare runs "
-                          f"of the same size only)" if inception else
-                          "FID skipped: pass --inception PATH (TorchScript Inception-v3) to compute it")
-    result["csim_note"] = ("CSIM: ArcFace cosine similarity, output vs real frame" if arcface else
-                           "CSIM skipped: pass --arcface PATH (ArcFace ONNX, 112x112 input) to compute it")
-    return result
+    return [ref.copy() if np.array_equal(d, ref_lms) else warp(ref, ref_lms, d) for d in driving]
 
 
-def save_strip(path: Path, reals, driving, outputs, size: int, n: int = 6) -> None:
-    """Rows of real | sketch | output for a few held-out frames, to look at."""
+def save_strip(path: Path, reals, driving, warps, outputs, n: int = STRIP_FRAMES) -> None:
+    """Rows of real | sketch | warp | output (all at EVAL_SIZE) for a few held-out frames, to look at."""
     from puppet.faces.sketch import draw_sketch
     from puppet.files import atomic_path
 
     idx = np.linspace(0, len(reals) - 1, min(n, len(reals))).round().astype(int)
-    rows = [np.hstack([reals[i], draw_sketch(driving[i], size), outputs[i]]) for i in idx]
+    rows = [np.hstack([reals[i], draw_sketch(driving[i], EVAL_SIZE), warps[i], outputs[i]]) for i in idx]
     with atomic_path(path) as tmp:
         ok, buf = cv2.imencode(".png", np.vstack(rows))
         tmp.write_bytes(buf.tobytes())
 
 
+# ------------------------------------------------------------------------------------------ protocol
+def _sources(a: argparse.Namespace) -> tuple[dict[str, dict], dict[str, str]]:
+    """Each --checkpoint (or scratch): its meta dict (None for scratch) and config; and short row names."""
+    from models.config import get_config
+
+    metas, names = {}, {}
+    for src in a.checkpoint:
+        if src == SCRATCH:
+            cfg = get_config(a.config)
+            metas[src] = {"meta": None, "config": cfg}
+            names[src] = f"scratch {cfg.get('name', 'config')}"
+        else:
+            from puppet.training.train import load_meta
+
+            meta = load_meta(src)
+            metas[src] = {"meta": meta, "config": get_config(meta["config"])}
+            names[src] = Path(src).stem
+    if len(set(names.values())) < len(names):  # two checkpoints with one file name: use the paths
+        names = {s: (n if s == SCRATCH else s) for s, n in names.items()}
+    return metas, names
+
+
+def run(a: argparse.Namespace) -> dict:
+    torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    reserve = max(a.frames)
+    metas, names = ({}, {}) if a.baselines_only else _sources(a)
+    rows = [] if a.baselines_only else [ModelRow(s, T, k) for s in a.checkpoint for T in a.frames
+                                        for k in a.steps]
+    sizes = sorted({m["config"]["image_size"] for m in metas.values()})
+
+    # Track every clip first: a clip that can't be used stops the run before any fine-tuning.
+    clips = []
+    for name, path in a.clips:
+        t0 = time.perf_counter()
+        clips.append(load_clip(name, path, reserve, a.eval_frames, a.max_frames))
+        c = clips[-1]
+        log.info(f"{name}: face in {len(c.lms)} of {c.frames_read} frames, held-out face frames "
+                 f"{c.held[0]}..{c.held[-1]} ({len(c.held)}), tracked in {time.perf_counter() - t0:.1f} s")
+
+    scorer = Scorer()
+    per_clip = []
+    try:
+        for clip in clips:
+            per_clip.append(_run_clip(a, clip, scorer, rows, metas, names))
+    finally:
+        scorer.close()
+
+    table = [_aggregate("real", None, None, [c["real"] for c in per_clip]),
+             _aggregate("static", None, None, [c["rows"]["static"] for c in per_clip]),
+             _aggregate("warp", None, None, [c["rows"]["warp"] for c in per_clip])]
+    for r in rows:
+        table.append(_aggregate(r.label(names), r.T, r.steps, [c["rows"][r.slug(names)] for c in per_clip]))
+    return {
+        "eval_size": EVAL_SIZE,
+        "clips": [{"name": c.name, "path": str(c.path)} for c in clips],
+        "split": a.split, "corpus": a.corpus,
+        "frames": a.frames, "steps": a.steps, "baselines_only": a.baselines_only,
+        "sources": {names[s]: {"checkpoint": None if s == SCRATCH else s, "config": m["config"].get("name"),
+                               "image_size": m["config"]["image_size"]} for s, m in metas.items()},
+        "config_sizes": sizes, "eval_frames": a.eval_frames, "seed": a.seed, "content": a.content,
+        "augment": not a.no_augment, "batch": a.batch, "threads": torch.get_num_threads(),
+        "table": table, "per_clip": per_clip,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, names: dict) -> dict:
+    from puppet.training.finetune import finetune
+
+    ref, ref_lms = clip.crop(0, EVAL_SIZE)
+    reals, driving = zip(*(clip.crop(i, EVAL_SIZE) for i in clip.held))
+    reals, driving = list(reals), list(driving)
+    real_desc = scorer.descriptors(reals)
+    warps = warp_baseline(ref, ref_lms, driving)
+    out: dict = {"name": clip.name, "path": str(clip.path), "frames_read": clip.frames_read,
+                 "face_frames": len(clip.lms), "held_out": clip.held,
+                 "held_out_video_frames": [clip.video_index[i] for i in clip.held], "rows": {}}
+
+    # The measurement's floor: re-detection on the real crops themselves.
+    out["real"] = scorer.score(reals, reals, driving, real_desc)
+    save = Path(a.save) / re.sub(r"[^A-Za-z0-9._-]+", "-", clip.name) if a.save else None
+    for label, outputs in (("static", [ref] * len(reals)), ("warp", warps)):
+        out["rows"][label] = scorer.score(outputs, reals, driving, real_desc)
+        _log_row(clip.name, label, out["rows"][label])
+        if save:
+            save_strip(save / f"{label}.png", reals, driving, warps, outputs)
+
+    for r in rows:
+        m = metas[r.source]
+        size = m["config"]["image_size"]
+        ft = [clip.crop(i, size) for i in range(r.T)]
+        drive_s = [clip.crop(i, size)[1] for i in clip.held]
+        log.info(f"{clip.name}: {r.label(names)} T={r.T}: fine-tuning {r.steps} steps")
+        t0 = time.perf_counter()
+        extra = {k: v for k, v in (("content", a.content), ("vgg19", a.vgg19), ("vggface", a.vggface))
+                 if v is not None}  # unset: puppet.finetune's own defaults
+        target = finetune(
+            [f for f, _ in ft], [p for _, p in ft], None if m["meta"] is not None else m["config"],
+            steps=r.steps, augment=not a.no_augment, checkpoint=m["meta"], device=a.device, seed=a.seed,
+            batch_size=a.batch, threads=a.threads, progress=not a.quiet, **extra,
+        )
+        ft_s = time.perf_counter() - t0
+        outputs = [to_eval_size(o) for o in generate(target, drive_s)]
+        s = scorer.score(outputs, reals, driving, real_desc)
+        s.update({"T": r.T, "steps": r.steps, "source": r.label(names), "image_size": size,
+                  "finetune_s": ft_s, "content": target.meta.get("content"),
+                  "final_losses": target.meta.get("final_losses")})
+        out["rows"][r.slug(names)] = s
+        _log_row(clip.name, f"{r.label(names)} T={r.T} steps={r.steps}", s)
+        if save:
+            save_strip(save / f"{r.slug(names)}.png", reals, driving, warps, outputs)
+    return out
+
+
+def _log_row(clip: str, label: str, s: dict) -> None:
+    log.info(f"{clip}: {label}: " + ", ".join(
+        f"{k} {s[k]:.4f}" for k in METRICS if s.get(k) is not None))
+
+
+METRICS = ("ssim", "psnr", "nme", "face_found", "csim", "finetune_s")
+
+
+def _aggregate(row: str, T, steps, clips: list[dict]) -> dict:
+    """Mean and std over clips of each per-clip mean; `n` counts the clips that have a value (NME: a face
+    found in at least one output)."""
+    out = {"row": row, "T": T, "steps": steps}
+    for k in METRICS:
+        vals = [c[k] for c in clips if c.get(k) is not None]
+        if vals:
+            out[k] = {"mean": round(float(np.mean(vals)), 4),
+                      "std": round(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, 4), "n": len(vals)}
+        else:
+            out[k] = None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+def _cell(v, nd: int, pct: bool = False, n_clips: int | None = None) -> str:
+    if v is None:
+        return "-"
+    k = 100.0 if pct else 1.0
+    spread = f" ± {v['std'] * k:.{nd}f}" if v["n"] > 1 else ""  # one clip: no spread to show
+    s = f"{v['mean'] * k:.{nd}f}" + ("%" if pct else "") + spread
+    if n_clips is not None and v["n"] < n_clips:
+        s += f" ({v['n']} clips)"
+    return s
+
+
 def markdown(r: dict) -> str:
+    n = len(r["clips"])
+    where = (f"the {r['split']} split of {r['corpus']} ({n} people, {CORPUS_CLIP} each)" if r["corpus"]
+             else f"{n} clip{'s' if n != 1 else ''} ({', '.join(c['name'] for c in r['clips'])})")
+    srcs = "; ".join(f"{k}: config {v['config']} ({v['image_size']}px)" for k, v in r["sources"].items())
     lines = [
-        f"Self-reenactment on {r['clip']}: config {r['config']} ({r['image_size']}px), {r['steps']} steps "
-        f"{'from ' + r['checkpoint'] if r['checkpoint'] else 'from scratch'}, content {r['content']}, "
-        f"{len(r['held_out'])} held-out frames (face in {r['face_frames']} of {r['frames_read']} frames).",
-        "",
-        "| T | SSIM ↑ | PSNR dB ↑ | NME ↓ | face found | FID ↓ | CSIM ↑ | fine-tune s |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Self-reenactment on {where}: {r['eval_frames']} held-out frames a clip after the first "
+        f"{max(r['frames'])}; every row scored at {r['eval_size']}x{r['eval_size']} (real crops cropped at "
+        f"{r['eval_size']} with the shared crop, smoothed over the clip; outputs of smaller configs upscaled "
+        f"bicubic). Mean ± std over clips of each clip's mean.",
     ]
-    for row in r["rows"]:
-        lines.append(
-            f"| {row['T']} | {row['ssim']:.3f} | {_f(row['psnr'], 2)} | {_f(row['nme'], 4)} | "
-            f"{row['face_found'] * 100:.0f}% | {_f(row.get('fid'), 1)} | {_f(row.get('csim'), 3)} | "
-            f"{row['finetune_s']:.0f} |")
+    if srcs:
+        lines.append(f"Model rows: {srcs}; content loss {r['content'] or 'puppet.finetune default'}, "
+                     f"{'warp augmentation' if r['augment'] else 'no augmentation'}, batch {r['batch']}, "
+                     f"seed {r['seed']}.")
     lines += [
-        f"| real crops (floor) | 1.000 | inf | {_f(r['real_crops_nme'], 4)} | "
-        f"{r['real_crops_face_found'] * 100:.0f}% | | | |",
         "",
-        r["fid_note"] + ". " + r["csim_note"] + ".",
+        "| row | T | steps | SSIM ↑ | PSNR dB ↑ | NME ↓ | face found ↑ | CSIM ↑ | fine-tune s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["table"]:
+        name = "real crops (floor)" if row["row"] == "real" else row["row"]
+        psnr_cell = "inf" if row["row"] == "real" else _cell(row["psnr"], 2)
+        lines.append(
+            f"| {name} | {row['T'] or ''} | {'' if row['steps'] is None else row['steps']} | "
+            f"{_cell(row['ssim'], 3)} | {psnr_cell} | {_cell(row['nme'], 4, n_clips=n)} | "
+            f"{_cell(row['face_found'], 0, pct=True)} | {_cell(row['csim'], 3)} | "
+            f"{_cell(row['finetune_s'], 0)} |")
+    lines += [
+        "",
+        f"NME: mediapipe re-detection on the output vs the driving landmarks, over the inter-ocular "
+        f"distance, on the outputs where a face is found. CSIM: cosine of the face-recognition net's "
+        f"descriptors (models.facerec) of the face region, output vs real; {CSIM_RANGE}. Run took "
+        f"{r['seconds']:.0f} s.",
     ]
     return "\n".join(lines)
 
 
-def _f(v, nd) -> str:
-    return "-" if v is None else f"{v:.{nd}f}"
+# ------------------------------------------------------------------------------------------ command line
+def _int_list(flag: str, text: str, minimum: int) -> list[int]:
+    try:
+        vals = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise PuppetError(f"{flag} {text}: expected comma-separated integers such as 1,8") from None
+    if not vals or vals[0] < minimum:
+        raise PuppetError(f"{flag} {text}: need at least one value, each >= {minimum}")
+    return vals
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = Parser(prog="python -m bench.quality", description="Self-reenactment quality on a talking-head clip.")
-    p.add_argument("--clip", required=True, help="a video of one person talking")
-    p.add_argument("--frames", default="1,8,32", help="the T values, comma-separated (default 1,8,32)")
-    p.add_argument("--config", default="small", help="networks when training from scratch (default small)")
-    p.add_argument("--checkpoint", metavar="META", help="meta-learned checkpoint (meta.pt) to fine-tune from")
-    p.add_argument("--steps", type=int, default=200, help="fine-tuning steps per T (default 200)")
+    p = Parser(prog="python -m bench.quality",
+               description="Self-reenactment quality on talking-head clips, every row scored at 256x256.")
+    p.add_argument("--clip", action="append", default=[], help="a video of one person talking (repeatable)")
+    p.add_argument("--corpus", metavar="DIR", help="the faces corpus (videos/<person>/NN.mp4): one clip "
+                   f"({CORPUS_CLIP}) of each person of --split")
+    p.add_argument("--split", default="dev_eval", help="the corpus split (default dev_eval)")
+    p.add_argument("--split-file", default=str(SPLIT_FILE), help="the split file (default "
+                   "bench/corpus_split.json)")
+    p.add_argument("--frames", default="1,8", help="the T values, comma-separated (default 1,8); the "
+                   "held-out frames follow the first max(T) face frames")
+    p.add_argument("--steps", default="0,20", help="fine-tuning steps, comma-separated (default 0,20; 0: the "
+                   "feed-forward model)")
+    p.add_argument("--config", default="cpu-warp",
+                   help="networks for --checkpoint scratch (default cpu-warp)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="META|scratch",
+                   help="meta-learned checkpoint to fine-tune from (repeatable); 'scratch': randomly "
+                        "initialised --config (the default when no --checkpoint is given)")
+    p.add_argument("--baselines-only", action="store_true", help="only the static and warp rows")
     p.add_argument("--batch", type=int, default=4, help="fine-tuning batch size (default 4)")
-    p.add_argument("--eval-frames", type=int, default=32, help="held-out frames to score (default 32)")
-    p.add_argument("--max-frames", type=int, help="read at most this many frames of the clip")
-    p.add_argument("--content", choices=["l1", "paper"], default="l1",
-                   help="fine-tuning content loss: pixel L1 (default, no weights) or the paper's VGG losses")
-    p.add_argument("--vgg19", help="VGG19 weights for --content paper")
-    p.add_argument("--vggface", help="VGGFace weights for --content paper")
+    p.add_argument("--eval-frames", type=int, default=16, help="held-out frames per clip (default 16)")
+    p.add_argument("--max-frames", type=int, help="read at most this many frames of each clip")
+    p.add_argument("--content", help="fine-tuning content loss, passed to puppet.finetune (default: its "
+                   "default, auto)")
+    p.add_argument("--vgg19", help="VGG19 weights for the VGG content loss (passed to puppet.finetune)")
+    p.add_argument("--vggface", help="VGGFace weights for the VGG content loss (passed to puppet.finetune)")
     p.add_argument("--no-augment", action="store_true", help="fine-tune on the T frames only, no warps")
     p.add_argument("--device", default="auto", help="fine-tuning device: cpu, cuda or auto (default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inception", metavar="PATH", help="TorchScript Inception-v3 for FID (optional)")
-    p.add_argument("--arcface", metavar="PATH", help="ArcFace ONNX model for CSIM (optional)")
-    p.add_argument("--json", metavar="OUT.json", help="write the results here")
-    p.add_argument("--save", metavar="DIR", help="write real | sketch | output strips per T here")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the results depend "
+                   "on it, and a shared machine's other work stays unstarved)")
+    p.add_argument("--json", metavar="OUT.json", help="write the results (every clip's, every frame's) here")
+    p.add_argument("--save", metavar="DIR",
+                   help="write real | sketch | warp | output strips per clip and row")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    if not Path(a.clip).is_file():
-        raise PuppetError(f"--clip {a.clip}: no such video file; pass a clip of one person talking (.mp4)")
-    try:
-        a.frames = sorted({int(t) for t in a.frames.split(",") if t.strip()})
-    except ValueError:
-        raise PuppetError(f"--frames {a.frames}: expected comma-separated integers such as 1,8,32") from None
-    if not a.frames or a.frames[0] < 1:
-        raise PuppetError(f"--frames {a.frames}: each T must be at least 1")
-    if a.steps < 0 or a.eval_frames < 1 or a.batch < 1:
-        raise PuppetError(f"--steps {a.steps} --eval-frames {a.eval_frames} --batch {a.batch}: "
-                          f"need steps >= 0, eval-frames >= 1 and batch >= 1")
+    if bool(a.clip) == bool(a.corpus):
+        raise PuppetError("python -m bench.quality: pass either --corpus DIR (with --split) or one or more "
+                          "--clip CLIP")
+    if a.corpus:
+        a.clips = corpus_clips(a.corpus, a.split, a.split_file)
+    else:
+        for c in a.clip:
+            if not Path(c).is_file():
+                raise PuppetError(f"--clip {c}: no such video file; pass a clip of one person talking (.mp4)")
+        paths = [Path(c) for c in a.clip]
+        a.clips = list(zip(clip_names(paths), paths))
+        a.split = None
+    a.frames = _int_list("--frames", a.frames, 1)
+    a.steps = _int_list("--steps", a.steps, 0)
+    if a.eval_frames < 1 or a.batch < 1 or a.threads < 1 or (a.max_frames is not None and a.max_frames < 2):
+        raise PuppetError(f"--eval-frames {a.eval_frames} --batch {a.batch} --threads {a.threads} "
+                          f"--max-frames {a.max_frames}: need eval-frames >= 1, batch >= 1, threads >= 1, "
+                          f"max-frames >= 2")
+    if not a.checkpoint:
+        a.checkpoint = [SCRATCH]
+    if len(set(a.checkpoint)) < len(a.checkpoint):
+        raise PuppetError(f"--checkpoint: {', '.join(a.checkpoint)} names one more than once; pass each once")
     if a.config.endswith(".json"):
         from bench.generator import parse_config
 

@@ -1,4 +1,5 @@
-"""bench/: the metrics on known images, `python -m bench --quick`, bench.quality on a tiny clip."""
+"""bench/: the metrics on known images, `python -m bench --quick`, the bench.quality protocol on a clip the
+test makes (never ../shared)."""
 
 from __future__ import annotations
 
@@ -48,22 +49,6 @@ def test_nme_zero_for_identical_and_offset_over_interocular():
     assert nme(ref + np.array([3.0, 4.0]), ref) == pytest.approx(5.0 / 60.0, rel=1e-6)
     with pytest.raises(ValueError):
         nme(ref[:10], ref)
-
-
-@pytest.fixture(scope="module")
-def talking_clip(tmp_path_factory, grace_hopper_path):
-    """A short synthetic talking clip of the packaged portrait, written with puppet.data.clips."""
-    import cv2
-
-    from puppet.data.clips import write_video
-    from puppet.data.motion import animate
-    from puppet.faces.images import read_image
-    from puppet.faces.track import detect
-
-    img = read_image(grace_hopper_path)
-    img = cv2.resize(img, (img.shape[1] * 240 // img.shape[0], 240), interpolation=cv2.INTER_AREA)
-    frames, _ = animate(img, detect(img), 10, np.random.default_rng(0))
-    return write_video(tmp_path_factory.mktemp("clip") / "talk.mp4", frames, 25.0)
 
 
 def test_bench_quick_writes_json_with_real_numbers(tmp_path):
@@ -117,77 +102,154 @@ def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path):
     assert lv["file"]["frames_out"] == s["frames"] and lv["file"]["stages_in_loop_ms"]["warp"] > 0
 
 
-def test_quality_protocol_on_a_tiny_clip(talking_clip):
-    from bench.quality import markdown, parse_args, run
+# ------------------------------------------------------------------------------------ bench.quality
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory, grace_hopper_path):
+    """A short synthetic talking clip of the packaged portrait (puppet.data.motion + puppet.data.clips): 14
+    frames of a trajectory drawn at 5 fps, so the head moves clearly between frames."""
+    import cv2
 
-    torch.manual_seed(0)
-    a = parse_args(["--clip", str(talking_clip), "--frames", "1", "--config", "tiny", "--steps", "2",
-                    "--eval-frames", "4", "--device", "cpu", "--quiet"])
-    r = run(a)
-    assert r["face_frames"] == 10 and len(r["held_out"]) == 4 and min(r["held_out"]) >= 1
-    (row,) = r["rows"]
-    assert row["T"] == 1
-    assert -1.0 <= row["ssim"] < 1.0
-    assert 0.0 < row["psnr"] < 60.0
-    assert 0.0 <= row["face_found"] <= 1.0
-    assert row["nme"] is None or row["nme"] >= 0.0  # None: no face on a 2-step model's output
-    # The NME path on real faces: the tracker re-detecting the real crops agrees with the clip's tracking.
-    assert r["real_crops_face_found"] == 1.0
-    assert 0.0 < r["real_crops_nme"] < 0.1
-    assert "FID skipped" in r["fid_note"] and "CSIM skipped" in r["csim_note"]
-    assert "| 1 |" in markdown(r)
+    from puppet.data.clips import write_video
+    from puppet.data.motion import animate
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
+
+    img = read_image(grace_hopper_path)
+    img = cv2.resize(img, (img.shape[1] * 240 // img.shape[0], 240), interpolation=cv2.INTER_AREA)
+    frames, _ = animate(img, detect(img), 14, np.random.default_rng(0), fps=5.0)
+    return write_video(tmp_path_factory.mktemp("clip") / "talk.mp4", frames, 25.0)
 
 
-def test_frechet_distance_formula():
-    from bench.quality import frechet_distance
+def _tiny_meta(path):
+    """A randomly initialised 'meta-learned' checkpoint of the tiny config (the format load_meta reads)."""
+    from models.discriminator import Discriminator
+    from models.embedder import Embedder
+    from models.generator import Generator
+    from puppet.files import torch_save_atomic
+    from puppet.training.train import FORMAT, VERSION
 
-    rng = np.random.default_rng(6)
-    a = rng.normal(size=(200, 4))
-    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    # same covariance, means apart by (1, 2, 0, 0): FID = |mu_a - mu_b|^2 = 5
-    assert frechet_distance(a, a + np.array([1.0, 2.0, 0.0, 0.0])) == pytest.approx(5.0, abs=1e-6)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TorchScript and its ONNX exporter
-def test_csim_and_fid_hooks_load_user_models(tmp_path):
-    """The FID/CSIM loading paths with random-weight stand-ins (no Inception/ArcFace weights exist here): the
-    numbers are meaningless, the plumbing (TorchScript call, 5-point alignment, onnxruntime) is real."""
-    from bench.quality import ArcFace, Inception, frechet_distance
-
-    torch.manual_seed(0)
-
-    class Features(torch.nn.Module):  # the TorchScript interface of StyleGAN's inception-2015-12-05.pt
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3)
-
-        def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-            return self.conv(x / 255.0).mean(dim=(2, 3))
-
-    torch.jit.save(torch.jit.script(Features()), str(tmp_path / "inception.pt"))
-    emb = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.Flatten(), torch.nn.LazyLinear(16))
-    emb(torch.zeros(1, 3, 112, 112))
-    torch.onnx.export(emb, (torch.zeros(1, 3, 112, 112),), str(tmp_path / "arcface.onnx"), dynamo=False)
-
-    crops = [_image(s, 64) for s in range(6)]
-    lms = np.tile(np.linspace(16, 48, 68)[:, None], (1, 2)).astype(np.float32)
-    lms[36:42] = (22, 26)
-    lms[42:48] = (42, 26)
-    lms[30] = (32, 36)
-    lms[48], lms[54] = (25, 46), (39, 46)
-    arc = ArcFace(tmp_path / "arcface.onnx")
-    assert arc.csim(crops, crops, [lms] * 6) == pytest.approx(1.0, abs=1e-6)
-    assert arc.csim(crops, crops[::-1], [lms] * 6) < 1.0
-    feats = Inception(tmp_path / "inception.pt").features(crops)
-    assert feats.shape == (6, 8)
-    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    torch.manual_seed(1)
+    E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+                       "embedder": E.state_dict(), "generator": G.state_dict(),
+                       "discriminator": D.state_dict()}, path)
+    return path
 
 
-def test_quality_refuses_missing_weight_files(tmp_path):
-    from bench.quality import ArcFace, Inception
+def _numbers(table):
+    """The table's values without the timings (which vary run to run)."""
+    return [{k: v for k, v in row.items() if k != "finetune_s"} for row in table]
+
+
+def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, capsys):
+    """Baselines and model rows (from scratch on tiny-warp, from a tiny checkpoint; T 1 and 2; 0 and 2
+    steps), all scored at 256x256; strips of real | sketch | warp | output at 256; the same numbers on a
+    second run."""
+    import json
+
+    import cv2
+
+    from bench.quality import main, parse_args, run
+
+    meta = _tiny_meta(tmp_path / "meta.pt")
+    argv = ["--clip", str(moving_clip), "--frames", "1,2", "--steps", "0,2", "--config", "tiny-warp",
+            "--checkpoint", "scratch", "--checkpoint", str(meta), "--eval-frames", "4", "--device", "cpu",
+            "--content", "l1", "--quiet", "--threads", "1"]
+    assert main(argv + ["--json", str(tmp_path / "q.json"), "--save", str(tmp_path / "strips")]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "q.json").read_text())
+
+    assert r["eval_size"] == 256 and "scored at 256x256" in out
+    assert [c["name"] for c in r["clips"]] == ["talk"]
+    (clip,) = r["per_clip"]
+    assert clip["face_frames"] == 14 and len(clip["held_out"]) == 4 and min(clip["held_out"]) >= 2
+    table = {(row["row"], row["T"], row["steps"]): row for row in r["table"]}
+    assert list(table)[:3] == [("real", None, None), ("static", None, None), ("warp", None, None)]
+    models = [k for k in table if k[1] is not None]
+    assert sorted(models) == sorted((src, T, s) for src in ("scratch tiny-warp", "meta") for T in (1, 2)
+                                    for s in (0, 2))
+    for line in ("| static |", "| warp |", "| scratch tiny-warp | 1 | 0 |", "| meta | 2 | 2 |"):
+        assert line in out, line
+    for key, row in table.items():
+        assert -1.0 <= row["csim"]["mean"] <= 1.0, key
+        assert 0.0 <= row["face_found"]["mean"] <= 1.0, key
+        assert -1.0 <= row["ssim"]["mean"] <= 1.0, key
+        assert (row["finetune_s"] is None) == (key[1] is None), key
+    # The warp of the reference follows the moving head: better than the reference standing still.
+    static, warp = clip["rows"]["static"], clip["rows"]["warp"]
+    assert warp["ssim"] >= static["ssim"] and warp["nme"] < static["nme"]
+    # Same-person frames of one clip: high identity similarity for the baselines.
+    assert static["csim"] > 0.9 and warp["csim"] > 0.9
+    # The NME path on real faces: re-detecting the real crops agrees with the clip's own tracking.
+    assert clip["real"]["face_found"] == 1.0 and 0.0 < clip["real"]["nme"] < 0.1
+    assert clip["real"]["csim"] == pytest.approx(1.0, abs=1e-5)
+
+    # Strips: real | sketch | warp | output, each at 256, one per row of the clip.
+    strips = sorted(p.name for p in (tmp_path / "strips" / "talk").iterdir())
+    assert "static.png" in strips and "warp.png" in strips and len(strips) == 2 + len(models)
+    img = cv2.imread(str(tmp_path / "strips" / "talk" / "meta_T2_steps2.png"))
+    assert img.shape == (4 * 256, 4 * 256, 3)
+
+    # Deterministic for a fixed seed.
+    again = run(parse_args(argv))
+    assert _numbers(again["table"]) == _numbers(r["table"])
+
+
+def test_quality_scores_at_256_whatever_the_config_size():
+    """A 64x64 output is upscaled bicubically to 256 before scoring; the scorer refuses anything else."""
+    from bench.quality import EVAL_SIZE, Scorer, to_eval_size
+
+    small = _image(0, 64)
+    big = to_eval_size(small)
+    assert EVAL_SIZE == 256 and big.shape == (256, 256, 3) and big.dtype == np.uint8
+    assert to_eval_size(big) is big
+    scorer = Scorer()
+    try:
+        with pytest.raises(ValueError, match="256x256"):
+            scorer.score([small], [small], [np.zeros((68, 2), np.float32)], scorer.descriptors([small]))
+    finally:
+        scorer.close()
+
+
+def test_quality_corpus_clips_and_one_line_errors(moving_clip, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from bench.quality import SPLIT_FILE, corpus_clips, parse_args, run
     from puppet.errors import PuppetError
 
-    with pytest.raises(PuppetError, match="--inception .*no such file"):
-        Inception(tmp_path / "missing.pt")
-    with pytest.raises(PuppetError, match="--arcface .*no such file"):
-        ArcFace(tmp_path / "missing.onnx")
+    corpus = tmp_path / "faces"
+    (corpus / "videos" / "ann").mkdir(parents=True)
+    shutil.copy(moving_clip, corpus / "videos" / "ann" / "01.mp4")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"about": "test", "dev_eval": ["ann"], "train": ["bob"]}))
+    assert corpus_clips(corpus, "dev_eval", split) == [("ann", corpus / "videos" / "ann" / "01.mp4")]
+    a = parse_args(["--corpus", str(corpus), "--split-file", str(split), "--baselines-only"])
+    assert a.clips == [("ann", corpus / "videos" / "ann" / "01.mp4")] and a.baselines_only
+    # The project's own split file: the dev-eval people, never trained on.
+    real = json.loads(SPLIT_FILE.read_text())
+    assert len(real["dev_eval"]) >= 8 and not set(real["dev_eval"]) & set(real["train"])
+
+    with pytest.raises(PuppetError, match="--split nope: not a split of .*dev_eval, train"):
+        corpus_clips(corpus, "nope", split)
+    with pytest.raises(PuppetError, match="bob/01.mp4 missing"):
+        corpus_clips(corpus, "train", split)
+    with pytest.raises(PuppetError, match="--corpus .*: no videos/ folder"):
+        parse_args(["--corpus", str(tmp_path / "nowhere")])
+    with pytest.raises(PuppetError, match="--clip .*missing.mp4: no such video file"):
+        parse_args(["--clip", str(tmp_path / "missing.mp4")])
+    with pytest.raises(PuppetError, match="either --corpus"):
+        parse_args([])
+    with pytest.raises(PuppetError, match="--frames"):
+        parse_args(["--clip", str(moving_clip), "--frames", "0,x"])
+    with pytest.raises(PuppetError, match="no.pt: meta-learned checkpoint not found"):
+        run(parse_args(["--clip", str(moving_clip), "--checkpoint", str(tmp_path / "no.pt")]))
+    # Through the command: one line, exit 2, no traceback.
+    for args in (["--corpus", str(tmp_path / "nowhere")], ["--corpus", str(corpus), "--split", "nope",
+                                                           "--split-file", str(split)]):
+        p = subprocess.run([sys.executable, "-m", "bench.quality", *args], capture_output=True, text=True,
+                           timeout=120)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
