@@ -2,9 +2,10 @@
 
     python -m puppet.demo [--photo PHOTO] [--source CLIP] [--out demo_out] [--config tiny] [--steps N]
 
-1. A target: fine-tuned from scratch, with warp augmentation, on a portrait that ships in a package
-   (matplotlib's Grace Hopper), or on --photo. Cached: a second run with the same photo and settings starts
-   at once.
+1. A target: fine-tuned from the meta-learned model that ships with puppet (models/weights/, MODEL_CARD.md),
+   with warp augmentation, on a portrait that ships in a package (matplotlib's Grace Hopper), or on --photo;
+   --from-scratch trains a small model from random weights instead. Cached: a second run with the same
+   photo and settings starts at once.
 2. A driving clip: a synthetic talking head made from another packaged portrait (scikit-image's astronaut,
    animated by puppet.synthetic), or --source.
 3. The live loop (puppet.live, the same threads and stages as with a webcam) drives the target with the clip
@@ -28,8 +29,9 @@ from puppet.errors import PuppetError, run_cli
 
 log = logging.getLogger(__name__)
 
-DEMO_CONFIG = "tiny"
-DEMO_STEPS = 600
+DEMO_STEPS = 30  # from the shipped model: about a minute on 2 CPU cores
+SCRATCH_CONFIG = "tiny"
+SCRATCH_STEPS = 600
 DEMO_FRAMES = 100
 PANEL_HEIGHT = 256
 
@@ -42,27 +44,31 @@ def cache_dir() -> Path:
     return cache_root()
 
 
-def target_cache_path(photo: Path, config: str, steps: int, seed: int) -> Path:
-    """The cached target's name: it changes with the photo's bytes, the settings and puppet's version."""
+def target_cache_path(photo: Path, config: str | None, steps: int, seed: int) -> Path:
+    """The cached target's name: it changes with the photo's bytes, the settings, the shipped model and
+    puppet's version. config None: fine-tuned from the shipped model."""
     from puppet import __version__
     from puppet.target import FORMAT_VERSION
+    from puppet.training.train import SHIPPED_META
 
     h = hashlib.sha256(photo.read_bytes())
-    h.update(json.dumps([config, steps, seed, __version__, FORMAT_VERSION]).encode())
+    shipped = hashlib.sha256(SHIPPED_META.read_bytes()).hexdigest() if config is None else ""
+    h.update(json.dumps([config, steps, seed, __version__, FORMAT_VERSION, shipped]).encode())
+    config = config or "shipped"
     return cache_dir() / f"demo-{photo.stem}-{config}-{h.hexdigest()[:12]}.pt"
 
 
-def make_target(photo: Path, config: str, steps: int, seed: int, device: str) -> Path:
-    """Fine-tune from scratch on `photo` (pixel L1 loss: no VGG weights needed) unless cached; its path.
-    The target keeps the photo as its picture (the live output pastes the face back into it)."""
-    import dataclasses
-
+def make_target(photo: Path, config: str | None, steps: int, seed: int, device: str) -> Path:
+    """Fine-tune on `photo` unless cached; its path. config None: from the shipped meta-learned model (the
+    content loss needs no download); a config name: from scratch with a pixel loss. The target keeps the
+    photo as its picture (the live output pastes the face back into it)."""
     from models.config import get_config
     from puppet.faces.crop import Crop
     from puppet.faces.images import read_image
     from puppet.faces.track import detect
     from puppet.target import load_target, save_target
     from puppet.training.finetune import finetune
+    from puppet.training.train import load_meta, shipped_meta
 
     path = target_cache_path(photo, config, steps, seed)
     if path.exists():
@@ -72,19 +78,20 @@ def make_target(photo: Path, config: str, steps: int, seed: int, device: str) ->
             return path
         except PuppetError as e:  # a damaged cache is rebuilt, not trusted
             log.info(f"{e}; fine-tuning again")
-    size = get_config(config)["image_size"]
+    meta = load_meta(shipped_meta()) if config is None else None
+    size = get_config(meta["config"] if meta is not None else config)["image_size"]
     bgr = read_image(photo)
     pts = detect(bgr)
     if pts is None:
         raise PuppetError(f"{photo}: no face found; pass a photo with a clear, frontal face")
     box = Crop.from_landmarks(pts)  # the shared crop, as puppet.finetune cuts it
     crops, lms = [box.apply(bgr, size)], [box.to_crop(pts, size)]
-    log.info(f"target: fine-tuning '{config}' from scratch on {photo.name}, {steps} steps with warp "
-             f"augmentation (once; cached in {path.parent})")
-    target = finetune(crops, lms, config, steps=steps, augment=True, device=device, seed=seed,
-                      content="l1", sources=[photo.name])
-    if target.picture is None:
-        target = dataclasses.replace(target, picture=bgr, crop_box=box)
+    start = "the shipped model" if meta is not None else f"scratch ('{config}')"
+    log.info(f"target: fine-tuning from {start} on {photo.name}, {steps} steps with warp augmentation "
+             f"(once; cached in {path.parent})")
+    target = finetune(crops, lms, None if meta is not None else config, steps=steps, augment=True,
+                      checkpoint=meta, device=device, seed=seed, content="auto" if meta is not None else "l1",
+                      sources=[photo.name], picture=bgr, crop_box=box)
     save_target(path, target)
     return path
 
@@ -146,8 +153,11 @@ def _parser() -> Parser:
     p.add_argument("--photo", type=Path, help="the target's photo (default: matplotlib's Grace Hopper)")
     p.add_argument("--source", help="a driving video (default: a synthetic talking clip of the astronaut)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    p.add_argument("--config", default=DEMO_CONFIG, help=f"network size (default {DEMO_CONFIG})")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"fine-tuning steps (default {DEMO_STEPS})")
+    p.add_argument("--from-scratch", action="store_true",
+                   help=f"train a '{SCRATCH_CONFIG}' model from random weights instead of the shipped model")
+    p.add_argument("--config", help=f"network size, with --from-scratch (default {SCRATCH_CONFIG})")
+    p.add_argument("--steps", type=int,
+                   help=f"fine-tuning steps (default {DEMO_STEPS}; {SCRATCH_STEPS} with --from-scratch)")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the synthetic driving clip")
     p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (default auto)")
     p.add_argument("--device", default="auto", help="fine-tuning device: auto|cpu|cuda")
@@ -169,11 +179,15 @@ def main(argv: list[str]) -> int:
     photo = a.photo or grace_hopper()
     if not Path(photo).is_file():
         raise PuppetError(f"{photo}: no such photo; pass --photo a JPEG or PNG with one face")
-    if a.steps < 0 or a.frames < 2:
+    if a.config and not a.from_scratch:
+        raise PuppetError("--config: only with --from-scratch (the shipped model has its own)")
+    config = (a.config or SCRATCH_CONFIG) if a.from_scratch else None
+    steps = a.steps if a.steps is not None else (SCRATCH_STEPS if a.from_scratch else DEMO_STEPS)
+    if steps < 0 or a.frames < 2:
         raise PuppetError("--steps must be >= 0 and --frames >= 2")
     a.out.mkdir(parents=True, exist_ok=True)
 
-    target_path = make_target(Path(photo), a.config, a.steps, a.seed, a.device)
+    target_path = make_target(Path(photo), config, steps, a.seed, a.device)
     clip = Path(a.source) if a.source else make_driver(a.out, a.frames, a.seed)
 
     framing = Framing()  # 1280x720, the whole photo fitted: what puppet.live sends by default
