@@ -1,7 +1,6 @@
 """Helpers shared by several test files."""
 
 import copy
-import math
 
 import cv2
 import numpy as np
@@ -12,11 +11,12 @@ from models.spectral import remove_spectral_norm
 from puppet.target import Target
 
 
-def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5, photo=None,
+def random_target(seed: int = 0, config: str = "tiny", delta: float | None = 0.05, photo=None,
                   picture: bool = True) -> Target:
     """A small random target whose every part matters: attention switched on (gamma != 0), psi far from 0,
-    and for an appearance config (`tiny-warp`) the mask at `mask` (0.5: the generated layer counts as much
-    as the warp; None: left at its untrained 0.98 start). The reference image is noise (random landmarks,
+    and for an appearance config (`tiny-warp`) the delta head's weights drawn with std `delta` (the
+    generated correction visibly changes the warp; None: left at its untrained zero start). The reference
+    image is noise (random landmarks,
     random pixels), unless `photo` (a path or uint8 BGR image) is given: then the reference is its face
     (mediapipe's landmarks, the shared crop) and, with `picture`, the photo is the target's picture, its
     crop_box that crop (picture=False: a target as made before pictures were kept)."""
@@ -26,8 +26,8 @@ def random_target(seed: int = 0, config: str = "tiny", mask: float | None = 0.5,
         for m in G.modules():
             if hasattr(m, "gamma"):
                 m.gamma.fill_(0.7)  # attention on
-        if G.appearance and mask is not None:
-            G.body.mask.bias.fill_(math.log(mask / (1 - mask)))  # sigmoid(bias) = mask everywhere
+        if G.appearance and delta is not None:
+            G.body.delta.weight.normal_(0.0, delta)
     G = remove_spectral_norm(copy.deepcopy(G).eval())
     size = G.cfg["image_size"]
     rng = np.random.default_rng(seed)
