@@ -1,14 +1,14 @@
 """TensorRT's API as export/trt.py and the tensorrt backend use it, checked without TensorRT or a GPU.
 
 For each TensorRT version in _trt_bindings.VERSIONS:
-- the real compiled bindings (PyPI's tensorrt-cu12-bindings wheel, downloaded once into .cache/trt-wheels)
+- the real compiled bindings (PyPI's tensorrt-cu12-bindings wheel, fetched into .cache/trt-wheels by .ci/run)
   are imported in a subprocess against a null stand-in for TensorRT's libraries, and _trt_api_check.py checks
   every TensorRT name the code uses (enums, classes, methods and their pybind11 signatures, properties) and
   runs the code that needs no engine (route, network flags, the progress monitor, buffer binding);
 - mypy checks export/trt.py and puppet/live/runtime.py against the stubs of those bindings in stubs/.
 
 Names and signatures only: no engine is built or run here (no machine here can). The checks skip only when
-the wheels can't be downloaded (no network); a missing C compiler or a failed check fails.
+the wheels are not fetched (tests download nothing); a missing C compiler or a failed check fails.
 """
 
 import importlib.metadata
@@ -32,7 +32,7 @@ def bindings(tmp_path_factory):
             try:
                 made[version] = prepare(version, tmp_path_factory.mktemp(f"trt-{version}"))
             except Unavailable as e:
-                pytest.skip(f"TensorRT {version}'s bindings wheel can't be downloaded (no network?): {e}")
+                pytest.skip(f"TensorRT {version}'s bindings wheel is not fetched: {e}")
         return made[version]
 
     return get
