@@ -337,13 +337,23 @@ def run(a: argparse.Namespace) -> dict:
         log.info(f"{name}: face in {len(c.lms)} of {c.frames_read} frames, held-out face frames "
                  f"{c.held[0]}..{c.held[-1]} ({len(c.held)}), tracked in {time.perf_counter() - t0:.1f} s")
 
-    scorer = Scorer()
-    per_clip = []
-    try:
-        for clip in clips:
-            per_clip.append(_run_clip(a, clip, scorer, rows, metas, names))
-    finally:
-        scorer.close()
+    if a.jobs > 1 and len(clips) > 1:
+        # One process per job, each with its own tracker and torch threads; a clip's numbers don't depend on
+        # which process scored it (every fine-tune is seeded), so the table equals a serial run's.
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(a.jobs, len(clips)),
+                                 mp_context=mp.get_context("spawn")) as pool:
+            per_clip = list(pool.map(_clip_job, [(a, c, rows, metas, names) for c in clips]))
+    else:
+        scorer = Scorer()
+        per_clip = []
+        try:
+            for clip in clips:
+                per_clip.append(_run_clip(a, clip, scorer, rows, metas, names))
+        finally:
+            scorer.close()
 
     table = [_aggregate("real", None, None, [c["real"] for c in per_clip]),
              _aggregate("static", None, None, [c["rows"]["static"] for c in per_clip]),
@@ -362,6 +372,20 @@ def run(a: argparse.Namespace) -> dict:
         "table": table, "per_clip": per_clip,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _clip_job(job) -> dict:
+    """One clip in a worker process (--jobs)."""
+    from puppet.log import configure
+
+    a, clip, rows, metas, names = job
+    configure()
+    torch.set_num_threads(a.threads)
+    scorer = Scorer()
+    try:
+        return _run_clip(a, clip, scorer, rows, metas, names)
+    finally:
+        scorer.close()
 
 
 def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, names: dict) -> dict:
@@ -526,6 +550,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the results depend "
                    "on it, and a shared machine's other work stays unstarved)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="clips scored in parallel, one process each (default 1; e.g. the number of cores)")
     p.add_argument("--json", metavar="OUT.json", help="write the results (every clip's, every frame's) here")
     p.add_argument("--save", metavar="DIR",
                    help="write real | sketch | warp | output strips per clip and row")
@@ -545,6 +571,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         a.split = None
     a.frames = _int_list("--frames", a.frames, 1)
     a.steps = _int_list("--steps", a.steps, 0)
+    if a.jobs < 1:
+        raise PuppetError(f"--jobs {a.jobs}: must be at least 1")
     if a.eval_frames < 1 or a.batch < 1 or a.threads < 1 or (a.max_frames is not None and a.max_frames < 2):
         raise PuppetError(f"--eval-frames {a.eval_frames} --batch {a.batch} --threads {a.threads} "
                           f"--max-frames {a.max_frames}: need eval-frames >= 1, batch >= 1, threads >= 1, "

@@ -195,6 +195,20 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
     assert _numbers(again["table"]) == _numbers(r["table"])
 
 
+def test_quality_jobs_give_the_serial_table(moving_clip, tmp_path):
+    """--jobs 2 scores the clips in two processes: the same table as one process."""
+    import shutil
+
+    from bench.quality import parse_args, run
+
+    other = shutil.copy(moving_clip, tmp_path / "talk2.mp4")
+    argv = ["--clip", str(moving_clip), "--clip", str(other), "--frames", "1", "--steps", "1",
+            "--config", "tiny-warp", "--eval-frames", "3", "--device", "cpu", "--content", "l1", "--quiet"]
+    serial, parallel = run(parse_args(argv)), run(parse_args(argv + ["--jobs", "2"]))
+    assert [c["name"] for c in parallel["clips"]] == [c["name"] for c in serial["clips"]]
+    assert _numbers(parallel["table"]) == _numbers(serial["table"])
+
+
 def test_quality_scores_at_256_whatever_the_config_size():
     """A 64x64 output is upscaled bicubically to 256 before scoring; the scorer refuses anything else."""
     from bench.quality import EVAL_SIZE, Scorer, to_eval_size
