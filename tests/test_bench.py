@@ -267,3 +267,21 @@ def test_quality_corpus_clips_and_one_line_errors(moving_clip, tmp_path):
                            timeout=120)
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+
+
+def test_bench_finetune_times_both_thread_policies(tmp_path):
+    """python -m bench.finetune: torch's default threads against puppet's choice, idle and busy, in child
+    processes (tiny config, one step each)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ft.json"
+    r = subprocess.run([sys.executable, "-m", "bench.finetune", "--config", "tiny", "--steps", "1", "--busy",
+                        "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(x["load"], x["policy"]) for x in rows] == [("idle", "torch"), ("idle", "puppet"),
+                                                       ("busy", "torch"), ("busy", "puppet")]
+    assert all(x["step_s"] > 0 and x["threads"] >= 1 for x in rows)
+    assert "| busy | puppet |" in r.stdout
