@@ -23,7 +23,8 @@ the generator how the face moves under a new sketch.
 Content loss (--content): auto (default) takes the paper's VGG19 + VGGFace where both weight files are found,
 else the vendored face-recognition net's features and identity (perceptual, no download); l1 is a pixel
 loss for quick smoke runs. Adam uses the same betas as meta-learning (PyTorch's defaults).
-Learning rates: the paper's 5e-5 (G) and 2e-4 (D) are for fine-tuning a meta-learned model. A model from
+Learning rates: from a meta-learned model, the rates it was meta-learned with (the paper's 5e-5 for G and
+2e-4 for D when its checkpoint doesn't say; the shipped model's are 5e-4 and 1e-3). A model from
 --from-scratch has everything to learn from a handful of frames and needs a higher G rate to get anywhere in
 a few hundred steps: its default is FROM_SCRATCH_LR_G (override with --lr / --lr-d).
 
@@ -54,6 +55,10 @@ from puppet.target import Target, make_metadata, save_target
 
 log = logging.getLogger(__name__)
 
+# From a meta-learned model, fine-tuning takes the learning rates it was meta-learned with (its checkpoint's
+# "train" record), else the paper's. The shipped model was meta-learned at 10x the paper's rates (a CPU
+# budget of ~2k steps, not days), and at the paper's 5e-5 its correction head barely moves in a few dozen
+# steps.
 PAPER_LR_G = 5e-5
 PAPER_LR_D = 2e-4
 FROM_SCRATCH_LR_G = 1e-3
@@ -307,9 +312,9 @@ def finetune(
     if steps is None:
         steps = DEFAULT_STEPS_META if meta is not None else DEFAULT_STEPS_SCRATCH
     if lr_g is None:
-        lr_g = PAPER_LR_G if meta is not None else FROM_SCRATCH_LR_G
+        lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
-        lr_d = PAPER_LR_D if meta is not None else FROM_SCRATCH_LR_D
+        lr_d = float(meta.get("train", {}).get("lr_d", PAPER_LR_D)) if meta is not None else FROM_SCRATCH_LR_D
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(threads or cpu_threads())
@@ -427,9 +432,11 @@ def _parser() -> Parser:
     p.add_argument("--no-augment", action="store_true", help="train on the frames only, no warps of them")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"G learning rate (default {PAPER_LR_G:g}, the paper's; {FROM_SCRATCH_LR_G:g} "
+                   help=f"G learning rate (default: the meta-learned model's own, the paper's {PAPER_LR_G:g} "
+                        f"when it doesn't say; {FROM_SCRATCH_LR_G:g} "
                         f"from scratch)")
-    p.add_argument("--lr-d", type=float, default=None, help=f"D learning rate (default {PAPER_LR_D:g})")
+    p.add_argument("--lr-d", type=float, default=None,
+                   help=f"D learning rate (default: the meta-learned model's own, else {PAPER_LR_D:g})")
     p.add_argument("--content", choices=CONTENT_CHOICES, default="auto",
                    help="content loss: auto (default: vgg where its weights are found, else face), vgg (the "
                         "paper's VGG19+VGGFace), face (the vendored face-recognition net), l1 (pixels)")
