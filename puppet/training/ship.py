@@ -37,7 +37,9 @@ def ship(src: str | Path, dst: str | Path) -> dict:
         "embedder": _half(meta["embedder"]),
         "generator": _half(meta["generator"]),
         "discriminator": _half(D),
-        "train": {**meta.get("train", {}), "videos": int(meta["num_videos"])},
+        # The run's settings for the model card; the dataset by its folder name, not a path of this machine.
+        "train": {**meta.get("train", {}), "videos": int(meta["num_videos"]),
+                  "data": Path(str(meta.get("train", {}).get("data", ""))).name},
     }
     torch_save_atomic(out, dst)
     return out
