@@ -29,7 +29,6 @@ from puppet.errors import PuppetError, run_cli
 
 log = logging.getLogger(__name__)
 
-DEMO_STEPS = 30  # from the shipped model: about a minute on 2 CPU cores
 SCRATCH_CONFIG = "tiny"
 SCRATCH_STEPS = 600
 DEMO_FRAMES = 100
@@ -157,7 +156,8 @@ def _parser() -> Parser:
                    help=f"train a '{SCRATCH_CONFIG}' model from random weights instead of the shipped model")
     p.add_argument("--config", help=f"network size, with --from-scratch (default {SCRATCH_CONFIG})")
     p.add_argument("--steps", type=int,
-                   help=f"fine-tuning steps (default {DEMO_STEPS}; {SCRATCH_STEPS} with --from-scratch)")
+                   help=f"fine-tuning steps (default: fine-tuning's own from the shipped model; "
+                        f"{SCRATCH_STEPS} with --from-scratch)")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the synthetic driving clip")
     p.add_argument("--backend", default="auto", help="auto|torch|onnxruntime|tensorrt (default auto)")
     p.add_argument("--device", default="auto", help="fine-tuning device: auto|cpu|cuda")
@@ -182,7 +182,12 @@ def main(argv: list[str]) -> int:
     if a.config and not a.from_scratch:
         raise PuppetError("--config: only with --from-scratch (the shipped model has its own)")
     config = (a.config or SCRATCH_CONFIG) if a.from_scratch else None
-    steps = a.steps if a.steps is not None else (SCRATCH_STEPS if a.from_scratch else DEMO_STEPS)
+    if a.steps is not None:
+        steps = a.steps
+    else:
+        from puppet.training.finetune import DEFAULT_STEPS_META
+
+        steps = SCRATCH_STEPS if a.from_scratch else DEFAULT_STEPS_META
     if steps < 0 or a.frames < 2:
         raise PuppetError("--steps must be >= 0 and --frames >= 2")
     a.out.mkdir(parents=True, exist_ok=True)
