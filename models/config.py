@@ -75,38 +75,6 @@ CONFIGS: dict[str, dict] = {
         "attn_down": [16],
         "attn_up": [32],
     },
-    # The CPU live default: `cpu`'s widths thinking at 128, with the appearance path giving a sharp 256
-    # output (the warp carries the detail, G the corrections). Still ~1 GFLOP a frame.
-    "cpu-warp": {
-        "name": "cpu-warp",
-        "image_size": 256,
-        "net_size": 128,
-        "appearance": "warp",
-        "emb_dim": 256,
-        "e_channels": [32, 64, 128, 256, 256],
-        "g_down_channels": [16, 32, 64, 128],
-        "g_res_blocks": 2,
-        "g_up_channels": [64, 32, 16, 16],
-        "d_channels": [32, 64, 128, 256, 256],
-        "d_res_blocks": 1,
-        "attn_down": [16],
-        "attn_up": [32],
-    },
-    # The appearance path at the paper's size and widths, for GPUs.
-    "paper-warp": {
-        "name": "paper-warp",
-        "image_size": 256,
-        "appearance": "warp",
-        "emb_dim": 512,
-        "e_channels": [64, 128, 256, 512, 512, 512],
-        "g_down_channels": [64, 128, 256, 512],
-        "g_res_blocks": 5,
-        "g_up_channels": [256, 128, 64, 32],
-        "d_channels": [64, 128, 256, 512, 512, 512],
-        "d_res_blocks": 1,
-        "attn_down": [32],
-        "attn_up": [64],
-    },
     # For tests and smoke runs on a CPU: a forward+backward of all three networks takes milliseconds.
     "tiny": {
         "name": "tiny",
@@ -138,6 +106,14 @@ CONFIGS: dict[str, dict] = {
         "attn_up": [16],
     },
 }
+
+# The appearance configs: a pure config's widths, with the warp path. The CPU live default: `cpu`'s widths
+# thinking at 128, the appearance path giving a sharp 256 output (the warp carries the detail, G the
+# corrections); still ~1 GFLOP a frame.
+CONFIGS["cpu-warp"] = {**CONFIGS["cpu"], "name": "cpu-warp", "image_size": 256, "net_size": 128,
+                       "appearance": "warp"}
+# The appearance path at the paper's size and widths, for GPUs.
+CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance": "warp"}
 
 APPEARANCE = ("none", "warp")
 
