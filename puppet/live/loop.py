@@ -19,7 +19,6 @@ item for the local preview window alone.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
@@ -38,28 +37,14 @@ from puppet.live.stats import Stats
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """SIGINT and SIGTERM that arrive inside the block take effect (KeyboardInterrupt, or whatever their
-    handler does) when it ends. Main thread only (elsewhere signals don't interrupt Python code anyway)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got = []
-    saved = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-        for n in got[:1]:
-            h = saved[n]
-            if callable(h):
-                h(n, None)
-            elif h == signal.SIG_DFL and n == signal.SIGINT:
-                raise KeyboardInterrupt
-            elif h == signal.SIG_DFL:
-                signal.raise_signal(n)
+def _redispatch(signum: int, handler) -> None:
+    """Deliver a signal that arrived while the loop ran to the handler that was in place before it."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)
 
 
 @dataclass
@@ -343,10 +328,9 @@ class Live:
                 continue
             frame = self._compose(item)
             t0 = time.perf_counter()
-            with _interrupts_deferred():  # Ctrl-C can't split a frame's writing from its counting
-                self._send(frame)
-                t_out = time.perf_counter()
-                self.stats.frame_out(item.cap.t, t_out)
+            self._send(frame)
+            t_out = time.perf_counter()
+            self.stats.frame_out(item.cap.t, t_out)
             self.held = frame
             last_sent = t_out
             if self.window:
@@ -358,17 +342,33 @@ class Live:
             self.stats.stage("output", time.perf_counter() - t0)
 
     def run(self) -> None:
+        # Ctrl-C and SIGTERM only stop the loop here, and reach the caller's handlers once it has stopped: a
+        # KeyboardInterrupt raised at a random point of the main thread could leave a slot's lock held (the
+        # other threads then block until their join times out) or split a frame's writing from its counting.
+        got: list[int] = []
+        saved = {}
+        if threading.current_thread() is threading.main_thread():
+            def on_signal(signum, _frame):
+                got.append(signum)
+                self.stop.set()
+
+            saved = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         threads = [threading.Thread(target=self._guard(fn), name=name, daemon=True)
                    for name, fn in (("capture", self._capture), ("process", self._process),
                                     ("generate", self._generate))]
-        for t in threads:
-            t.start()
         try:
+            for t in threads:
+                t.start()
             self._output_loop()
         finally:
             self.stop.set()
             for t in threads:
-                t.join(timeout=15)
+                if t.ident is not None:  # started
+                    t.join(timeout=15)
             self.tracker.close()
+            for s, h in saved.items():
+                signal.signal(s, h)
+        if got:
+            _redispatch(got[0], saved[got[0]])
         if self.error is not None:
             raise self.error
