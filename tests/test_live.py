@@ -507,9 +507,15 @@ def test_slots_drop_for_live_and_block_for_files():
     assert f.get(1.0) is None
 
 
+def _default_sigint() -> None:
+    # As in a terminal: a shell's background job (e.g. CI started with `&`) ignores SIGINT, its children
+    # inherit that, and Python then installs no KeyboardInterrupt handler at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(args, env=None):
     return subprocess.Popen([sys.executable, "-m", "puppet.live", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
 
 
 def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):

@@ -352,7 +352,9 @@ class Live:
                 got.append(signum)
                 self.stop.set()
 
-            saved = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            # (a signal the process ignores, as a shell's background job ignores SIGINT, stays ignored)
+            saved = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+                     if signal.getsignal(s) is not signal.SIG_IGN}
         threads = [threading.Thread(target=self._guard(fn), name=name, daemon=True)
                    for name, fn in (("capture", self._capture), ("process", self._process),
                                     ("generate", self._generate))]
