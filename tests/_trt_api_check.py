@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorrt as trt
 import torch
+from _trt_bindings import split_top  # tests/ is this script's folder: on sys.path
 
 from export import trt as build
 from puppet.live import artifacts, runtime
@@ -97,18 +98,6 @@ def resolve(dotted: str):
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def split_top(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
 
 
 def signatures(func, name: str) -> list[tuple[list[tuple[str, bool]], str]]:

@@ -145,7 +145,7 @@ def prepare(version: str, dest: Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ type stubs
 
-def _split_top(text: str) -> list[str]:
+def split_top(text: str) -> list[str]:
     """`text` split at the commas outside brackets."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
@@ -173,7 +173,7 @@ def _parse_repaired(source: str) -> ast.Module:
             if not head.lstrip().startswith("def ") or not close:
                 raise
             fixed, seen_default = [], False
-            for param in _split_top(params):
+            for param in split_top(params):
                 if "=" in param:
                     seen_default = True
                 elif seen_default and not param.startswith("*"):

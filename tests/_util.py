@@ -56,3 +56,18 @@ def count_frames(path) -> int:
         n += 1
     cap.release()
     return n
+
+
+class Recorder:
+    """A sink that keeps what it's given (the test's view of what a call would receive)."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.frames = []
+
+    def write(self, img):
+        self.frames.append(img.copy())
+
+    def close(self):
+        pass

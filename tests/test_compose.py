@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _util import count_frames, random_target
+from _util import Recorder, count_frames, random_target
 
 from puppet.errors import run_cli
 
@@ -326,19 +326,6 @@ def picture_target(tmp_path_factory, astronaut_path):
     path = tmp_path_factory.mktemp("target") / "astronaut.pt"
     save_target(path, random_target(seed=3, photo=astronaut_path))
     return path
-
-
-class Recorder:
-    name = "recorder"
-
-    def __init__(self):
-        self.frames = []
-
-    def write(self, img):
-        self.frames.append(img.copy())
-
-    def close(self):
-        pass
 
 
 class Spy:

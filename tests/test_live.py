@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _util import count_frames
+from _util import Recorder, count_frames
 
 from puppet.errors import run_cli
 
@@ -122,21 +122,6 @@ def test_clip_gives_one_output_frame_per_input_frame_and_stats(tiny_target, face
     # the table printed at exit
     printed = capsys.readouterr().out
     assert "end-to-end" in printed and f"frames in {n}" in printed
-
-
-class Recorder:
-    """A sink that keeps what it's given (the test's view of what a call would receive)."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.frames = []
-
-    def write(self, img):
-        self.frames.append(img.copy())
-
-    def close(self):
-        pass
 
 
 def stripes(h, w):
