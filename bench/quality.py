@@ -15,10 +15,14 @@ model's output at a smaller image size is upscaled bicubically to 256. Rows:
 - `static`: the reference (face frame 0) for every held-out frame: learns nothing, moves nothing;
 - `warp`: the reference warped piecewise-affinely to each held-out frame's landmarks (puppet.faces.warp.warp,
   at 256), no learning;
+- `warp, nearest of T` (each T > 1 in --frames): of the first T face frames, the one nearest in shape to each
+  held-out frame (as a few-shot target picks its reference live) warped to it, no learning: what having T
+  references gives before any network;
 - a model row per (--checkpoint, T in --frames, steps in --steps): fine-tune (puppet.training.finetune) on
-  the first T face frames cropped at the config's image size (the reference for an appearance config is
-  frame 0), then drive the person's generator with each held-out frame's landmarks (absolute: the clip's
-  own, in the crop; an appearance generator also gets Target.warped_reference of them).
+  the first T face frames cropped at the config's image size (an appearance config keeps them all as
+  references and warps the nearest), then drive the person's generator with each held-out frame's
+  landmarks (absolute: the clip's own, in the crop; an appearance generator also gets
+  Target.warped_reference of them).
 Metrics, per held-out frame and then averaged per clip:
 - SSIM and PSNR against the real crop (bench.metrics, scikit-image);
 - landmark NME: mediapipe (image mode) re-detects the output; its landmarks vs the driving landmarks, over the
@@ -285,6 +289,21 @@ def warp_baseline(ref: np.ndarray, ref_lms: np.ndarray, driving: list[np.ndarray
     return [ref.copy() if np.array_equal(d, ref_lms) else warp(ref, ref_lms, d) for d in driving]
 
 
+def nearest_warp_baseline(refs: list[tuple[np.ndarray, np.ndarray]],
+                          driving: list[np.ndarray]) -> list[np.ndarray]:
+    """With T references: for each set of driving landmarks the reference nearest in shape, chosen as a
+    few-shot target chooses it live (puppet.faces.warp.nearest_shape, with its hysteresis), warped to them.
+    No learning: what the choice of reference alone gives."""
+    from puppet.faces.warp import nearest_shape, warp
+
+    out, current = [], None
+    for d in driving:
+        current = nearest_shape([p for _, p in refs], d, current)
+        img, p = refs[current]
+        out.append(img.copy() if np.array_equal(d, p) else warp(img, p, d))
+    return out
+
+
 def save_strip(path: Path, reals, driving, warps, outputs, n: int = STRIP_FRAMES) -> None:
     """Rows of real | sketch | warp | output (all at EVAL_SIZE) for a few held-out frames, to look at."""
     from puppet.faces.sketch import draw_sketch
@@ -316,6 +335,8 @@ def _sources(a: argparse.Namespace) -> tuple[dict[str, dict], dict[str, str]]:
             names[src] = Path(src).stem
     if len(set(names.values())) < len(names):  # two checkpoints with one file name: use the paths
         names = {s: (n if s == SCRATCH else s) for s, n in names.items()}
+    if a.content_only:  # the ablation: its rows are named apart from the full objective's
+        names = {s: f"{n} content-only" for s, n in names.items()}
     return metas, names
 
 
@@ -358,6 +379,8 @@ def run(a: argparse.Namespace) -> dict:
     table = [_aggregate("real", None, None, [c["real"] for c in per_clip]),
              _aggregate("static", None, None, [c["rows"]["static"] for c in per_clip]),
              _aggregate("warp", None, None, [c["rows"]["warp"] for c in per_clip])]
+    for T in nearest_rows(a.frames):
+        table.append(_aggregate(NEAREST_ROW, T, None, [c["rows"][f"warp_T{T}"] for c in per_clip]))
     for r in rows:
         table.append(_aggregate(r.label(names), r.T, r.steps, [c["rows"][r.slug(names)] for c in per_clip]))
     return {
@@ -368,10 +391,19 @@ def run(a: argparse.Namespace) -> dict:
         "sources": {names[s]: {"checkpoint": None if s == SCRATCH else s, "config": m["config"].get("name"),
                                "image_size": m["config"]["image_size"]} for s, m in metas.items()},
         "config_sizes": sizes, "eval_frames": a.eval_frames, "seed": a.seed, "content": a.content,
-        "augment": not a.no_augment, "batch": a.batch, "threads": torch.get_num_threads(),
+        "augment": not a.no_augment, "content_only": a.content_only, "batch": a.batch,
+        "threads": torch.get_num_threads(),
         "table": table, "per_clip": per_clip,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+NEAREST_ROW = "warp, nearest of T"
+
+
+def nearest_rows(frames: list[int]) -> list[int]:
+    """The T values that get a 'warp, nearest of T' baseline row (T > 1)."""
+    return [T for T in frames if T > 1]
 
 
 def _clip_job(job) -> dict:
@@ -403,7 +435,11 @@ def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, 
     # The measurement's floor: re-detection on the real crops themselves.
     out["real"] = scorer.score(reals, reals, driving, real_desc)
     save = Path(a.save) / re.sub(r"[^A-Za-z0-9._-]+", "-", clip.name) if a.save else None
-    for label, outputs in (("static", [ref] * len(reals)), ("warp", warps)):
+    baselines = [("static", [ref] * len(reals)), ("warp", warps)]
+    for T in nearest_rows(a.frames):
+        baselines.append((f"warp_T{T}", nearest_warp_baseline([clip.crop(i, EVAL_SIZE) for i in range(T)],
+                                                              driving)))
+    for label, outputs in baselines:
         out["rows"][label] = scorer.score(outputs, reals, driving, real_desc)
         _log_row(clip.name, label, out["rows"][label])
         if save:
@@ -421,7 +457,8 @@ def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, 
         target = finetune(
             [f for f, _ in ft], [p for _, p in ft], None if m["meta"] is not None else m["config"],
             steps=r.steps, augment=not a.no_augment, checkpoint=m["meta"], device=a.device, seed=a.seed,
-            batch_size=a.batch, threads=a.threads, progress=not a.quiet, **extra,
+            batch_size=a.batch, threads=a.threads, progress=not a.quiet, adversarial=not a.content_only,
+            **extra,
         )
         ft_s = time.perf_counter() - t0
         outputs = [to_eval_size(o) for o in generate(target, drive_s)]
@@ -546,6 +583,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--vgg19", help="VGG19 weights for the VGG content loss (passed to puppet.finetune)")
     p.add_argument("--vggface", help="VGGFace weights for the VGG content loss (passed to puppet.finetune)")
     p.add_argument("--no-augment", action="store_true", help="fine-tune on the T frames only, no warps")
+    p.add_argument("--content-only", action="store_true",
+                   help="fine-tune on the content loss alone (no D: the adversarial and feature-matching "
+                        "terms' ablation); rows are named '... content-only'")
     p.add_argument("--device", default="auto", help="fine-tuning device: cpu, cuda or auto (default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the results depend "

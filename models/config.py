@@ -18,9 +18,11 @@ Fields (all networks share `image_size` and `emb_dim`):
   resizes its output back. With the appearance path, detail comes from the full-size warp, so a CPU model
   can think at 128 and still give 256 (the attention resolutions and the divisibility rule refer to it).
 - appearance (optional, default "none"): "warp" gives G a second input, the target's reference picture
-  warped piecewise-affinely to the driving landmarks, and G predicts a colour image and a per-pixel mask
-  that blends the two (the warp keeps fine detail; G draws what a warp can't: the inside of the mouth,
-  closing eyes, shading). "none" is the paper's generator, which draws every pixel from the sketch.
+  warped piecewise-affinely to the driving landmarks, and G adds a learned correction to it (the warp keeps
+  fine detail; G draws what a warp can't: the inside of the mouth, closing eyes, shading). "none" is the
+  paper's generator, which draws every pixel from the sketch.
+- head_norm (optional, default False): an affine instance norm before the correction head's ReLU (see
+  models.generator). The appearance configs have it; checkpoints made before it existed load without it.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ CONFIGS: dict[str, dict] = {
         "image_size": 64,
         "net_size": 32,
         "appearance": "warp",
+        "head_norm": True,
         "emb_dim": 32,
         "e_channels": [8, 16, 32],
         "g_down_channels": [8, 16],
@@ -111,9 +114,9 @@ CONFIGS: dict[str, dict] = {
 # thinking at 128, the appearance path giving a sharp 256 output (the warp carries the detail, G the
 # corrections); still ~1 GFLOP a frame.
 CONFIGS["cpu-warp"] = {**CONFIGS["cpu"], "name": "cpu-warp", "image_size": 256, "net_size": 128,
-                       "appearance": "warp"}
+                       "appearance": "warp", "head_norm": True}
 # The appearance path at the paper's size and widths, for GPUs.
-CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance": "warp"}
+CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance": "warp", "head_norm": True}
 
 APPEARANCE = ("none", "warp")
 

@@ -56,6 +56,10 @@ class _Body(nn.Module):
                 self.up.append(SelfAttention(cout, spectral))
             c = cout
         if self.appearance:
+            # Instance norm before the head's ReLU keeps about half of its inputs alive. Without it,
+            # meta-learning found that killing every feature (ReLU'd to zero) is the quickest way to output
+            # the warp, which L1 favours, and dead units get no gradient back: the correction froze at 0.
+            self.head_norm = nn.InstanceNorm2d(c, affine=True, eps=1e-5) if cfg.get("head_norm") else None
             # No spectral norm: a zero matrix has no spectral norm to divide by.
             self.delta = nn.Conv2d(c, 3, 3, padding=1)
             nn.init.zeros_(self.delta.weight)
@@ -91,6 +95,8 @@ class _Body(nn.Module):
                 i += n
             else:
                 x = blk(x)
+        if self.appearance and self.head_norm is not None:
+            x = self.head_norm(x)
         h = F.relu(x)
         if not self.appearance:
             return self._to_io(torch.tanh(self.out(h)))

@@ -16,8 +16,12 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
                    cut from, long side at most PICTURE_MAX_SIDE; the live output pastes the face back into it
     crop_box       (version 2, with picture) [cx, cy, size] floats: the crop's box (puppet.faces.crop.Crop) in
                    picture pixels, so that Crop(*crop_box).apply(picture, S) is the reference crop
+    extra_images   (version 3, optional) (N, S, S, 3) uint8 BGR: a few-shot target's other photos (frames),
+    extra_landmarks  cropped like ref_image, and their (N, 68, 2) float32 landmarks. An appearance generator
+                   warps whichever reference is nearest in shape to the driving landmarks (warped_reference)
 
 Version 1 files (no picture) still load: their live output is the face pasted onto the reference crop.
+Version 2 files (one reference) load as they are.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from puppet.errors import PuppetError
 from puppet.files import check_format, torch_save_atomic
 
 FORMAT = "puppet-target"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no picture / crop_box
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: no picture / crop_box; 2: no extra references
 PICTURE_MAX_SIDE = 1920  # a larger source picture is stored downscaled (its crop_box with it)
 # Set by load_target (where the file is, what its bytes hash to); never saved.
 TRANSIENT_META = ("path", "sha256")
@@ -61,9 +65,33 @@ class Target:
     # PICTURE_MAX_SIDE is downscaled here, the box with it.
     picture: np.ndarray | None = None
     crop_box: tuple[float, float, float] | None = None
+    # A few-shot target's other references: (N, S, S, 3) uint8 BGR crops and (N, 68, 2) landmarks.
+    extra_images: np.ndarray | None = None
+    extra_landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.picture, self.crop_box = _picture_fields(self.picture, self.crop_box)
+        self.extra_images, self.extra_landmarks = _extra_fields(self.extra_images, self.extra_landmarks)
+        self._current = 0  # the reference warped last (warped_reference's hysteresis)
+
+    @property
+    def n_references(self) -> int:
+        return 1 + (0 if self.extra_images is None else len(self.extra_images))
+
+    def reference(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reference k (0: ref_image): (uint8 BGR crop (S, S, 3), landmarks (68, 2))."""
+        if k == 0:
+            return np.asarray(self.ref_image), np.asarray(self.ref_landmarks, np.float32)
+        return self.extra_images[k - 1], self.extra_landmarks[k - 1]
+
+    def nearest_reference(self, landmarks: np.ndarray, current: int | None = None) -> int:
+        """The reference whose landmarks are nearest in shape to `landmarks` (puppet.faces.warp.
+        nearest_shape; with `current`, another one only when it is clearly nearer)."""
+        if self.n_references == 1:
+            return 0
+        from puppet.faces.warp import nearest_shape
+
+        return nearest_shape([self.reference(k)[1] for k in range(self.n_references)], landmarks, current)
 
     @property
     def image_size(self) -> int:
@@ -84,16 +112,20 @@ class Target:
         return appearance(self.config) == "warp"
 
     def warped_reference(self, landmarks: np.ndarray) -> torch.Tensor:
-        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels): ref_image
-        warped piecewise-affinely from ref_landmarks to them (puppet.faces.warp), as a (1, 3, S, S) float32
-        tensor in [-1, 1]. At the reference landmarks themselves (the neutral) it is ref_image unchanged."""
+        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels): the
+        reference nearest in shape to them (ref_image when there is one; a few-shot target keeps the one it
+        used last unless another is clearly nearer) warped piecewise-affinely to them (puppet.faces.warp),
+        as a (1, 3, S, S) float32 tensor in [-1, 1]. At a reference's own landmarks (e.g. the neutral) it is
+        that reference unchanged."""
         from puppet.faces.images import to_tensor
         from puppet.faces.warp import warp
 
-        img = np.asarray(self.ref_image)
-        if np.array_equal(np.asarray(landmarks, np.float32), np.asarray(self.ref_landmarks, np.float32)):
+        lms = np.asarray(landmarks, np.float32)
+        self._current = self.nearest_reference(lms, self._current)
+        img, ref_lms = self.reference(self._current)
+        if np.array_equal(lms, ref_lms):
             return to_tensor(img)
-        return to_tensor(warp(img, self.ref_landmarks, landmarks))
+        return to_tensor(warp(img, ref_lms, lms))
 
     def person_generator(self, device: str | torch.device = "cpu"):
         """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
@@ -145,6 +177,21 @@ def _picture_fields(picture, crop_box) -> tuple[np.ndarray | None, tuple[float, 
     return np.ascontiguousarray(pic), box
 
 
+def _extra_fields(images, landmarks) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(extra_images, extra_landmarks) checked: both or neither, N >= 1 of each; None, None for none."""
+    if images is None and landmarks is None:
+        return None, None
+    if images is None or landmarks is None:
+        raise ValueError("extra_images and extra_landmarks go together; pass both or neither")
+    imgs = np.ascontiguousarray(np.asarray(images))
+    lms = np.asarray(landmarks, np.float32)
+    if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[3] != 3 or len(imgs) == 0:
+        raise ValueError(f"extra_images must be uint8 (N, S, S, 3) BGR, got {imgs.dtype} {imgs.shape}")
+    if lms.shape != (len(imgs), 68, 2):
+        raise ValueError(f"extra_landmarks must be ({len(imgs)}, 68, 2), got {lms.shape}")
+    return imgs, lms
+
+
 def make_metadata(sources, steps: int, **extra) -> dict:
     """The plain metadata stored with a target (extra values must be plain: str/int/float/bool/list/dict)."""
     import puppet
@@ -182,6 +229,13 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
     if picture is not None:
         obj["picture"] = torch.from_numpy(picture.copy())
         obj["crop_box"] = list(box)
+    extra_imgs, extra_lms = _extra_fields(target.extra_images, target.extra_landmarks)
+    if extra_imgs is not None:
+        if extra_imgs.shape[1:] != img.shape:
+            raise ValueError(f"extra_images must be crops like ref_image {img.shape}, "
+                             f"got {extra_imgs.shape[1:]}")
+        obj["extra_images"] = torch.from_numpy(extra_imgs.copy())
+        obj["extra_landmarks"] = torch.from_numpy(extra_lms.copy())
     torch_save_atomic(obj, path)
 
 
@@ -233,6 +287,7 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         img = obj["ref_image"]
         meta = obj.get("meta", {})
         picture, box = obj.get("picture"), obj.get("crop_box")
+        extra_imgs, extra_lms = obj.get("extra_images"), obj.get("extra_landmarks")
         ok = (
             isinstance(config, dict)
             and "image_size" in config
@@ -256,6 +311,13 @@ def load_target(target: str | os.PathLike | Target) -> Target:
             and (box is None or (isinstance(box, (list, tuple)) and len(box) == 3
                                  and all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)
                                  and box[2] > 0))
+            and (extra_imgs is None) == (extra_lms is None)
+            and (extra_imgs is None or (isinstance(extra_imgs, torch.Tensor)
+                                        and extra_imgs.dtype == torch.uint8
+                                        and tuple(extra_imgs.shape[1:]) == tuple(img.shape)
+                                        and len(extra_imgs) > 0
+                                        and isinstance(extra_lms, torch.Tensor)
+                                        and tuple(extra_lms.shape) == (len(extra_imgs), 68, 2)))
         )
     except KeyError:
         ok = False
@@ -276,6 +338,8 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         meta=meta,
         picture=None if picture is None else picture.numpy(),
         crop_box=None if box is None else tuple(float(v) for v in box),
+        extra_images=None if extra_imgs is None else extra_imgs.numpy(),
+        extra_landmarks=None if extra_lms is None else extra_lms.float().numpy(),
     )
 
 

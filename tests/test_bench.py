@@ -165,7 +165,8 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
     assert clip["face_frames"] == 14 and len(clip["held_out"]) == 4 and min(clip["held_out"]) >= 2
     table = {(row["row"], row["T"], row["steps"]): row for row in r["table"]}
     assert list(table)[:3] == [("real", None, None), ("static", None, None), ("warp", None, None)]
-    models = [k for k in table if k[1] is not None]
+    assert ("warp, nearest of T", 2, None) in table and "| warp, nearest of T | 2 |" in out
+    models = [k for k in table if k[2] is not None]
     assert sorted(models) == sorted((src, T, s) for src in ("scratch tiny-warp", "meta") for T in (1, 2)
                                     for s in (0, 2))
     for line in ("| static |", "| warp |", "| scratch tiny-warp | 1 | 0 |", "| meta | 2 | 2 |"):
@@ -186,13 +187,35 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
 
     # Strips: real | sketch | warp | output, each at 256, one per row of the clip.
     strips = sorted(p.name for p in (tmp_path / "strips" / "talk").iterdir())
-    assert "static.png" in strips and "warp.png" in strips and len(strips) == 2 + len(models)
+    assert {"static.png", "warp.png", "warp_T2.png"} <= set(strips) and len(strips) == 3 + len(models)
     img = cv2.imread(str(tmp_path / "strips" / "talk" / "meta_T2_steps2.png"))
     assert img.shape == (4 * 256, 4 * 256, 3)
 
     # Deterministic for a fixed seed.
     again = run(parse_args(argv))
     assert _numbers(again["table"]) == _numbers(r["table"])
+
+
+def test_nearest_warp_baseline_takes_the_reference_nearest_in_shape():
+    """With T references, each driving frame gets the reference nearest in shape warped to it (at a
+    reference's own landmarks, that reference unchanged); a shape about as near to both keeps the current
+    one (no flicker), a clearly nearer one switches."""
+    from bench.generator import _mean_face
+    from bench.quality import nearest_warp_baseline
+    from puppet.faces.pose import Motion, move
+    from puppet.faces.warp import nearest_shape
+
+    rng = np.random.default_rng(0)
+    base = _mean_face(256)
+    opened = move(base, Motion(mouth=1.0))
+    a = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    out = nearest_warp_baseline([(a, base), (b, opened)], [opened, base, opened])
+    assert np.array_equal(out[0], b) and np.array_equal(out[1], a) and np.array_equal(out[2], b)
+    half, nearly_shut = move(base, Motion(mouth=0.5)), move(base, Motion(mouth=0.3))
+    assert nearest_shape([base, opened], half, current=1) == 1
+    assert nearest_shape([base, opened], half, current=0) == 0
+    assert nearest_shape([base, opened], nearly_shut, current=1) == 0
 
 
 def test_quality_jobs_give_the_serial_table(moving_clip, tmp_path):

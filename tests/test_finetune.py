@@ -268,3 +268,51 @@ def test_appearance_finetune_keeps_the_picture(grace_hopper_path, tmp_path):
     with torch.no_grad():
         got = t.person_generator()(y, to_tensor(t.ref_image))
     assert float((got - to_tensor(t.ref_image)).abs().mean()) < 0.05
+
+
+def test_few_shot_appearance_target_warps_the_nearest_photo(grace, astronaut_path):
+    """T = 2 photos (Grace Hopper, then the astronaut): the target keeps both as references, and at each
+    photo's own landmarks the generator's second input is that photo unchanged."""
+    (g_crop,), (g_lms,) = grace
+    (a_crop,), (a_lms,) = prepare_photos([astronaut_path], 64)
+    t = finetune([g_crop, a_crop], [g_lms, a_lms], "tiny-warp", steps=0, progress=False)
+    assert t.n_references == 2
+    assert torch.equal(t.warped_reference(a_lms), to_tensor(a_crop))
+    assert torch.equal(t.warped_reference(g_lms), to_tensor(g_crop))
+    one = finetune([g_crop], [g_lms], "tiny-warp", steps=0, progress=False)
+    assert one.n_references == 1 and one.extra_images is None
+
+
+def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
+    """For an appearance generator every training target is one of the real frames (augmentation sends
+    the warped input on a detour through a random pose instead of warping the target), and a real frame's
+    warped input is the nearest *other* frame warped to it, as live; with T = 1 the frame itself."""
+    from puppet.training.finetune import _Batches
+
+    (g_crop,), (g_lms,) = grace
+    (a_crop,), (a_lms,) = prepare_photos([astronaut_path], 64)
+    frames = [g_crop, a_crop]
+    b = _Batches(frames, [g_lms, a_lms], 64, augment=True, rng=np.random.default_rng(0), appearance=True)
+    real = [to_tensor(f) for f in frames]
+    x, y, w = b.sample(16)
+    assert w.shape == x.shape
+    detours = 0
+    for k in range(16):
+        assert any(torch.equal(x[k : k + 1], r) for r in real), k
+        if not any(torch.equal(w[k : k + 1], r) for r in real):
+            detours += 1
+    assert detours >= 4  # the augmented share (3/4 of all but the first) sees a changed warp
+    # The real frame 1 (astronaut) gets frame 0 (Grace) warped to its landmarks, not itself.
+    assert torch.equal(b._reference_for(1), to_tensor(warp(g_crop, g_lms, a_lms)))
+    single = _Batches([g_crop], [g_lms], 64, augment=False, rng=np.random.default_rng(0), appearance=True)
+    assert torch.equal(single._reference_for(0), real[0])
+
+
+def test_content_only_fine_tuning_leaves_the_discriminator_out(grace):
+    """adversarial=False: the content loss alone (the ablation row), recorded in the target."""
+    crops, lms = grace
+    t = finetune(crops, lms, "tiny", steps=3, content="l1", progress=False, adversarial=False)
+    assert t.meta["adversarial"] is False and "d" not in t.meta["final_losses"]
+    assert t.meta["final_losses"]["g"] == pytest.approx(t.meta["final_losses"]["content"])
+    full = finetune(crops, lms, "tiny", steps=3, content="l1", progress=False)
+    assert full.meta["adversarial"] is True and "d_margin" in full.meta["final_losses"]

@@ -215,3 +215,33 @@ def test_flops_counts_a_conv():
     pg = PersonGenerator(G, torch.zeros(1, G.n_adain))
     s = G.cfg["image_size"]
     assert flops(pg, (1, 3, s, s)) > 0
+
+
+def test_appearance_head_keeps_its_inputs_alive():
+    """The correction head's input is instance-normalised before its ReLU: even when the up path's output
+    has drifted all negative (what meta-learning once did, so that the output was the warp and no gradient
+    came back), about half of the head's inputs stay positive and the layers below get gradients. Without
+    the norm (a config without head_norm: checkpoints from before it) the same drift kills them all."""
+    torch.manual_seed(0)
+    s = 64
+    y, warped = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s) * 2 - 1
+    for head_norm in (True, False):
+        G = Generator({**get_config("tiny-warp"), "head_norm": head_norm})
+        nn.init.normal_(G.body.delta.weight, std=0.1)  # a head that has learned something
+        last = [b for b in G.body.up if hasattr(b, "conv2")][-1]
+        with torch.no_grad():  # the up path's output far below zero everywhere (its features still vary)
+            last.conv2.bias.fill_(-50.0)
+            last.skip.bias.fill_(-50.0)
+        seen: dict = {}
+        hook = G.body.delta.register_forward_hook(lambda m, i, o, seen=seen: seen.update(h=i[0]))
+        psi = torch.zeros(2, G.n_adain, requires_grad=True)
+        out = G(y, psi, warped)
+        hook.remove()
+        (out - warped.clamp(-1, 1) * 0.5).abs().mean().backward()
+        alive = float((seen["h"] > 0).float().mean())
+        grad = float(G.body.down[0].conv1.parametrizations.weight.original.grad.abs().sum())
+        if head_norm:
+            assert 0.3 < alive < 0.7 and grad > 0
+        else:
+            assert alive == 0.0 and grad == 0.0
+    assert get_config("cpu-warp")["head_norm"] and get_config("paper-warp")["head_norm"]

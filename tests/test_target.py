@@ -144,3 +144,55 @@ def test_generator_that_does_not_match_its_config_is_refused(tmp_path):
     with pytest.raises(PuppetError) as err:
         load_target(p).person_generator()
     assert "don't match" in _one_line_naming(err, p)
+
+
+def test_few_shot_target_keeps_its_references_and_warps_the_nearest(tmp_path):
+    """A target with extra references saves and loads them; warped_reference gives, at each reference's
+    own landmarks, that reference unchanged, and for a shape about as near to two keeps the one it used."""
+    from puppet.faces.images import to_tensor
+    from puppet.faces.pose import Motion, move
+    from puppet.target import load_target
+
+    t, _ = _target()
+    rng = np.random.default_rng(1)
+    base = np.array([[20 + (i % 17) * 1.5, 20 + (i // 17) * 6.0] for i in range(68)], np.float32)
+    base[36], base[45], base[0], base[16] = (24, 30), (40, 30), (18, 32), (46, 32)
+    opened = move(base, Motion(mouth=1.0)).astype(np.float32)
+    t.ref_landmarks = base
+    t.extra_images = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    t.extra_landmarks = opened[None]
+    t.__post_init__()
+    save_target(tmp_path / "few.pt", t)
+    back = load_target(tmp_path / "few.pt")
+    assert back.n_references == 2
+    np.testing.assert_array_equal(back.extra_images, t.extra_images)
+    np.testing.assert_array_equal(back.extra_landmarks, t.extra_landmarks)
+    assert torch.equal(back.warped_reference(opened), to_tensor(t.extra_images[0]))
+    assert torch.equal(back.warped_reference(base), to_tensor(t.ref_image))
+    assert back.nearest_reference(move(base, Motion(mouth=0.2))) == 0
+    assert back.nearest_reference(move(base, Motion(mouth=0.8))) == 1
+
+
+def test_extra_references_must_match_the_reference(tmp_path):
+    """Extra references of another size, or images without landmarks, are refused before anything is
+    written."""
+    t, _ = _target()
+    with pytest.raises(ValueError, match="together"):
+        Target(t.config, t.generator, t.psi, t.ref_landmarks, t.ref_image,
+               extra_images=np.zeros((1, 64, 64, 3), np.uint8))
+    bad = Target(t.config, t.generator, t.psi, t.ref_landmarks, t.ref_image,
+                 extra_images=np.zeros((1, 32, 32, 3), np.uint8), extra_landmarks=np.zeros((1, 68, 2)))
+    with pytest.raises(ValueError, match="crops like ref_image"):
+        save_target(tmp_path / "bad.pt", bad)
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_version_2_files_load_with_one_reference(tmp_path):
+    t, _ = _target()
+    save_target(tmp_path / "new.pt", t)
+    obj = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert obj["version"] == FORMAT_VERSION == 3 and "extra_images" not in obj
+    torch.save({**obj, "version": 2}, tmp_path / "v2.pt")
+    old = load_target(tmp_path / "v2.pt")
+    assert old.n_references == 1 and old.extra_images is None
+    np.testing.assert_array_equal(old.ref_image, t.ref_image)

@@ -86,6 +86,32 @@ def _control_points(shape: tuple[int, int], src_lms: np.ndarray, dst_lms: np.nda
     return np.concatenate([src, border]), np.concatenate([dst, border])
 
 
+def shape_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far two faces' landmarks are apart once a similarity (shift, rotation, scale) is taken out: the
+    mean point distance over the face width of `b`. Pose-in-depth and expression remain, which is what
+    decides how much a warp from one to the other has to invent."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    m = _fit_similarity(a, b)
+    width = max(float(np.linalg.norm(b[16] - b[0])), 1e-6)
+    return float(np.linalg.norm(_apply(m, a) - b, axis=1).mean() / width)
+
+
+# Another reference than the current one is taken when it is this much nearer in shape: live, the warped
+# reference then doesn't flicker between two photos that fit a pose about equally well.
+SWITCH_MARGIN = 0.9
+
+
+def nearest_shape(candidates, landmarks: np.ndarray, current: int | None = None) -> int:
+    """Index of the candidate landmark set nearest in shape to `landmarks` (shape_distance). With
+    `current`, another is taken only when it is nearer by SWITCH_MARGIN (hysteresis for video)."""
+    d = [shape_distance(c, landmarks) for c in candidates]
+    best = int(np.argmin(d))
+    if current is not None and 0 <= current < len(d) and d[best] >= SWITCH_MARGIN * d[current]:
+        return current
+    return best
+
+
 def triangulate(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Delaunay triangles (n, 3) of point indices, with OpenCV's Subdiv2D.
 

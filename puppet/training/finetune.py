@@ -13,12 +13,16 @@ Where it starts: the meta-learned model that ships with puppet (models/weights/,
 meta-learned model (the paper); from scratch at w0 alone, because a random embedder's e_hat is large and
 meaningless and would swamp D's score (models.discriminator).
 
-Appearance generators (config appearance "warp") also get the first frame (the reference) warped to each
-training sketch's landmarks; that is the input the live loop gives them.
+Appearance generators (config appearance "warp") also get a reference warped to each training sketch's
+landmarks, as the live loop gives them: a target keeps all T frames as references and warps the one nearest
+in shape to the driving landmarks (Target.warped_reference); for frame i of training that is the nearest
+of the other frames (with T = 1, the frame itself).
 
 Warp augmentation (on by default, --no-augment turns it off): besides the T frames, every batch holds
 landmark-driven warps of them (puppet.data.motion: perturbed pose, mouth and eyes), so even one photo teaches
-the generator how the face moves under a new sketch.
+the generator how the face moves under a new sketch. For appearance generators the target stays the real
+frame and the warped input takes a detour through the perturbed pose (there and back), so they learn to mend
+a warp's artifacts against the truth.
 
 Content loss (--content): auto (default) takes the paper's VGG19 + VGGFace where both weight files are found,
 else the vendored face-recognition net's features and identity (perceptual, no download); l1 is a pixel
@@ -227,11 +231,22 @@ class _Batches:
         self.appearance = appearance
         self.x = torch.cat([to_tensor(f) for f in self.frames])
         self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
+        self._warped: dict[int, torch.Tensor] = {}
 
-    def _reference_to(self, lms: np.ndarray) -> torch.Tensor:
-        from puppet.faces.warp import warp
+    def _reference_for(self, i: int) -> torch.Tensor:
+        """An appearance generator's input for frame i: what the live loop would give for its landmarks,
+        the nearest *other* frame (Target.nearest_reference) warped to them; frame i itself when T = 1.
+        Cached: it is the same every step."""
+        if i not in self._warped:
+            from puppet.faces.warp import shape_distance, warp
 
-        return to_tensor(warp(self.frames[0], self.lms[0], lms))
+            others = [j for j in range(len(self.frames)) if j != i]
+            if not others:
+                self._warped[i] = self.x[i : i + 1]
+            else:
+                j = min(others, key=lambda j: shape_distance(self.lms[j], self.lms[i]))
+                self._warped[i] = to_tensor(warp(self.frames[j], self.lms[j], self.lms[i]))
+        return self._warped[i]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         from puppet.data.motion import perturb
@@ -242,16 +257,26 @@ class _Batches:
         xs, ys, ws = [], [], []
         for k, i in enumerate(idx):
             # always keep at least one real frame per batch: the photos are the only ground truth of the face
-            if self.augment and k > 0 and self.rng.random() < AUG_FRACTION:
+            augmented = self.augment and k > 0 and self.rng.random() < AUG_FRACTION
+            if augmented and self.appearance:
+                # The target stays the real frame; its own picture reaches it by a detour through a random
+                # pose (warped there and back), so G sees a warp's artifacts (stretched and squeezed
+                # texture, a painted mouth) against the truth. Warping the frame as the target instead
+                # would ask G for the warp itself, i.e. to learn nothing.
+                dst = perturb(self.lms[i], self.rng)
+                detour = warp(self.frames[i], self.lms[i], dst)
+                xs.append(self.x[i : i + 1])
+                ys.append(self.y[i : i + 1])
+                ws.append(to_tensor(warp(detour, dst, self.lms[i])))
+            elif augmented:
                 dst = perturb(self.lms[i], self.rng)
                 xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
                 ys.append(sketch_tensor(dst, self.size))
             else:
-                dst = self.lms[i]
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
-            if self.appearance:
-                ws.append(self.x[:1] if i == 0 and dst is self.lms[0] else self._reference_to(dst))
+                if self.appearance:
+                    ws.append(self._reference_for(int(i)))
         return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None)
 
 
@@ -276,6 +301,7 @@ def finetune(
     threads: int | None = None,
     picture: np.ndarray | None = None,
     crop_box=None,
+    adversarial: bool = True,
 ) -> Target:
     """Fine-tune on T already-cropped frames (uint8 BGR (S, S, 3)) and their landmarks (68, 2, crop pixels).
 
@@ -283,6 +309,8 @@ def finetune(
     (randomly initialised E, G, D; then `config` names the networks). steps=0 gives the feed-forward model.
     picture, crop_box: the whole source picture of frame 0 and its crop's box (puppet.faces.crop.Crop), kept
     in the target for the live paste-back. threads: torch CPU threads (default cpu_threads()).
+    adversarial=False trains G on the content loss alone (no D, no adversarial or feature-matching term):
+    the ablation of what those terms add.
     Returns the Target (not yet saved: puppet.target.save_target).
     """
     from models.config import appearance, get_config
@@ -361,24 +389,27 @@ def finetune(
         B = x.shape[0]
         # G step: content + adversarial + feature matching (weights inside models.losses)
         fake = G(y, psi.expand(B, -1), warped)
-        score_fake, feats_fake = D(fake, y, w=w.expand(B, -1))
-        with torch.no_grad():
-            _, feats_real = D(x, y, w=w.expand(B, -1))
         loss_c = content_loss(fake, x)
-        loss_g = loss_c + adversarial_loss(score_fake) + feature_matching_loss(feats_real, feats_fake)
+        loss_g = loss_c
+        if adversarial:
+            score_fake, feats_fake = D(fake, y, w=w.expand(B, -1))
+            with torch.no_grad():
+                _, feats_real = D(x, y, w=w.expand(B, -1))
+            loss_g = loss_g + adversarial_loss(score_fake) + feature_matching_loss(feats_real, feats_fake)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        # D steps: hinge on the real frames and G's (detached) outputs
-        for _ in range(D_STEPS):
-            score_real, _ = D(x, y, w=w.expand(B, -1))
-            score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
-            loss_d = hinge_d_loss(score_real, score_fake)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        losses = {"content": loss_c.item(), "g": loss_g.item(), "d": loss_d.item(),
-                  "d_margin": float((score_real - score_fake).mean().detach())}
+        losses = {"content": loss_c.item(), "g": loss_g.item()}
+        if adversarial:
+            # D steps: hinge on the real frames and G's (detached) outputs
+            for _ in range(D_STEPS):
+                score_real, _ = D(x, y, w=w.expand(B, -1))
+                score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
+                loss_d = hinge_d_loss(score_real, score_fake)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+            losses.update({"d": loss_d.item(), "d_margin": float((score_real - score_fake).mean().detach())})
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
     bar.close()
 
@@ -393,6 +424,7 @@ def finetune(
         checkpoint=str(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
         from_scratch=meta is None,
         content=content,
+        adversarial=bool(adversarial),
         lr_g=float(lr_g),
         lr_d=float(lr_d),
         batch_size=int(batch_size),
@@ -407,6 +439,11 @@ def finetune(
         psi=psi.detach().cpu().clone(),
         ref_landmarks=np.asarray(landmarks[ref], dtype=np.float32).copy(),
         ref_image=np.ascontiguousarray(frames_bgr[ref]).copy(),
+        # every frame is a reference of an appearance generator (the nearest is warped live)
+        extra_images=(np.stack(frames_bgr[1:]).copy() if len(frames_bgr) > 1 and appearance(cfg) == "warp"
+                      else None),
+        extra_landmarks=(np.stack(landmarks[1:]).astype(np.float32)
+                         if len(frames_bgr) > 1 and appearance(cfg) == "warp" else None),
         meta=info,
         picture=picture,
         crop_box=crop_box,
@@ -433,6 +470,8 @@ def _parser() -> Parser:
                    help=f"fine-tuning steps (default {DEFAULT_STEPS_META} from a checkpoint, "
                         f"{DEFAULT_STEPS_SCRATCH} from scratch; 0: the feed-forward model)")
     p.add_argument("--no-augment", action="store_true", help="train on the frames only, no warps of them")
+    p.add_argument("--content-only", action="store_true",
+                   help="G on the content loss alone: no discriminator, adversarial or feature-matching term")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
     p.add_argument("--lr", type=float, default=None,
                    help=f"G learning rate (default: the meta-learned model's own, the paper's {PAPER_LR_G:g} "
@@ -487,7 +526,7 @@ def main(argv: list[str]) -> int:
         steps=args.steps, augment=not args.no_augment, checkpoint=meta, device=args.device, seed=args.seed,
         batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d, content=args.content, vgg19=args.vgg19,
         vggface=args.vggface, sources=sources, progress=not args.quiet, threads=args.threads,
-        picture=picture, crop_box=box,
+        picture=picture, crop_box=box, adversarial=not args.content_only,
     )
     if checkpoint:
         target.meta["checkpoint"] = str(checkpoint)
