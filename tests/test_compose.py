@@ -269,7 +269,7 @@ def test_version_1_targets_still_load_without_a_picture(tmp_path):
 
     save_target(tmp_path / "new.pt", random_target())
     obj = torch.load(tmp_path / "new.pt", weights_only=True)
-    assert obj["version"] == 2 and "picture" not in obj
+    assert obj["version"] == 3 and "picture" not in obj
     torch.save({**obj, "version": 1}, tmp_path / "v1.pt")
     old = load_target(tmp_path / "v1.pt")
     assert old.picture is None and old.crop is None
