@@ -72,7 +72,7 @@ class Target:
     def __post_init__(self) -> None:
         self.picture, self.crop_box = _picture_fields(self.picture, self.crop_box)
         self.extra_images, self.extra_landmarks = _extra_fields(self.extra_images, self.extra_landmarks)
-        self._current = 0  # the reference warped last (warped_reference's hysteresis)
+        self._current: int | None = None  # the reference warped last (warped_reference's hysteresis)
 
     @property
     def n_references(self) -> int:
