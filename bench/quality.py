@@ -17,7 +17,9 @@ model's output at a smaller image size is upscaled bicubically to 256. Rows:
   at 256), no learning;
 - `warp, nearest of T` (each T > 1 in --frames): of the first T face frames, the one nearest in shape to each
   held-out frame (as a few-shot target picks its reference live) warped to it, no learning: what having T
-  references gives before any network;
+  references gives before any network; and its control `warp, frame T-1`: the last of those frames warped,
+  the reference nearest in time to the held-out frames (how much of the gain is a later frame, not the
+  choice by shape);
 - a model row per (--checkpoint, T in --frames, steps in --steps): fine-tune (puppet.training.finetune) on
   the first T face frames cropped at the config's image size (an appearance config keeps them all as
   references and warps the nearest), then drive the person's generator with each held-out frame's
@@ -381,6 +383,7 @@ def run(a: argparse.Namespace) -> dict:
              _aggregate("warp", None, None, [c["rows"]["warp"] for c in per_clip])]
     for T in nearest_rows(a.frames):
         table.append(_aggregate(NEAREST_ROW, T, None, [c["rows"][f"warp_T{T}"] for c in per_clip]))
+        table.append(_aggregate(LAST_ROW, T, None, [c["rows"][f"warp_last{T}"] for c in per_clip]))
     for r in rows:
         table.append(_aggregate(r.label(names), r.T, r.steps, [c["rows"][r.slug(names)] for c in per_clip]))
     return {
@@ -399,10 +402,11 @@ def run(a: argparse.Namespace) -> dict:
 
 
 NEAREST_ROW = "warp, nearest of T"
+LAST_ROW = "warp, frame T-1"
 
 
 def nearest_rows(frames: list[int]) -> list[int]:
-    """The T values that get a 'warp, nearest of T' baseline row (T > 1)."""
+    """The T values that get the 'warp, nearest of T' and 'warp, frame T-1' baseline rows (T > 1)."""
     return [T for T in frames if T > 1]
 
 
@@ -437,8 +441,9 @@ def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, 
     save = Path(a.save) / re.sub(r"[^A-Za-z0-9._-]+", "-", clip.name) if a.save else None
     baselines = [("static", [ref] * len(reals)), ("warp", warps)]
     for T in nearest_rows(a.frames):
-        baselines.append((f"warp_T{T}", nearest_warp_baseline([clip.crop(i, EVAL_SIZE) for i in range(T)],
-                                                              driving)))
+        refs = [clip.crop(i, EVAL_SIZE) for i in range(T)]
+        baselines.append((f"warp_T{T}", nearest_warp_baseline(refs, driving)))
+        baselines.append((f"warp_last{T}", warp_baseline(*refs[-1], driving)))
     for label, outputs in baselines:
         out["rows"][label] = scorer.score(outputs, reals, driving, real_desc)
         _log_row(clip.name, label, out["rows"][label])

@@ -166,6 +166,7 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
     table = {(row["row"], row["T"], row["steps"]): row for row in r["table"]}
     assert list(table)[:3] == [("real", None, None), ("static", None, None), ("warp", None, None)]
     assert ("warp, nearest of T", 2, None) in table and "| warp, nearest of T | 2 |" in out
+    assert ("warp, frame T-1", 2, None) in table and "| warp, frame T-1 | 2 |" in out
     models = [k for k in table if k[2] is not None]
     assert sorted(models) == sorted((src, T, s) for src in ("scratch tiny-warp", "meta") for T in (1, 2)
                                     for s in (0, 2))
@@ -187,7 +188,8 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
 
     # Strips: real | sketch | warp | output, each at 256, one per row of the clip.
     strips = sorted(p.name for p in (tmp_path / "strips" / "talk").iterdir())
-    assert {"static.png", "warp.png", "warp_T2.png"} <= set(strips) and len(strips) == 3 + len(models)
+    assert {"static.png", "warp.png", "warp_T2.png", "warp_last2.png"} <= set(strips)
+    assert len(strips) == 4 + len(models)
     img = cv2.imread(str(tmp_path / "strips" / "talk" / "meta_T2_steps2.png"))
     assert img.shape == (4 * 256, 4 * 256, 3)
 
