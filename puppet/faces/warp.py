@@ -196,9 +196,14 @@ def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.
     d_tri = dst[tris]  # (T, 3, 2)
     m = np.concatenate([d_tri, np.ones((len(tris), 3, 1))], axis=2)  # rows [x y 1]
     # Inverse maps dst -> src, all at once; a collapsed destination triangle (e.g. a shut eyelid) covers no
-    # pixels and is left out.
-    ok = np.abs(np.linalg.det(m)) > 1e-6
-    coef[:-1][ok] = np.linalg.solve(m[ok], src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6)
+    # pixels and is left out. Each [x y 1] matrix is inverted by its adjugate (columns: cross products of
+    # its rows): np.linalg.solve on a stack of 3x3s makes a LAPACK call per triangle, half a 256² warp's time.
+    r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
+    adj = np.stack([np.cross(r1, r2), np.cross(r2, r0), np.cross(r0, r1)], axis=2)
+    det = np.einsum("ti,ti->t", r0, adj[:, :, 0])
+    ok = np.abs(det) > 1e-6
+    inv = adj[ok] / det[ok, None, None]
+    coef[:-1][ok] = (inv @ src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6)
     fixed = np.round(d_tri * 16).astype(np.int32)
     for k in np.flatnonzero(ok):
         cv2.fillConvexPoly(label, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
