@@ -316,3 +316,17 @@ def test_content_only_fine_tuning_leaves_the_discriminator_out(grace):
     assert t.meta["final_losses"]["g"] == pytest.approx(t.meta["final_losses"]["content"])
     full = finetune(crops, lms, "tiny", steps=3, content="l1", progress=False)
     assert full.meta["adversarial"] is True and "d_margin" in full.meta["final_losses"]
+
+
+def test_a_config_other_than_the_checkpoints_names_the_fields(grace, tmp_path):
+    """--config that differs from the checkpoint's: one line naming the fields that differ (e.g. a field the
+    checkpoint was made before), not just the two names."""
+    from models.config import get_config
+
+    path = _meta_file(tmp_path / "meta.pt", cfg="tiny-warp")
+    crops, lms = grace
+    older = {k: v for k, v in get_config("tiny-warp").items() if k != "head_norm"}
+    with pytest.raises(PuppetError) as err:
+        finetune(crops, lms, older, steps=0, checkpoint=path, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "head_norm: None vs True" in msg and "leave --config out" in msg

@@ -187,6 +187,12 @@ class _Scaled(nn.Module):
         return self.weight * self.loss(fake, real)
 
 
+def _config_diff(asked: dict, stored: dict) -> str:
+    """The fields two configs differ in, as `key: asked vs stored` (e.g. a checkpoint made before a field)."""
+    keys = sorted(k for k in set(asked) | set(stored) if asked.get(k) != stored.get(k))
+    return ", ".join(f"{k}: {asked.get(k)!r} vs {stored.get(k)!r}" for k in keys)
+
+
 def discriminator_start(D: nn.Module, e_hat: torch.Tensor, meta_learned: bool) -> torch.Tensor:
     """w' at the start of fine-tuning, (1, emb_dim): w0 + e_hat from a meta-learned model (the paper), w0
     from random weights (see the module docstring)."""
@@ -330,8 +336,9 @@ def finetune(
         cfg = get_config(meta["config"])
         if config is not None and get_config(config) != cfg:
             name = config if isinstance(config, str) else "<dict>"
-            raise PuppetError(f"--config {name}: differs from the checkpoint's config '{cfg.get('name')}'; "
-                              f"leave --config out with --checkpoint")
+            diff = _config_diff(get_config(config), cfg)
+            raise PuppetError(f"--config {name}: differs from the checkpoint's config '{cfg.get('name')}' "
+                              f"({diff}); leave --config out with --checkpoint")
     else:
         if config is None:
             raise PuppetError("--from-scratch: needs --config tiny|small|cpu|paper")
@@ -512,8 +519,10 @@ def main(argv: list[str]) -> int:
     checkpoint = None if args.from_scratch else (args.checkpoint or shipped_meta())
     meta = _load_checkpoint(checkpoint) if checkpoint else None
     if meta is not None and args.config is not None and get_config(args.config) != get_config(meta["config"]):
+        diff = _config_diff(get_config(args.config), get_config(meta["config"]))
         raise PuppetError(f"--config {args.config}: differs from {checkpoint}'s config "
-                          f"'{meta['config'].get('name')}'; leave --config out, or add --from-scratch")
+                          f"'{meta['config'].get('name')}' ({diff}); leave --config out, "
+                          f"or add --from-scratch")
     cfg = get_config(meta["config"] if meta is not None else args.config)
     S = cfg["image_size"]
     if args.video:
