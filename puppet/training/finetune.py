@@ -242,16 +242,17 @@ class _Batches:
 
     def _reference_for(self, i: int) -> torch.Tensor:
         """An appearance generator's input for frame i: what the live loop would give for its landmarks,
-        the nearest *other* frame (Target.nearest_reference) warped to them; frame i itself when T = 1.
+        the nearest *other* frame (nearest_shape, as Target.warped_reference picks) warped to them; frame i
+        itself when T = 1.
         Cached: it is the same every step."""
         if i not in self._warped:
-            from puppet.faces.warp import shape_distance, warp
+            from puppet.faces.warp import nearest_shape, warp
 
             others = [j for j in range(len(self.frames)) if j != i]
             if not others:
                 self._warped[i] = self.x[i : i + 1]
             else:
-                j = min(others, key=lambda j: shape_distance(self.lms[j], self.lms[i]))
+                j = others[nearest_shape([self.lms[j] for j in others], self.lms[i])]
                 self._warped[i] = to_tensor(warp(self.frames[j], self.lms[j], self.lms[i]))
         return self._warped[i]
 
