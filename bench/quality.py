@@ -296,13 +296,12 @@ def nearest_warp_baseline(refs: list[tuple[np.ndarray, np.ndarray]],
     """With T references: for each set of driving landmarks the reference nearest in shape, chosen as a
     few-shot target chooses it live (puppet.faces.warp.nearest_shape, with its hysteresis), warped to them.
     No learning: what the choice of reference alone gives."""
-    from puppet.faces.warp import nearest_shape, warp
+    from puppet.faces.warp import nearest_shape
 
     out, current = [], None
     for d in driving:
         current = nearest_shape([p for _, p in refs], d, current)
-        img, p = refs[current]
-        out.append(img.copy() if np.array_equal(d, p) else warp(img, p, d))
+        out += warp_baseline(*refs[current], [d])
     return out
 
 

@@ -425,6 +425,7 @@ def finetune(
     G_out = copy.deepcopy(G).cpu().eval()
     remove_spectral_norm(G_out)
     ref = 0
+    extra = len(frames_bgr) > 1 and appearance(cfg) == "warp"  # every frame a reference, the nearest warped
     info = make_metadata(
         sources or [f"frame{i}" for i in range(len(frames_bgr))],
         steps,
@@ -448,11 +449,8 @@ def finetune(
         psi=psi.detach().cpu().clone(),
         ref_landmarks=np.asarray(landmarks[ref], dtype=np.float32).copy(),
         ref_image=np.ascontiguousarray(frames_bgr[ref]).copy(),
-        # every frame is a reference of an appearance generator (the nearest is warped live)
-        extra_images=(np.stack(frames_bgr[1:]).copy() if len(frames_bgr) > 1 and appearance(cfg) == "warp"
-                      else None),
-        extra_landmarks=(np.stack(landmarks[1:]).astype(np.float32)
-                         if len(frames_bgr) > 1 and appearance(cfg) == "warp" else None),
+        extra_images=np.stack(frames_bgr[1:]).copy() if extra else None,
+        extra_landmarks=np.stack(landmarks[1:]).astype(np.float32) if extra else None,
         meta=info,
         picture=picture,
         crop_box=crop_box,
