@@ -20,7 +20,10 @@ from bench.machine import cpu_peak, gpu_peak
 from bench.timing import summary, time_calls
 
 CPU_BACKENDS = ("torch", "onnxruntime")
-CUDA_BACKENDS = ("torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-fp16-graph", "tensorrt")
+CUDA_BACKENDS = ("torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-bf16", "torch-cuda-fp16-graph",
+                 "onnxruntime-cuda", "tensorrt")
+_EAGER_DTYPES = {"torch-cuda-fp32": torch.float32, "torch-cuda-fp16": torch.float16,
+                 "torch-cuda-bf16": torch.bfloat16}
 
 
 def parse_config(spec: str):
@@ -95,12 +98,13 @@ def random_inputs(target) -> tuple[torch.Tensor, ...]:
 
 
 class _CudaEager:
-    """PersonGenerator in torch eager on CUDA, fp32 or fp16 (the runtime's torch backend: + CUDA graph)."""
+    """PersonGenerator in torch eager on CUDA in fp32, fp16 or bf16 (the runtime's torch backend: fp16 + CUDA
+    graph)."""
 
-    def __init__(self, target, half: bool):
-        self.dtype = torch.float16 if half else torch.float32
+    def __init__(self, target, name: str):
+        self.dtype = _EAGER_DTYPES[name]
         self.pg = target.person_generator("cuda").to(self.dtype)
-        self.name = "torch-cuda-" + ("fp16" if half else "fp32")
+        self.name = name
 
     @torch.inference_mode()
     def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,20 +116,23 @@ def load(name: str, target):
     """A backend with .generate(sketch[, warped]) -> image, or raise with the reason it is unavailable.
 
     torch and onnxruntime: the live runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
-    (fp16 replayed from a CUDA graph); tensorrt: its TensorRT backend. fp32/fp16 eager: for comparison.
+    (fp16 replayed from a CUDA graph); onnxruntime-cuda: its onnxruntime backend with the CUDA provider (FP16
+    ONNX); tensorrt: its TensorRT backend. fp32/fp16/bf16 eager: for comparison.
     """
     from puppet.live.runtime import load_backend
 
     if name in ("torch", "onnxruntime"):
         return load_backend(name, target, device="cpu", verbose=False)
-    if name.startswith("torch-cuda-") or name == "tensorrt":
+    if name in CUDA_BACKENDS:
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device")
         if name == "tensorrt":
             return load_backend("tensorrt", target, device="cuda", verbose=False)
+        if name == "onnxruntime-cuda":
+            return load_backend("onnxruntime", target, device="cuda", verbose=False)
         if name == "torch-cuda-fp16-graph":
             return load_backend("torch", target, device="cuda", verbose=False)
-        return _CudaEager(target, half=name == "torch-cuda-fp16")
+        return _CudaEager(target, name)
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -142,7 +149,7 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
     row["load_s"] = round(time.perf_counter() - t0, 3)
     if hasattr(backend, "describe"):
         row["describe"] = backend.describe()
-    cuda = name == "tensorrt" or name.startswith("torch-cuda-")
+    cuda = name in CUDA_BACKENDS
     sync = torch.cuda.synchronize if cuda else None
     xs = random_inputs(target)
     if cuda:
@@ -162,7 +169,7 @@ def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, fl
         row["device"] = torch.cuda.get_device_name(0)
         row["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         peak = gpu_peak(row["device"])
-        half = "fp16" in name or name == "tensorrt"
+        half = "fp16" in name or "bf16" in name or name in ("tensorrt", "onnxruntime-cuda")
         if peak:
             row["peak_gflops"] = (peak[0] if half else peak[1]) * 1000.0
             row["peak_basis"] = "dense fp16 tensor (data sheet)" if half else "fp32 non-tensor (data sheet)"

@@ -34,6 +34,9 @@ VGGFACE_WEIGHT = 2e-3  # content loss: L1 over VGGFace relu1_1..relu5_1
 ADV_WEIGHT = 1.0  # -D(x_hat)
 FM_WEIGHT = 10.0  # feature matching: L1 between D's features of the real and the generated image
 MCH_WEIGHT = 80.0  # embedding match: L1 between W_i (detached) and each frame's embedding
+# Pixel L1 inside the mouth and eye regions (not in the paper): those are a few percent of the crop, so the
+# whole-image terms barely see them, yet they are exactly what an appearance generator must draw.
+REGION_WEIGHT = 5.0
 
 
 class ContentLoss(nn.Module):
@@ -177,6 +180,13 @@ def embedding_match_loss(w_i: torch.Tensor, e_frames: torch.Tensor,
     return weight * F.l1_loss(e_frames, w_i)
 
 
+def region_loss(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor,
+                weight: float = REGION_WEIGHT) -> torch.Tensor:
+    """Mean L1 over the pixels inside `region` (B, 1, S, S) in [0, 1]; images (B, 3, S, S)."""
+    region = region.to(fake.dtype)
+    return weight * ((fake - real).abs() * region).sum() / (3.0 * region.sum() + 1.0)
+
+
 def hinge_d_loss(score_real: torch.Tensor, score_fake: torch.Tensor) -> torch.Tensor:
     """D's hinge loss: relu(1 - D(x)) + relu(1 + D(x_hat)), averaged over the batch."""
     return F.relu(1.0 - score_real).mean() + F.relu(1.0 + score_fake).mean()
@@ -186,24 +196,27 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)  # DistributedDataParallel keeps the model in .module
 
 
-def generator_losses(D: nn.Module, content: ContentLoss, fake: torch.Tensor, real: torch.Tensor,
+def generator_losses(D: nn.Module | None, content: nn.Module, fake: torch.Tensor, real: torch.Tensor,
                      y: torch.Tensor, i: torch.Tensor | None = None, w: torch.Tensor | None = None,
-                     e_frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """E/G's objective for one batch: {"content", "adv", "fm", ["mch"], "total"}.
+                     e_frames: torch.Tensor | None = None, region: torch.Tensor | None = None,
+                     region_weight: float = REGION_WEIGHT) -> dict[str, torch.Tensor]:
+    """E/G's objective for one batch: {"content", ["adv", "fm"], ["mch"], ["region"], "total"}.
 
     fake = G(y, P e_hat), real the true frame for sketch y. Meta-learning passes the video indices `i` and
     the per-frame embeddings `e_frames` (B, K, C) (adds the embedding match W_i ~ e); fine-tuning passes
-    w = w0 + e_hat instead.
+    w = w0 + e_hat instead. D=None leaves out the adversarial and feature-matching terms (content-only
+    training). `region` (B, 1, S, S) adds the region term with `region_weight` (0 leaves it out).
     D's parameters also receive gradients here; step only E/G/P (and psi) with this total.
     """
-    score_fake, feats_fake = D(fake, y, i=i, w=w)
-    with torch.no_grad():
-        _, feats_real = D(real, y, i=i, w=w)
-    terms = {
-        "content": content(fake, real),
-        "adv": adversarial_loss(score_fake),
-        "fm": feature_matching_loss(feats_real, feats_fake),
-    }
+    terms = {"content": content(fake, real)}
+    if D is not None:
+        score_fake, feats_fake = D(fake, y, i=i, w=w)
+        with torch.no_grad():
+            _, feats_real = D(real, y, i=i, w=w)
+        terms["adv"] = adversarial_loss(score_fake)
+        terms["fm"] = feature_matching_loss(feats_real, feats_fake)
+    if region is not None and region_weight > 0:
+        terms["region"] = region_loss(fake, real, region, region_weight)
     if i is not None and e_frames is not None:
         terms["mch"] = embedding_match_loss(_unwrap(D).W(i), e_frames)
     terms["total"] = sum(terms.values())

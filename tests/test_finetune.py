@@ -294,7 +294,7 @@ def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
     frames = [g_crop, a_crop]
     b = _Batches(frames, [g_lms, a_lms], 64, augment=True, rng=np.random.default_rng(0), appearance=True)
     real = [to_tensor(f) for f in frames]
-    x, y, w = b.sample(16)
+    x, y, w, region = b.sample(16)
     assert w.shape == x.shape
     detours = 0
     for k in range(16):
@@ -302,6 +302,14 @@ def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
         if not any(torch.equal(w[k : k + 1], r) for r in real):
             detours += 1
     assert detours >= 4  # the augmented share (3/4 of all but the first) sees a changed warp
+    # Each sample's region mask is its real frame's mouth and eyes (what the region term weights).
+    from puppet.faces.regions import region_mask
+
+    masks = [torch.from_numpy(region_mask(p, 64))[None] for p in (g_lms, a_lms)]
+    for k in range(16):
+        j = next(j for j, r in enumerate(real) if torch.equal(x[k : k + 1], r))
+        assert torch.equal(region[k], masks[j]), k
+    assert 0.01 < float(region.mean()) < 0.25
     # The real frame 1 (astronaut) gets frame 0 (Grace) warped to its landmarks, not itself.
     assert torch.equal(b._reference_for(1), to_tensor(warp(g_crop, g_lms, a_lms)))
     single = _Batches([g_crop], [g_lms], 64, augment=False, rng=np.random.default_rng(0), appearance=True)

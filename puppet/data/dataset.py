@@ -203,7 +203,14 @@ class VideoDataset:
         x (K, 3, S, S), y (K, 3, S, S): the K frames and their sketches; x_t, y_t (3, S, S): the target frame
         and its sketch; i: the video's index (its column W_i in the discriminator). Images in [-1, 1] RGB.
         With `warped=True` also warped (3, S, S): the first of the K frames warped piecewise-affinely to the
-        target's landmarks (puppet.faces.warp), the appearance generator's second input.
+        target's landmarks (puppet.faces.warp), the appearance generator's second input. With `regions=True`
+        also region (1, S, S): the target's mouth and eye regions (puppet.faces.regions), where the
+        objective weights its content loss.
+
+    `contrast` (0 to 1): the share of items whose target is chosen to differ from the reference (the first
+    of the K frames) in how open the eyes and mouth are (one of the most different quarter of the video's
+    other frames) instead of at random. Talking clips are mostly a half-open mouth and open eyes, so random
+    pairs rarely ask the generator to draw an opening mouth or a closing lid, which is its job.
 
     group="clip": every prepared file is a video. group="folder": the files of one folder are one video
     (VoxCeleb2's speaker/video/clip.mp4: the clips of one YouTube video, the paper's unit), so the K frames
@@ -215,9 +222,14 @@ class VideoDataset:
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int, K: int = 8, seed: int = 0,
-                 group: str = "clip", warped: bool = False):
+                 group: str = "clip", warped: bool = False, regions: bool = False, contrast: float = 0.0):
         if group not in ("clip", "folder"):
             raise PuppetError(f"group {group!r}: unknown; use clip or folder")
+        if not 0.0 <= contrast <= 1.0:
+            raise PuppetError(f"contrast {contrast}: must be between 0 and 1")
+        self.regions = bool(regions)
+        self.contrast = float(contrast)
+        self._openness: dict[int, np.ndarray] = {}  # per video index, (frames, 3), filled on first use
         self.root = Path(root)
         self.manifest = load_manifest(self.root)
         self.image_size = int(image_size)
@@ -244,10 +256,20 @@ class VideoDataset:
         """A hash of the video ids in index order: W's columns mean these videos, in this order."""
         return hashlib.sha1("\n".join(self.ids).encode("utf-8")).hexdigest()
 
-    def choose(self, index: int, epoch: int, n_frames: int) -> np.ndarray:
-        """K + 1 distinct frame indices; the last is the target."""
+    def choose(self, index: int, epoch: int, n_frames: int,
+               openness: np.ndarray | None = None) -> np.ndarray:
+        """K + 1 distinct frame indices; the last is the target. With `openness` ((n_frames, 3): eyes and
+        mouth, puppet.faces.regions.openness) and contrast > 0, that share of targets is drawn from the
+        quarter of the other frames whose eyes and mouth differ most from the first frame's."""
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
-        return rng.choice(n_frames, size=self.K + 1, replace=False)
+        picks = rng.choice(n_frames, size=self.K + 1, replace=False)
+        if openness is not None and self.contrast > 0 and rng.random() < self.contrast:
+            rest = np.setdiff1d(np.arange(n_frames), picks[:-1])
+            # The mouth's opening spans about twice the eyes' range: both count alike.
+            diff = np.abs(openness[rest] - openness[picks[0]]) * np.array([0.5, 0.5, 1.0])
+            order = np.argsort(-diff.sum(axis=1), kind="stable")
+            picks[-1] = rest[order[rng.integers(max(1, len(rest) // 4))]]
+        return picks
 
     def _resize(self, img: np.ndarray, lms: np.ndarray, stored: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.image_size
@@ -269,8 +291,9 @@ class VideoDataset:
         # The group's frames, numbered across its files in order; the picks are global frame numbers.
         counts = np.array([int(m["frames"]) for m in members])
         starts = np.concatenate([[0], np.cumsum(counts)])
-        picks = self.choose(index, epoch, int(starts[-1]))
         opened: dict[int, Video] = {}
+        picks = self.choose(index, epoch, int(starts[-1]),
+                            self._video_openness(int(index), members, opened) if self.contrast > 0 else None)
         frames, sketches, marks = [], [], []
         for k in picks:
             f = int(np.searchsorted(starts, k, side="right") - 1)
@@ -289,7 +312,24 @@ class VideoDataset:
             from puppet.faces.warp import warp
 
             item["warped"] = to_tensor(warp(frames[0], marks[0], marks[-1]))[0]
+        if self.regions:
+            from puppet.faces.regions import region_mask
+
+            item["region"] = torch.from_numpy(region_mask(marks[-1], self.image_size))[None]
         return item
+
+    def _video_openness(self, index: int, members: list[dict], opened: dict[int, Video]) -> np.ndarray:
+        """(frames, 3) eye and mouth openness of every frame of a video, across its files (cached)."""
+        if index not in self._openness:
+            from puppet.faces.regions import openness
+
+            rows = []
+            for f, m in enumerate(members):
+                if f not in opened:
+                    opened[f] = Video(self.root / m["file"])
+                rows.extend(openness(lms) for lms in opened[f].landmarks)
+            self._openness[index] = np.stack(rows)
+        return self._openness[index]
 
 
 class EpochSampler:

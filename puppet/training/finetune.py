@@ -256,13 +256,15 @@ class _Batches:
                 self._warped[i] = to_tensor(warp(self.frames[j], self.lms[j], self.lms[i]))
         return self._warped[i]
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(frames, sketches, warped references or None, the frames' mouth and eye regions (B, 1, S, S))."""
         from puppet.data.motion import perturb
+        from puppet.faces.regions import region_mask
         from puppet.faces.sketch import sketch_tensor
         from puppet.faces.warp import warp
 
         idx = self.rng.integers(0, len(self.frames), size=batch)
-        xs, ys, ws = [], [], []
+        xs, ys, ws, rs = [], [], [], []
         for k, i in enumerate(idx):
             # always keep at least one real frame per batch: the photos are the only ground truth of the face
             augmented = self.augment and k > 0 and self.rng.random() < AUG_FRACTION
@@ -276,16 +278,20 @@ class _Batches:
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
                 ws.append(to_tensor(warp(detour, dst, self.lms[i])))
+                target_lms = self.lms[i]
             elif augmented:
                 dst = perturb(self.lms[i], self.rng)
                 xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
                 ys.append(sketch_tensor(dst, self.size))
+                target_lms = dst
             else:
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
                 if self.appearance:
                     ws.append(self._reference_for(int(i)))
-        return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None)
+                target_lms = self.lms[i]
+            rs.append(torch.from_numpy(region_mask(target_lms, self.size))[None, None])
+        return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None), torch.cat(rs)
 
 
 def finetune(
@@ -325,7 +331,7 @@ def finetune(
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
-    from models.losses import adversarial_loss, feature_matching_loss, hinge_d_loss
+    from models.losses import REGION_WEIGHT, generator_losses, hinge_d_loss
     from models.spectral import remove_spectral_norm
 
     t0 = time.time()
@@ -355,6 +361,12 @@ def finetune(
         lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
         lr_d = float(meta.get("train", {}).get("lr_d", PAPER_LR_D)) if meta is not None else FROM_SCRATCH_LR_D
+    # The region term as the model was meta-learned with it (none for models made before it existed);
+    # from scratch, the default for appearance generators, whose job those regions are.
+    if meta is not None:
+        region_weight = float(meta.get("train", {}).get("region_weight", 0.0))
+    else:
+        region_weight = REGION_WEIGHT if appearance(cfg) == "warp" else 0.0
     dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(threads or cpu_threads())
@@ -392,23 +404,18 @@ def finetune(
     bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress or steps == 0,
                dynamic_ncols=True)
     for _ in bar:
-        x, y, warped = batches.sample(batch_size)
-        x, y = x.to(dev), y.to(dev)
+        x, y, warped, region = batches.sample(batch_size)
+        x, y, region = x.to(dev), y.to(dev), region.to(dev)
         warped = warped.to(dev) if warped is not None else None
         B = x.shape[0]
-        # G step: content + adversarial + feature matching (weights inside models.losses)
+        # G step: the meta-learning objective with w' in place of W_i (models.losses.generator_losses)
         fake = G(y, psi.expand(B, -1), warped)
-        loss_c = content_loss(fake, x)
-        loss_g = loss_c
-        if adversarial:
-            score_fake, feats_fake = D(fake, y, w=w.expand(B, -1))
-            with torch.no_grad():
-                _, feats_real = D(x, y, w=w.expand(B, -1))
-            loss_g = loss_g + adversarial_loss(score_fake) + feature_matching_loss(feats_real, feats_fake)
+        terms = generator_losses(D if adversarial else None, content_loss, fake, x, y, w=w.expand(B, -1),
+                                 region=region, region_weight=region_weight)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        terms["total"].backward()
         opt_g.step()
-        losses = {"content": loss_c.item(), "g": loss_g.item()}
+        losses = {"content": terms["content"].item(), "g": terms["total"].item()}
         if adversarial:
             # D steps: hinge on the real frames and G's (detached) outputs
             for _ in range(D_STEPS):
@@ -435,6 +442,7 @@ def finetune(
         from_scratch=meta is None,
         content=content,
         adversarial=bool(adversarial),
+        region_weight=region_weight,
         lr_g=float(lr_g),
         lr_d=float(lr_d),
         batch_size=int(batch_size),

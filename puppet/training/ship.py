@@ -21,13 +21,20 @@ from puppet.training.train import FORMAT, VERSION, load_meta
 
 
 def _half(sd: dict) -> dict:
-    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in sd.items()}
+    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().clone()
+            for k, v in sd.items()}
 
 
 def ship(src: str | Path, dst: str | Path) -> dict:
-    meta = load_meta(src)
+    out = shipped(load_meta(src))
+    torch_save_atomic(out, dst)
+    return out
+
+
+def shipped(meta: dict) -> dict:
+    """The shipped form of a meta-learned checkpoint's dict (what `ship` writes)."""
     D = dict(meta["discriminator"])
-    D["W.weight"] = torch.zeros(1, D["W.weight"].shape[1])
+    D["W.weight"] = torch.zeros(1, D["W.weight"].shape[1], dtype=D["W.weight"].dtype)
     out = {
         "format": FORMAT,
         "version": VERSION,
@@ -41,7 +48,6 @@ def ship(src: str | Path, dst: str | Path) -> dict:
         "train": {**meta.get("train", {}), "videos": int(meta["num_videos"]),
                   "data": Path(str(meta.get("train", {}).get("data", ""))).name},
     }
-    torch_save_atomic(out, dst)
     return out
 
 

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from models.config import CONFIGS
-from models.losses import CONTENT_KINDS
+from models.losses import CONTENT_KINDS, REGION_WEIGHT
 from puppet.cli import Parser
 from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
@@ -233,6 +233,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr-g", type=float, help=f"E/G learning rate (default: the paper's {LR_EG})")
     p.add_argument("--lr-d", type=float, help=f"D learning rate (default: the paper's {LR_D})")
     p.add_argument("--d-steps", type=int, help=f"D updates per E/G update (default {D_STEPS})")
+    p.add_argument("--region-weight", type=float,
+                   help=f"weight of the pixel L1 inside the mouth and eye regions (default {REGION_WEIGHT} "
+                        f"for appearance configs, 0 for the paper's pure generator)")
+    p.add_argument("--contrast", type=float,
+                   help="share of samples whose target frame differs most from the reference in how open the "
+                        "eyes and mouth are (default 0.5 for appearance configs, else 0: random pairs)")
+    p.add_argument("--minutes", type=float,
+                   help="wall-clock budget: checkpoint and stop after this many minutes (--resume continues)")
+    p.add_argument("--ship-to", help="also write the shipped form (fp16 weights, puppet.training.ship) here, "
+                                     "every --ship-every minutes and at the end")
+    p.add_argument("--ship-every", type=float, default=1.0,
+                   help="minutes between shipped-form writes (default 1)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                    help="mixed precision (auto: bf16 on GPUs that have it, else fp16; off on CPU)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (torchrun: one GPU per rank)")
@@ -251,6 +263,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--batch {a.batch}: must be at least 1")
     if a.workers < 0:
         raise PuppetError(f"--workers {a.workers}: must be 0 or more")
+    for name in ("minutes", "ship_every"):
+        if getattr(a, name) is not None and getattr(a, name) <= 0:
+            raise PuppetError(f"--{name.replace('_', '-')} {getattr(a, name)}: must be more than 0")
+    if a.region_weight is not None and a.region_weight < 0:
+        raise PuppetError(f"--region-weight {a.region_weight}: must be 0 or more")
+    if a.contrast is not None and not 0 <= a.contrast <= 1:
+        raise PuppetError(f"--contrast {a.contrast}: must be between 0 and 1")
     if not a.resume and a.config is None:
         raise PuppetError("--config: needed for a new run (tiny|small|cpu|paper); or pass --resume")
     return a
@@ -359,8 +378,12 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     old = ckpt["train"] if ckpt else {}
     batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
     # Unset options continue the checkpoint's run, else take the defaults.
+    warp_cfg = appearance(cfg) == "warp"
+    # Checkpoints made before the region term and contrast pairs existed trained without them.
+    region_default, contrast_default = (REGION_WEIGHT, 0.5) if warp_cfg and not ckpt else (0.0, 0.0)
     for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS),
-                          ("content", "auto"), ("group", "folder")):
+                          ("content", "auto"), ("group", "folder"), ("region_weight", region_default),
+                          ("contrast", contrast_default)):
         if getattr(a, name) is None:
             setattr(a, name, old.get(name, default))
     torch.set_num_threads(a.threads or (1 if d.device.type == "cpu" else torch.get_num_threads()))
@@ -369,8 +392,8 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
     torch.manual_seed(a.seed)
     content = make_content_loss(a.content, a.vgg19, a.vggface).to(d.device)
-    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=a.group,
-                        warped=appearance(cfg) == "warp")
+    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=a.group, warped=warp_cfg,
+                        regions=a.region_weight > 0, contrast=a.contrast)
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
         if int(ckpt["num_videos"]) != len(data) or not same:
@@ -443,7 +466,8 @@ def _eg_step(r: Run, b: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
     with no_sync:
         with r.autocast():
             fake, e_frames = r.eg(b["x"], b["y"], b["y_t"], b.get("warped"))
-            terms = generator_losses(r.D, r.content, fake, b["x_t"], b["y_t"], i=b["i"], e_frames=e_frames)
+            terms = generator_losses(r.D, r.content, fake, b["x_t"], b["y_t"], i=b["i"], e_frames=e_frames,
+                                     region=b.get("region"), region_weight=r.a.region_weight)
         r.scaler_eg.scale(terms["total"]).backward()
     r.scaler_eg.step(r.opt_eg)
     r.scaler_eg.update()
@@ -505,13 +529,20 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         if d.main:
             torch_save_atomic(_checkpoint(r), out)
 
+    def ship() -> None:  # the small fp16 form, so that a run cut short still leaves a usable model
+        if d.main and a.ship_to:
+            from puppet.training.ship import shipped
+
+            torch_save_atomic(shipped(_checkpoint(r, optimisers=False)), a.ship_to)
+
     stop = {"flag": False}
 
     def on_signal(signum, frame):  # finish the step, checkpoint, stop (all ranks at the same step)
         stop["flag"] = True
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    t_last = time.time()
+    t_last = t_start = time.time()
+    next_ship = t_start + a.ship_every * 60
     try:
         while r.step < a.steps:
             b = {k: v.to(d.device, non_blocking=True) for k, v in next(it).items()}
@@ -540,9 +571,15 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
                                      r.step)
             if r.step % a.ckpt_every == 0 and r.step < a.steps:
                 save()
+            if a.ship_to and time.time() >= next_ship:
+                ship()
+                next_ship = time.time() + a.ship_every * 60
+            if a.minutes is not None and time.time() - t_start >= a.minutes * 60:
+                stop["flag"] = True
             if d.any(stop["flag"]):
                 break
         save()
+        ship()
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
@@ -564,14 +601,20 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
 
 def _quiet_worker(_worker_id: int) -> None:
     """Data workers ignore Ctrl-C and SIGTERM: the main process decides when to stop (after a checkpoint),
-    and shuts them down itself."""
+    and shuts them down itself. One thread each: many workers with a thread pool per core each would fight
+    over the cores (OpenCV's decode and warp, torch's conversions)."""
+    import cv2
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
-def _checkpoint(r: Run) -> dict:
+def _checkpoint(r: Run, optimisers: bool = True) -> dict:
+    """What --out holds: the weights, and (optimisers=True) everything --resume needs."""
     eg, D, a = _unwrap(r.eg), _unwrap(r.D), r.a
-    return {
+    ckpt = {
         "format": FORMAT,
         "version": VERSION,
         "config": r.cfg,
@@ -581,15 +624,16 @@ def _checkpoint(r: Run) -> dict:
         "embedder": eg.E.state_dict(),
         "generator": eg.G.state_dict(),
         "discriminator": D.state_dict(),
-        "opt_eg": r.opt_eg.state_dict(),
-        "opt_d": r.opt_d.state_dict(),
-        "scaler_eg": r.scaler_eg.state_dict(),
-        "scaler_d": r.scaler_d.state_dict(),
-        "rng": _rng_state(),
         "train": {"batch": int(r.batch), "world_size": int(r.d.world), "seed": int(a.seed), "K": int(a.K),
                   "lr_g": float(a.lr_g), "lr_d": float(a.lr_d), "d_steps": int(a.d_steps),
-                  "data": str(a.data), "group": r.group, "content": a.content},
+                  "data": str(a.data), "group": r.group, "content": a.content,
+                  "region_weight": float(a.region_weight), "contrast": float(a.contrast)},
     }
+    if optimisers:
+        ckpt.update({"opt_eg": r.opt_eg.state_dict(), "opt_d": r.opt_d.state_dict(),
+                     "scaler_eg": r.scaler_eg.state_dict(), "scaler_d": r.scaler_d.state_dict(),
+                     "rng": _rng_state()})
+    return ckpt
 
 
 if __name__ == "__main__":
