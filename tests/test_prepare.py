@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from _data import FRAMES, GOOD_VIDEOS, STORED_SIZE, child_env, prepared
 
 from puppet.data.dataset import MANIFEST, Video, VideoDataset, load_manifest, read_journal
@@ -84,6 +85,33 @@ def test_dataset_samples(data_run):
     assert (item["y_t"] > -1).any()
     with pytest.raises(PuppetError, match="K \\+ 1 = 17"):
         VideoDataset(data, 32, K=16)
+
+
+def test_dataset_contrast_pairs_and_regions(data_run):
+    """contrast=1: every target is among the quarter of frames whose eyes and mouth differ most from the
+    reference's (the synthetic clips talk and blink); regions=True adds the target's mouth and eye mask."""
+    from puppet.faces.regions import openness, region_mask
+
+    data, _ = data_run
+    plain = VideoDataset(data, 32, K=4, seed=0)
+    ds = VideoDataset(data, 32, K=4, seed=0, contrast=1.0, regions=True)
+    video = Video(data / load_manifest(data)["videos"][0]["file"])
+    opened = np.stack([openness(p) for p in video.landmarks])
+    gaps, random_gaps = [], []
+    for epoch in range(30):
+        picks = ds.choose(0, epoch, FRAMES, opened)
+        base = plain.choose(0, epoch, FRAMES)
+        assert (picks[:-1] == base[:-1]).all()  # the same K frames: only the target changes
+        assert picks[-1] not in picks[:-1]
+        gaps.append(np.abs((opened[picks[-1]] - opened[picks[0]]) * [0.5, 0.5, 1]).sum())
+        random_gaps.append(np.abs((opened[base[-1]] - opened[base[0]]) * [0.5, 0.5, 1]).sum())
+    assert np.mean(gaps) > 1.5 * np.mean(random_gaps)
+    item = ds[(0, 0)]
+    picks = ds.choose(0, 0, FRAMES, opened)
+    lms = (video.landmarks[picks[-1]] + 0.5) * (32 / video.size) - 0.5
+    assert torch.equal(item["region"][0], torch.from_numpy(region_mask(lms, 32)))
+    with pytest.raises(PuppetError, match="between 0 and 1"):
+        VideoDataset(data, 32, K=4, contrast=1.5)
 
 
 def test_dataset_groups_clips_by_folder(data_run):

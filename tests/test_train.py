@@ -256,3 +256,22 @@ def test_shipped_form_loads_and_fine_tunes(full_run, tmp_path):
     target = finetune([frame], [lms], steps=0, checkpoint=small, progress=False)
     full = finetune([frame], [lms], steps=0, checkpoint=full_run, progress=False)
     assert (target.psi - full.psi).abs().max() < 1e-2 * full.psi.abs().max()  # fp16 rounding only
+
+
+def test_wall_clock_budget_stops_with_a_checkpoint_and_the_shipped_form(data, tmp_path, one_thread):
+    """--minutes: a GPU run given N minutes stops by itself, checkpointed (--resume continues it), and
+    --ship-to leaves the small fp16 form beside it (what comes back from a lent GPU machine)."""
+    out, shipped = tmp_path / "meta.pt", tmp_path / "ship" / "meta_tiny.pt"
+    shipped.parent.mkdir()
+    t0 = time.time()
+    assert main(ARGS + ["--data", str(data), "--out", str(out), "--steps", "100000", "--minutes", "0.002",
+                        "--ship-to", str(shipped)]) == 0
+    assert time.time() - t0 < 60
+    ckpt, small = load_meta(out), load_meta(shipped)
+    assert 1 <= ckpt["step"] < 100000 and "opt_eg" in ckpt
+    assert small["step"] == ckpt["step"] and "opt_eg" not in small and "rng" not in small
+    assert all(v.dtype == torch.float16 for v in small["generator"].values() if v.is_floating_point())
+    # The pure generator trains without the region term or contrast pairs; the run's settings are recorded.
+    assert small["train"]["region_weight"] == 0.0 and small["train"]["contrast"] == 0.0
+    with pytest.raises(PuppetError, match="--minutes 0"):
+        main(ARGS + ["--data", str(data), "--out", str(tmp_path / "x.pt"), "--minutes", "0"])
