@@ -58,6 +58,10 @@ def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np
     remove_spectral_norm(G)
     with torch.no_grad():
         psi = G.psi_from_embedding(torch.randn(1, cfg["emb_dim"]))
+        if G.appearance:
+            # The correction head starts at zero (the output is then the warp itself): give it random
+            # weights, so that parity checks see the network's arithmetic, not only the warp passed through.
+            torch.nn.init.normal_(G.body.delta.weight, std=0.02)
     if ref_landmarks is None:
         ref_landmarks = _mean_face(size)
     if ref_image is None:

@@ -3,8 +3,9 @@
     OUT=DIR bash bench/gpu.sh --minutes 6             # on the GPU machine (README: "A GPU run")
     python -m bench.gpu --dry-run --out DIR            # the same steps on a CPU, tiny, in about a minute (CI)
 
-1. Meta-learning: puppet.train in a child process, from scratch, of --config (default cpu-warp, the CPU live
-   default: the GPU trains it for far longer than a CPU can) on the data pack (python -m bench.pack), bf16
+1. Meta-learning: puppet.train in a child process, from scratch (or --init META), of --config (default
+   cpu-warp, the CPU live default: the GPU trains it for far longer than a CPU can) on the data pack
+   (python -m bench.pack), bf16
    autocast, --batch videos a step, for --minutes. The shipped form (fp16, puppet.training.ship) is written
    to OUT/meta_<config>.pt every minute and at the end, so a run cut short still brings a model back;
    OUT/losses.jsonl holds the curves, OUT/train.log the command's output.
@@ -60,6 +61,8 @@ def parse_args(argv: list[str]):
     p.add_argument("--workers", type=int, help="data loader processes (default: the CPU cores less 2)")
     p.add_argument("--lr-g", type=float, default=5e-4, help="E/G learning rate (default 5e-4)")
     p.add_argument("--lr-d", type=float, default=1e-3, help="D learning rate (default 1e-3)")
+    p.add_argument("--init", help="start from this meta-learned model's weights (puppet.train --init) "
+                                  "instead of from scratch")
     p.add_argument("--skip-train", action="store_true", help="only the measurements")
     p.add_argument("--dry-run", action="store_true",
                    help="on a CPU: tiny configs, a few steps, a tiny pack (made from the packaged portraits "
@@ -128,6 +131,8 @@ def train(a, out: Path, scratch: Path) -> dict:
            "--ship-every", "1", "--minutes", str(a.minutes), "--batch", str(a.batch), "--K", str(a.K),
            "--workers", str(a.workers), "--lr-g", str(a.lr_g), "--lr-d", str(a.lr_d), "--content", "face",
            "--ckpt-every", "100000", "--log-every", "25", "--image-every", "100000", "--no-progress"]
+    if a.init:
+        cmd += ["--init", a.init]
     if a.dry_run:
         cmd += ["--steps", "6", "--device", "cpu", "--log-every", "2"]
     log.info("meta-learning %s for %.1f min: %s", a.config, a.minutes, " ".join(cmd))

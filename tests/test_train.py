@@ -275,3 +275,24 @@ def test_wall_clock_budget_stops_with_a_checkpoint_and_the_shipped_form(data, tm
     assert small["train"]["region_weight"] == 0.0 and small["train"]["contrast"] == 0.0
     with pytest.raises(PuppetError, match="--minutes 0"):
         main(ARGS + ["--data", str(data), "--out", str(tmp_path / "x.pt"), "--minutes", "0"])
+
+
+def test_init_starts_a_new_run_from_a_models_weights(data, full_run, tmp_path, one_thread):
+    """--init META: the shipped form of an earlier run (one W row) starts a new run on a dataset of its own:
+    its E and G are the starting weights, W gets a row per video of this dataset, the step count restarts."""
+    from puppet.training.ship import ship
+
+    small = tmp_path / "small.pt"
+    ship(full_run, small)
+    out = tmp_path / "meta.pt"
+    args = ARGS[2:] + ["--data", str(data), "--out", str(out), "--steps", "1", "--init", str(small)]
+    assert main(args) == 0
+    meta, start = load_meta(out), load_meta(small)
+    assert meta["step"] == 1 and meta["config"] == start["config"]
+    assert meta["discriminator"]["W.weight"].shape[0] == meta["num_videos"] > 1
+    # One step of Adam moves every weight by about the learning rate: still the starting weights, not new ones.
+    for k, v in start["generator"].items():
+        if v.is_floating_point() and v.numel() > 100:
+            assert (meta["generator"][k] - v.float()).abs().max() < 0.01, k
+    with pytest.raises(PuppetError, match="--init: starts a new run"):
+        main(ARGS + ["--data", str(data), "--out", str(out), "--resume", "--init", str(small)])

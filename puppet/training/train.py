@@ -217,6 +217,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="the checkpoint meta.pt (written every --ckpt-every steps)")
     p.add_argument("--steps", type=int, default=100_000, help="total steps to train to (default 100000)")
     p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
+    p.add_argument("--init", metavar="META",
+                   help="a new run starting from this meta-learned model's weights (e.g. the shipped form of "
+                        "an earlier run): its config; fresh optimisers, step 0 and a fresh W for this dataset")
     p.add_argument("--batch", type=int, default=None, help="videos per step per rank (default 2; 8 on GPU)")
     p.add_argument("--K", type=int, help="frames per video for the embedder (default: the paper's 8)")
     p.add_argument("--group", choices=("clip", "folder"),
@@ -270,7 +273,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--region-weight {a.region_weight}: must be 0 or more")
     if a.contrast is not None and not 0 <= a.contrast <= 1:
         raise PuppetError(f"--contrast {a.contrast}: must be between 0 and 1")
-    if not a.resume and a.config is None:
+    if a.init and a.resume:
+        raise PuppetError("--init: starts a new run; leave it out with --resume")
+    if not a.resume and a.config is None and not a.init:
         raise PuppetError("--config: needed for a new run (tiny|small|cpu|paper); or pass --resume")
     return a
 
@@ -354,11 +359,11 @@ def _run_config(a: argparse.Namespace, ckpt: dict | None) -> dict:
         return cfg
     cfg = get_config(ckpt["config"])
     if a.config is not None and get_config(a.config)["name"] != cfg.get("name"):
-        raise PuppetError(f"--config {a.config}: differs from {out}'s config '{cfg.get('name')}'; "
-                          f"leave --config out with --resume")
+        raise PuppetError(f"--config {a.config}: differs from {a.init or out}'s config '{cfg.get('name')}'; "
+                          f"leave --config out with --resume or --init")
     if a.image_size and a.image_size != cfg["image_size"]:
-        raise PuppetError(f"--image-size {a.image_size}: {out} was trained at {cfg['image_size']}; "
-                          f"leave --image-size out with --resume")
+        raise PuppetError(f"--image-size {a.image_size}: {a.init or out} was trained at {cfg['image_size']}; "
+                          f"leave --image-size out with --resume or --init")
     return cfg
 
 
@@ -374,7 +379,8 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     from puppet.data.dataset import VideoDataset
 
     ckpt = _resume_checkpoint(a)
-    cfg = _run_config(a, ckpt)
+    init = load_meta(a.init) if a.init else None
+    cfg = _run_config(a, ckpt or init)
     old = ckpt["train"] if ckpt else {}
     batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
     # Unset options continue the checkpoint's run, else take the defaults.
@@ -406,6 +412,10 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
         E.load_state_dict(ckpt["embedder"])
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
+    elif init is not None:  # W is per video of that run's data: this dataset's rows start fresh
+        E.load_state_dict(init["embedder"])
+        G.load_state_dict(init["generator"])
+        D.load_state_dict({k: v for k, v in init["discriminator"].items() if k != "W.weight"}, strict=False)
     eg = MetaEG(E, G).to(d.device).train()
     D = D.to(d.device).train()
     opt_eg = torch.optim.Adam(eg.parameters(), lr=a.lr_g, betas=BETAS)
