@@ -5,9 +5,9 @@
 
 1. Meta-learning: puppet.train in a child process, from scratch (or --init META), of --config (default
    cpu-warp, the CPU live default: the GPU trains it for far longer than a CPU can) on the data pack
-   (python -m bench.pack), bf16
-   autocast, --batch videos a step, for --minutes. The shipped form (fp16, puppet.training.ship) is written
-   to OUT/meta_<config>.pt every minute and at the end, so a run cut short still brings a model back;
+   (python -m bench.pack), bf16 autocast, --batch videos a step, for --minutes. The shipped form (fp16,
+   puppet.training.ship) is written to OUT/meta_<config>.pt every minute and at the end, so a run cut short
+   still brings a model back;
    OUT/losses.jsonl holds the curves, OUT/train.log the command's output.
 2. Generator rows (bench.generator) for each shipped config at its size: torch eager fp32 / fp16 / bf16, the
    live runtime's fp16 + CUDA graph, onnxruntime's CUDA provider and TensorRT where they exist (skipped with

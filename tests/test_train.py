@@ -290,7 +290,7 @@ def test_init_starts_a_new_run_from_a_models_weights(data, full_run, tmp_path, o
     meta, start = load_meta(out), load_meta(small)
     assert meta["step"] == 1 and meta["config"] == start["config"]
     assert meta["discriminator"]["W.weight"].shape[0] == meta["num_videos"] > 1
-    # One step of Adam moves every weight by about the learning rate: still the starting weights, not new ones.
+    # One Adam step moves each weight by about the learning rate: still the starting weights, not new ones.
     for k, v in start["generator"].items():
         if v.is_floating_point() and v.numel() > 100:
             assert (meta["generator"][k] - v.float()).abs().max() < 0.01, k

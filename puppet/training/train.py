@@ -219,7 +219,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from --out where it stopped")
     p.add_argument("--init", metavar="META",
                    help="a new run starting from this meta-learned model's weights (e.g. the shipped form of "
-                        "an earlier run): its config; fresh optimisers, step 0 and a fresh W for this dataset")
+                        "an earlier run): its config; fresh optimisers, step 0, a fresh W for this dataset")
     p.add_argument("--batch", type=int, default=None, help="videos per step per rank (default 2; 8 on GPU)")
     p.add_argument("--K", type=int, help="frames per video for the embedder (default: the paper's 8)")
     p.add_argument("--group", choices=("clip", "folder"),
