@@ -25,8 +25,8 @@ FP16_TOLERANCE = 1e-2
 TRT_SUPPORTED_OPS = frozenset({
     "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape",
     "Conv", "ConvTranspose", "Div", "Elu", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gemm",
-    "GlobalAveragePool", "Identity", "InstanceNormalization", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Neg",
-    "Pad", "Pow", "PRelu", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
+    "GlobalAveragePool", "Identity", "InstanceNormalization", "LeakyRelu", "MatMul", "Max", "MaxPool", "Mul",
+    "Neg", "Pad", "Pow", "PRelu", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid",
     "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
 })
 

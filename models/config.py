@@ -23,6 +23,9 @@ Fields (all networks share `image_size` and `emb_dim`):
   paper's generator, which draws every pixel from the sketch.
 - head_norm (optional, default False): an affine instance norm before the correction head's ReLU (see
   models.generator). The appearance configs have it; checkpoints made before it existed load without it.
+- correction (optional, default "full"): where an appearance generator's correction acts: "full" (the whole
+  frame) or "regions" (around the eyes and the mouth only, a mask read off the sketch: models.generator).
+  No weights of its own, so a checkpoint of either kind loads into the other.
 """
 
 from __future__ import annotations
@@ -114,11 +117,14 @@ CONFIGS: dict[str, dict] = {
 # thinking at 128, the appearance path giving a sharp 256 output (the warp carries the detail, G the
 # corrections); still ~1 GFLOP a frame.
 CONFIGS["cpu-warp"] = {**CONFIGS["cpu"], "name": "cpu-warp", "image_size": 256, "net_size": 128,
-                       "appearance": "warp", "head_norm": True}
+                       "appearance": "warp", "head_norm": True, "correction": "regions"}
 # The appearance path at the paper's size and widths, for GPUs.
-CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance": "warp", "head_norm": True}
+CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance": "warp", "head_norm": True,
+                         "correction": "regions"}
+CONFIGS["tiny-warp"]["correction"] = "regions"
 
 APPEARANCE = ("none", "warp")
+CORRECTION = ("full", "regions")
 
 
 def net_size(cfg: dict) -> int:
@@ -128,6 +134,10 @@ def net_size(cfg: dict) -> int:
 
 def appearance(cfg: dict) -> str:
     return cfg.get("appearance") or "none"
+
+
+def correction(cfg: dict) -> str:
+    return cfg.get("correction") or "full"
 
 _INT_FIELDS = ("image_size", "emb_dim", "g_res_blocks", "d_res_blocks")
 _LIST_FIELDS = ("e_channels", "g_down_channels", "g_up_channels", "d_channels", "attn_down", "attn_up")
@@ -170,6 +180,9 @@ def _validate(cfg: dict) -> None:
     if appearance(cfg) not in APPEARANCE:
         raise PuppetError(f"{where}: appearance must be one of {', '.join(APPEARANCE)}, "
                           f"got {cfg['appearance']!r}")
+    if correction(cfg) not in CORRECTION:
+        raise PuppetError(f"{where}: correction must be one of {', '.join(CORRECTION)}, "
+                          f"got {cfg['correction']!r}")
     size = net_size(cfg)
     for k in ("e_channels", "g_down_channels", "d_channels"):
         n = len(cfg[k])

@@ -29,8 +29,9 @@ from puppet.target import load_target, save_target
 GENERATOR_OPS = {"Add", "AveragePool", "Conv", "InstanceNormalization", "MatMul", "Mul", "Relu", "Reshape",
                  "Resize", "Softmax", "Tanh", "Transpose"}
 # The appearance generator adds the concat of its two inputs and the clipped residual warped + delta (and
-# has no tanh head).
-WARP_GENERATOR_OPS = (GENERATOR_OPS - {"Tanh"}) | {"Concat", "Clip"}
+# has no tanh head); its correction's region gate reads the eye and lip colours off the sketch (Slice, Sub,
+# Mul, Max, Div, Clip) and grows and feathers them (MaxPool, AveragePool).
+WARP_GENERATOR_OPS = (GENERATOR_OPS - {"Tanh"}) | {"Concat", "Clip", "Slice", "Sub", "Div", "Max", "MaxPool"}
 
 
 @pytest.fixture(scope="module")

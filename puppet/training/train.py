@@ -380,7 +380,8 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
 
     ckpt = _resume_checkpoint(a)
     init = load_meta(a.init) if a.init else None
-    cfg = _run_config(a, ckpt or init)
+    # --init with --config: that config (its weights must fit the model's: e.g. a new `correction`).
+    cfg = _run_config(a, ckpt or (init if a.config is None else None))
     old = ckpt["train"] if ckpt else {}
     batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
     # Unset options continue the checkpoint's run, else take the defaults.
@@ -413,9 +414,16 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
     elif init is not None:  # W is per video of that run's data: this dataset's rows start fresh
-        E.load_state_dict(init["embedder"])
-        G.load_state_dict(init["generator"])
-        D.load_state_dict({k: v for k, v in init["discriminator"].items() if k != "W.weight"}, strict=False)
+        if d.main:
+            log.info("starting from the weights of %s (its step %d)", a.init, int(init.get("step", 0)))
+        try:
+            E.load_state_dict(init["embedder"])
+            G.load_state_dict(init["generator"])
+            D.load_state_dict({k: v for k, v in init["discriminator"].items() if k != "W.weight"},
+                              strict=False)
+        except RuntimeError:
+            raise PuppetError(f"--init {a.init}: its weights don't fit config '{cfg.get('name')}' (config "
+                              f"'{init['config'].get('name')}'); leave --config out") from None
     eg = MetaEG(E, G).to(d.device).train()
     D = D.to(d.device).train()
     opt_eg = torch.optim.Adam(eg.parameters(), lr=a.lr_g, betas=BETAS)
