@@ -13,6 +13,10 @@ from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetarget
 # The One Euro filter works on the target's landmarks scaled to this size, so its parameters
 # (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
 FILTER_UNITS = 256.0
+# Its cutoff at rest (Hz) and speed coefficient: bench.jitter compares them with other settings on real clips
+# (BENCHMARKS.md).
+FILTER_MIN_CUTOFF = 1.0
+FILTER_BETA = 0.05
 
 
 class Driver:
@@ -30,7 +34,7 @@ class Driver:
         self.absolute = absolute
         self.calibrator = NeutralCalibrator()
         self.crop = CropSmoother(fps=fps)
-        self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
+        self.filter = OneEuroFilter(min_cutoff=FILTER_MIN_CUTOFF, beta=FILTER_BETA)
         self.neutral: np.ndarray | None = None
         self._blend = False
         self.gains = gains or Gains()

@@ -53,7 +53,7 @@ class Idle:
             if t - self._since >= self.delay_s:
                 if self.level == 0.0:
                     self._start = t
-                    self._next_blink = t + self.rng.uniform(0.5, 2.0)  # the first soon: it looks alive
+                    self._next_blink = t + self.rng.uniform(0.5, 1.5)  # the first soon: it looks alive
                 self.level = min(1.0, self.level + (dt / self.fade_s if self.fade_s > 0 else 1.0))
         else:
             self._since = None
