@@ -187,6 +187,14 @@ def test_no_folded_triangles_at_any_gain(ref):
         q0, q1 = _frame(ref).to_local(ref), f.to_local(lms)
         naive_folds += int((folded(f.from_local(q0 + 3 * (q1 - q0))) & ~own).any())
     assert naive_folds >= 3
+    # The head's exaggeration folds the mesh at the crop's edge here, and gives way; the mouth's doesn't.
+    lms = move(ref, Motion(mouth=0.35, roll=10, dx=0.2))
+    assert folded(pg._apply(lms.astype(np.float64), Gains(position=3.0, scale=3.0, roll=3.0))).any()
+    both, mouth = pg(lms, Gains(**dict.fromkeys(PARTS, 3.0))), pg(lms, Gains(mouth=3.0))
+    assert gaps(both)["mouth"] == pytest.approx(gaps(mouth)["mouth"], abs=1e-3)
+    assert gaps(mouth)["mouth"] > gaps(lms)["mouth"] + 0.1
+    rf = _frame(ref)
+    assert abs(_frame(both).angle - rf.angle) > abs(_frame(lms).angle - rf.angle)  # the head's, partly
 
 
 def test_gain_values_and_flags():

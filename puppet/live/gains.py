@@ -146,8 +146,9 @@ class PartGains:
 
     Beyond the limits of each part (see the module's docstring) a last guard checks the warp's mesh
     (puppet.faces.warp: the landmarks, the forehead, the rings round the head, the crop's fixed border):
-    when the gains would fold a triangle that the driver's own pose (gain 1) leaves unfolded, every gain is
-    brought back towards 1 just as far as it takes (to 1/1000 of the way).
+    when the gains would fold a triangle that the driver's own pose (gain 1) leaves unfolded, they are brought
+    back towards 1 just as far as it takes (to 1/1000 of the way): the expression's gains as far as they fold
+    on their own, then the head's.
     """
 
     def __init__(self, ref: np.ndarray, size: int):
@@ -198,19 +199,31 @@ class PartGains:
         out = self._apply(lms, gains)
         own = self.folded(lms)
         if (self.folded(out) & ~own).any():
-            # bisect for the largest share of the gains' change that folds nothing new
-            changed = {p: getattr(gains, p) for p in PARTS if getattr(gains, p) != 1.0}
-            ok, lo, hi = lms, 0.0, 1.0
-            for _ in range(10):
-                mid = 0.5 * (lo + hi)
-                share = {p: 1.0 + mid * (g - 1.0) for p, g in changed.items()}
-                trial = self._apply(lms, replace(gains, **share))
-                if (self.folded(trial) & ~own).any():
-                    hi = mid
-                else:
-                    ok, lo = trial, mid
-            out = ok
+            # The expression's share first (with the head's gains at 1), then the head's on top of that: what
+            # the head folds is at the crop's edge, and shouldn't cost the mouth its exaggeration.
+            head = {p: getattr(gains, p) for p in ("position", "scale", "roll") if getattr(gains, p) != 1.0}
+            still = replace(gains, **dict.fromkeys(head, 1.0))
+            ok = self._apply(lms, still)
+            if (self.folded(ok) & ~own).any():
+                face = {p: getattr(gains, p) for p in ("eyes", "brows", "mouth") if getattr(gains, p) != 1.0}
+                ok, still = self._bisect(lms, still, face, lms, own)
+            out = self._bisect(lms, replace(still, **head), head, ok, own)[0] if head else ok
         return out.astype(np.float32)
+
+    def _bisect(self, lms: np.ndarray, gains: Gains, changed: dict[str, float], ok: np.ndarray,
+                own: np.ndarray) -> tuple[np.ndarray, Gains]:
+        """The landmarks and gains at the largest share t of the `changed` gains' way from 1 (1 + t (g - 1),
+        to 1/1000) that folds nothing the driver's pose doesn't; `ok`: the landmarks at t = 0."""
+        lo, hi, best = 0.0, 1.0, replace(gains, **dict.fromkeys(changed, 1.0))
+        for _ in range(10):
+            mid = 0.5 * (lo + hi)
+            trial_gains = replace(gains, **{p: 1.0 + mid * (g - 1.0) for p, g in changed.items()})
+            trial = self._apply(lms, trial_gains)
+            if (self.folded(trial) & ~own).any():
+                hi = mid
+            else:
+                ok, best, lo = trial, trial_gains, mid
+        return ok, best
 
     def _apply(self, lms: np.ndarray, gains: Gains) -> np.ndarray:
         rf = self.ref_frame
