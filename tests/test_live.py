@@ -326,7 +326,8 @@ def test_paced_source_reports_latency_and_the_audio_delay(tiny_target, tmp_path,
     lat = s["latency_ms"]
     assert s["paced"] is True and lat["n"] == s["frames_out"] > 10 and 0 < lat["p50"] <= lat["p95"]
     assert s["audio_delay_ms"] == round(lat["p50"] / 10) * 10
-    assert s["gains"] == {"eyes": 1.0, "brows": 1.0, "mouth": 1.5, "position": 0.5, "scale": 0.5, "roll": 0.5}
+    assert s["gains"] == {str(tiny_target): {"eyes": 1.0, "brows": 1.0, "mouth": 1.5, "position": 0.5,
+                                             "scale": 0.5, "roll": 0.5}}
     tip = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sound in sync")]
     assert len(tip) == 1 and f"by {s['audio_delay_ms']} ms" in tip[0] and "OBS Sync Offset" in tip[0]
 
@@ -377,7 +378,8 @@ def test_gains_flags_override_the_remembered_ones(tiny_target, face_clip, tmp_pa
                  str(tmp_path / "o.mp4"), "--max-frames", "2", "--gain", "mouth=0.8", "--no-idle",
                  "--stats", str(stats_path)]) == 0
     s = json.loads(stats_path.read_text())
-    assert s["gains"]["eyes"] == 0.5 and s["gains"]["mouth"] == 0.8 and s["idle"] is False
+    gains = s["gains"][str(tiny_target)]
+    assert gains["eyes"] == 0.5 and gains["mouth"] == 0.8 and s["idle"] is False
     assert s["paced"] is False and s["audio_delay_ms"] is None  # a file: no tip
     assert "sound in sync" not in capsys.readouterr().out
     assert Settings().gains(tiny_target) == Gains(eyes=0.5, mouth=2.0)  # flags are for this run

@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
         stats = Stats(source=source.name, targets=[t.path for t in targets],
                       backend=getattr(targets[0].backend, "name", a.backend),
                       mode="absolute" if a.absolute else "relative", image_size=targets[0].size,
-                      paced=source.live, idle=not a.no_idle, gains=targets[0].gains.as_dict(),
+                      paced=source.live, idle=not a.no_idle,
                       output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
                     max_frames=a.max_frames, idle=not a.no_idle, settings=settings)
@@ -204,6 +204,7 @@ def main(argv: list[str]) -> int:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, prev)
+            stats.info["gains"] = {t.path: t.gains.as_dict() for t in targets}  # as the run left them
     finally:
         for s in outputs:
             s.close()

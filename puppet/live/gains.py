@@ -35,6 +35,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from puppet.faces.warp import _control_points, _mesh
 from puppet.live.retarget import STABLE, FaceFrame, _wrap
 
 EYES = list(range(36, 48))
@@ -152,14 +153,11 @@ class PartGains:
     """
 
     def __init__(self, ref: np.ndarray, size: int):
-        from puppet.faces.warp import _control_points, _mesh
-
         self.ref = np.asarray(ref, np.float64)
         self.shape = (int(size), int(size))
         self.ref_frame = _frame(self.ref)
         self.ref_local = q = self.ref_frame.to_local(self.ref)
         src, _ = _control_points(self.shape, self.ref, self.ref)
-        self._control_points = _control_points
         self._tris = _mesh(self.shape, src, self.ref.astype(np.float32))
         self._orient = np.sign(self._areas(src))
         eye0 = [float((q[[b for _, b in lids], 1] - q[[a for a, _ in lids], 1]).mean()) for lids in _LIDS]
@@ -189,7 +187,7 @@ class PartGains:
 
     def folded(self, lms: np.ndarray) -> np.ndarray:
         """Which of the mesh's triangles these landmarks turn over (bool per triangle)."""
-        _, dst = self._control_points(self.shape, self.ref, np.asarray(lms, np.float64))
+        _, dst = _control_points(self.shape, self.ref, np.asarray(lms, np.float64))
         return self._areas(dst) * self._orient < -1e-3
 
     def __call__(self, lms: np.ndarray, gains: Gains) -> np.ndarray:
