@@ -299,6 +299,23 @@ def test_idle_blinks_at_a_human_rate_and_breathes_around_the_neutral(ref):
     assert max(np.abs(o - ref).max() for o in out) < 0.25 * rf.scale
 
 
+def test_idle_fades_out_over_a_few_frames_even_mid_blink(ref):
+    from puppet.live.idle import Idle
+
+    idle, fps, t = Idle(seed=2), 25.0, 0.0
+    gap0 = lid_gap(ref)
+    out = ref
+    while lid_gap(out) > 0.3 * gap0:  # away until a blink is nearly shut
+        t += 1 / fps
+        out = idle(ref, True, t)
+        assert t < 10
+    offset = float(np.abs(out - ref).max())
+    back = [out] + [idle(ref, False, t + k / fps) for k in range(1, 8)]  # the face is back: at the neutral
+    steps = [float(np.abs(b - a).max()) for a, b in zip(back, back[1:])]
+    assert max(steps) < 0.45 * offset, (steps, offset)  # spread over frames: no jump
+    assert back[6] is ref and not idle.active  # gone after 0.2 s (5 frames)
+
+
 def test_idle_hands_back_to_the_driver_without_a_jump(ref):
     """Through the Driver: a face, 4 s without one (eased to the neutral, then the idle motion), the face
     back: no frame moves much more than the idle motion itself moves in a frame, and the live pose is
