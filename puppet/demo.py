@@ -121,7 +121,7 @@ class PanelRecorder:
         self.panels: list[np.ndarray] = []
         self.sink = None
 
-    def show(self, camera, sketch, output, landmarks=None, lines=None) -> None:
+    def show(self, camera, sketch, output, landmarks=None, lines=None, status=None) -> None:
         from puppet.live.sinks import FileSink, preview_panel
 
         panel = preview_panel(camera, sketch, output, self.height)
@@ -130,7 +130,7 @@ class PanelRecorder:
         self.sink.write(panel)
         self.panels.append(panel)
         if self.window is not None:
-            self.window.show(camera, sketch, output, landmarks, lines)
+            self.window.show(camera, sketch, output, landmarks, lines, status)
 
     def poll(self, wait_ms: int = 1):
         return self.window.poll(wait_ms) if self.window is not None else None

@@ -379,3 +379,35 @@ def test_bench_finetune_times_both_thread_policies(tmp_path):
                                                        ("busy", "torch"), ("busy", "puppet")]
     assert all(x["step_s"] > 0 and x["threads"] >= 1 for x in rows)
     assert "| busy | puppet |" in r.stdout
+
+
+# ------------------------------------------------------------------------------------- bench.jitter
+def test_jitter_bench_measures_shake_on_still_frames_and_the_filters_lag(grace_hopper_path, tmp_path, capsys):
+    """A real face held still under camera noise (fresh noise every frame: mediapipe's landmarks shake), then
+    moving: the One Euro filter shakes less than the raw landmarks on the still frames and trails them while
+    they move; a lower cutoff trails more."""
+    import json
+
+    import cv2
+
+    from bench.jitter import main
+    from puppet.data.clips import write_video
+    from puppet.data.motion import animate
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
+
+    img = read_image(grace_hopper_path)
+    img = cv2.resize(img, (img.shape[1] * 240 // img.shape[0], 240), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    still = [np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8) for _ in range(30)]
+    moving, _ = animate(img, detect(img), 30, rng, fps=5.0)
+    clip = write_video(tmp_path / "clip.mp4", still + moving, 25.0)
+    out = tmp_path / "j.json"
+    assert main(["--clip", str(clip), "--settings", "1.0:0.05,0.3:0.05", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["clips"][0]["frames"] == 60 and r["clips"][0]["still_frames"] >= 15
+    raw, default, low = (r["settings"][k] for k in ("raw", "1:0.05", "0.3:0.05"))
+    assert raw["lag_ms"] == 0 and 0 < default["jitter_px"] < 0.7 * raw["jitter_px"]
+    assert 0 < default["lag_ms"] < low["lag_ms"]
+    assert default["jitter_vs_default_median"] == 1.0
+    assert "| 1:0.05 (default) |" in capsys.readouterr().out

@@ -25,6 +25,12 @@ FPS = 25.0
 
 
 @pytest.fixture(autouse=True)
+def own_config_folder(tmp_path, monkeypatch):
+    """The remembered live settings go to a folder of the test's own, never the user's ~/.config."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+@pytest.fixture(autouse=True)
 def keep_torch_threads():
     """main() sets torch's thread count for the live loop; give the rest of the suite its own back."""
     n = torch.get_num_threads()
@@ -184,7 +190,7 @@ def test_face_lost_holds_eases_to_neutral_and_never_shows_the_camera(tiny_target
     clip = face_frames[:10] + blank + face_frames[10:20]
     path = write_video(tmp_path / "gap.mp4", clip, FPS)
     rec = Recorder()
-    targets, stats = run_live(tiny_target, FileSource(path), [rec])
+    targets, stats = run_live(tiny_target, FileSource(path), [rec], idle=False)  # --no-idle: a still neutral
     out = rec.frames
     assert len(out) == len(clip) == stats.frames_out == stats.frames_in
     assert stats.no_face == 30
@@ -242,7 +248,8 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     h, w = face_frames[0].shape[:2]
     clip = face_frames[:10] + [stripes(h, w) for _ in range(25)] + face_frames[10:14]
     rec = Recorder()
-    targets, stats = run_live(path, FileSource(write_video(tmp_path / "gap.mp4", clip, FPS)), [rec])
+    source = FileSource(write_video(tmp_path / "gap.mp4", clip, FPS))
+    targets, stats = run_live(path, source, [rec], idle=False)
     t, spy = targets[0], targets[0].backend
     assert t.appearance and spy.backend.appearance
     out = rec.frames
@@ -264,6 +271,118 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     for i in range(10 + 20, 35):
         np.testing.assert_array_equal(out[i], neutral)
     assert any(np.array_equal(wp, ref) for wp in spy.warps)
+
+
+def test_idle_avatar_blinks_while_away_and_takes_the_face_back_smoothly(tiny_target, face_frames, tmp_path,
+                                                                          monkeypatch):
+    """The default: 3 s without a face. The first second eases to the neutral as with --no-idle, then the
+    avatar moves on its own (new images, its eyes closing at least once), and when the face comes back the
+    output changes no faster than it did while the face was driving it."""
+    from puppet.data.clips import write_video
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.live.idle import Idle
+    from puppet.live.sources import FileSource
+
+    drives = []  # the driving landmarks the idle step gave the loop
+    real = Idle.__call__
+    monkeypatch.setattr(Idle, "__call__", lambda self, *a: drives.append(real(self, *a)) or drives[-1])
+
+    h, w = face_frames[0].shape[:2]
+    clip = face_frames[:12] + [stripes(h, w) for _ in range(75)] + face_frames[12:24]
+    rec = Recorder()
+    targets, stats = run_live(tiny_target, FileSource(write_video(tmp_path / "away.mp4", clip, FPS)), [rec])
+    out = rec.frames
+    assert len(out) == len(clip) and stats.no_face == 75
+    from puppet.faces.images import to_bgr
+
+    with torch.no_grad():
+        neutral = to_bgr(targets[0].backend.backend.generate(sketch_tensor(targets[0].ref, 64))[0])
+    np.testing.assert_array_equal(out[12 + 24], neutral)  # ~1 s away: eased to the neutral, still
+    away = out[12 + 40:12 + 75]  # 1.6-3 s away: alive
+    assert sum(not np.array_equal(o, neutral) for o in away) > 30
+    assert len({o.tobytes() for o in away}) > 20  # not one held picture: it keeps moving
+    # while away the eyes shut at least once (a blink) and open again
+    assert len(drives) == len(clip)
+    lids = [float((d[[41, 40, 47, 46], 1] - d[[37, 38, 43, 44], 1]).mean()) for d in drives]
+    open_ = float((targets[0].ref[[41, 40, 47, 46], 1] - targets[0].ref[[37, 38, 43, 44], 1]).mean())
+    shut = 12 + 25 + int(np.argmin(lids[12 + 25:12 + 75]))  # (the first blink comes 0.5-1.5 s in)
+    assert lids[shut] < 0.4 * open_ and max(lids[shut:12 + 75]) > 0.6 * open_
+    # the hand-back: no bigger step than the face itself made while driving
+    driving = max(diff(out[i], out[i + 1]) for i in range(12 + 75, len(clip) - 1))
+    steps = [diff(out[i], out[i + 1]) for i in range(12 + 74, 12 + 80)]
+    assert max(steps) <= 1.5 * driving, (steps, driving)
+
+
+def test_paced_source_reports_latency_and_the_audio_delay(tiny_target, tmp_path, capsys):
+    """The demo source runs in real time, like a camera: --stats has the latency's median and p95 and the
+    audio delay that matches them; the exit table says what to set, in one line."""
+    from puppet.live.app import main
+
+    stats_path = tmp_path / "stats.json"
+    assert main(["--target", str(tiny_target), "--source", "demo", "--backend", "torch", "--output",
+                 str(tmp_path / "o.mp4"), "--max-frames", "40", "--stats", str(stats_path),
+                 "--gain", "mouth=1.5", "--gain", "head=0.5"]) == 0
+    s = json.loads(stats_path.read_text())
+    lat = s["latency_ms"]
+    assert s["paced"] is True and lat["n"] == s["frames_out"] > 10 and 0 < lat["p50"] <= lat["p95"]
+    assert s["audio_delay_ms"] == round(lat["p50"] / 10) * 10
+    assert s["gains"] == {str(tiny_target): {"eyes": 1.0, "brows": 1.0, "mouth": 1.5, "position": 0.5,
+                                             "scale": 0.5, "roll": 0.5}}
+    tip = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sound in sync")]
+    assert len(tip) == 1 and f"by {s['audio_delay_ms']} ms" in tip[0] and "OBS Sync Offset" in tip[0]
+
+
+def test_gain_keys_change_the_drive_and_are_remembered_per_target(tiny_target, face_clip, tmp_path):
+    """g picks a part, + and - change it, 0 resets it: the loop's Driver gets the new gains, the preview's
+    status line shows them, and the settings file keeps them for this target file."""
+    from puppet.live.app import load_targets
+    from puppet.live.gains import Gains
+    from puppet.live.loop import Live
+    from puppet.live.settings import Settings
+    from puppet.live.sinks import PreviewWindow
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
+
+    keys = {chr(k) for k in PreviewWindow.KEYS if k < 128 and chr(k).isprintable()}
+    for k, action in (("g", "gain_part"), ("+", "gain_up"), ("=", "gain_up"), ("-", "gain_down"),
+                      ("0", "gain_reset")):
+        assert PreviewWindow.KEYS[ord(k)] == action
+    assert {"c", "m", "n", "p", "l", "s", "q"} <= keys  # the older keys keep their meaning
+    settings = Settings(tmp_path / "live.json")
+    targets = load_targets([str(tiny_target)], "torch", None)
+    live = Live(targets, FileSource(face_clip), [Recorder()], None, Stats(), settings=settings)
+    for action in ["gain_part", "gain_part", "gain_up", "gain_up", "gain_up", "gain_part", "gain_down",
+                   "gain_down", "gain_down"]:  # brows, mouth 1.3, position 0.7
+        assert live._hotkey(action) is False
+    assert targets[0].gains == Gains(mouth=1.3, position=0.7)
+    assert "[position 0.7]" in live.status_lines()[0] and "mouth 1.3" in live.status_lines()[0]
+    assert Settings(tmp_path / "live.json").gains(tiny_target) == Gains(mouth=1.3, position=0.7)
+    live._hotkey("gain_reset")
+    assert Settings(tmp_path / "live.json").gains(tiny_target) == Gains(mouth=1.3)
+    for _ in range(40):
+        live._hotkey("gain_down")  # stops at 0
+    assert targets[0].gains.position == 0.0
+    live.run()  # the process stage hands the target's gains to the Driver
+    assert live.driver.gains == Gains(mouth=1.3, position=0.0)
+
+
+def test_gains_flags_override_the_remembered_ones(tiny_target, face_clip, tmp_path, monkeypatch, capsys):
+    from puppet.live.app import main
+    from puppet.live.gains import Gains
+    from puppet.live.settings import Settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    Settings().remember(tiny_target, Gains(eyes=0.5, mouth=2.0))
+    stats_path = tmp_path / "s.json"
+    assert main(["--target", str(tiny_target), "--source", str(face_clip), "--backend", "torch", "--output",
+                 str(tmp_path / "o.mp4"), "--max-frames", "2", "--gain", "mouth=0.8", "--no-idle",
+                 "--stats", str(stats_path)]) == 0
+    s = json.loads(stats_path.read_text())
+    gains = s["gains"][str(tiny_target)]
+    assert gains["eyes"] == 0.5 and gains["mouth"] == 0.8 and s["idle"] is False
+    assert s["paced"] is False and s["audio_delay_ms"] is None  # a file: no tip
+    assert "sound in sync" not in capsys.readouterr().out
+    assert Settings().gains(tiny_target) == Gains(eyes=0.5, mouth=2.0)  # flags are for this run
 
 
 def _read_all(path):
@@ -537,6 +656,8 @@ def test_bad_inputs_give_one_line_errors(tiny_target, face_clip, tmp_path):
                                           reason="TensorRT is installed here")),
     (["--output", "x.txt"], "--output x.txt: unknown output"),
     (["--max-frames", "0"], "--max-frames 0: must be at least 1"),
+    (["--gain", "mouth=5"], "--gain mouth=5: the gain must be from 0 to 3"),
+    (["--gain", "nose=1"], "--gain nose=1: give PART=VALUE with PART one of eyes, brows, mouth"),
     (["--vcam-backend", "nonesuch", "--output", "virtualcam"], "--vcam-backend nonesuch: not available"),
     (["--output", "window"], "window: "),
     (["--bogus"], "unrecognized arguments: --bogus"),

@@ -11,8 +11,10 @@ from pathlib import Path
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.live.compose import FITS, Framing, parse_size
+from puppet.live.gains import MAX_GAIN, parse_gain
 from puppet.live.loop import Live, LiveTarget
 from puppet.live.runtime import BACKENDS
+from puppet.live.settings import Settings
 from puppet.live.sinks import VIDEO_EXTS, FileSink, PreviewWindow, VirtualCamSink
 from puppet.live.sources import open_source
 from puppet.live.stats import Stats
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = Parser(prog="python -m puppet.live", description="Drive a target face with your webcam, live.",
                epilog="Preview window keys: c recalibrate the neutral face, m mirror, n/p next/previous "
-                      "target, l landmarks, s stats, q or Esc quit.")
+                      "target, g pick a gain, + and - change it, 0 resets it to 1 (remembered per target), "
+                      "l landmarks, s stats, q or Esc quit.")
     p.add_argument("--target", action="append", required=True, metavar="FILE.pt",
                    help="target file from puppet.finetune; repeat it to switch with n/p")
     p.add_argument("--source", default="0",
@@ -38,6 +41,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--absolute", action="store_true",
                    help="drive with the raw landmarks in the driver's crop (as the paper does) "
                         "instead of relative motion")
+    p.add_argument("--gain", action="append", default=[], metavar="PART=X",
+                   help=f"motion strength of a part: eyes, brows, mouth, position, scale, roll, or head (the "
+                        f"last three); 0 freezes it, 1 follows (default), up to {MAX_GAIN:g} exaggerates, "
+                        f"limited smoothly; repeatable; overrides what the keys remembered for the target")
+    p.add_argument("--no-idle", action="store_true",
+                   help="when the face is lost, hold the still neutral "
+                        "(default: the avatar blinks and breathes)")
     p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
     p.add_argument("--vcam-device", metavar="DEV",
@@ -57,6 +67,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.backend not in BACKENDS:
         raise PuppetError(f"--backend {a.backend}: unknown; use one of {', '.join(BACKENDS)}")
+    gains = {}
+    for g in a.gain:
+        try:
+            gains.update(parse_gain(g))
+        except ValueError as e:
+            raise PuppetError(f"--gain {g}: {e}") from None
+    a.gain = gains
     if a.max_frames is not None and a.max_frames < 1:
         raise PuppetError(f"--max-frames {a.max_frames}: must be at least 1")
     if a.size is not None:
@@ -149,6 +166,13 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     framing = framing_of(a)
     targets = load_targets(a.target, a.backend, a.device, framing)
+    settings = Settings()
+    for t in targets:  # remembered per target, then this run's flags on top
+        t.gains = settings.gains(t.path)
+        for part, v in a.gain.items():
+            t.gains = t.gains.set(part, v)
+    if a.absolute and any(not t.gains.unity for t in targets):
+        log.warning("--absolute: the gains act in relative mode only (the default); ignored")
     source = open_source(a.source)
     outputs, window = [], None
     try:
@@ -157,9 +181,10 @@ def main(argv: list[str]) -> int:
         stats = Stats(source=source.name, targets=[t.path for t in targets],
                       backend=getattr(targets[0].backend, "name", a.backend),
                       mode="absolute" if a.absolute else "relative", image_size=targets[0].size,
+                      paced=source.live, idle=not a.no_idle,
                       output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
-                    max_frames=a.max_frames)
+                    max_frames=a.max_frames, idle=not a.no_idle, settings=settings)
         for t in targets:  # (only now: a failed start prints its one error line and nothing else)
             describe = getattr(t.backend, "describe", None)
             log.info(f"{t.path}: {describe() if describe else t.backend.name}")
@@ -179,6 +204,7 @@ def main(argv: list[str]) -> int:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, prev)
+            stats.info["gains"] = {t.path: t.gains.as_dict() for t in targets}  # as the run left them
     finally:
         for s in outputs:
             s.close()

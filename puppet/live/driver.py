@@ -1,35 +1,50 @@
 """Landmark driving: per frame, the driver's landmarks (or None) -> the target's landmarks in its crop pixels
-(neutral calibration, relative retargeting or the absolute crop, One Euro filter, face-lost continuity)."""
+(neutral calibration, relative retargeting or the absolute crop, One Euro filter, per-part gains, face-lost
+continuity, idle motion while nobody drives)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from puppet.live.gains import Gains, PartGains
+from puppet.live.idle import Idle
 from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetargeter
 
 # The One Euro filter works on the target's landmarks scaled to this size, so its parameters
 # (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
 FILTER_UNITS = 256.0
+# Its cutoff at rest (Hz) and speed coefficient: bench.jitter compares them with other settings on real clips
+# (BENCHMARKS.md).
+FILTER_MIN_CUTOFF = 1.0
+FILTER_BETA = 0.05
 
 
 class Driver:
-    """Per frame: driver landmarks (or None) -> the target's landmarks (filter, retarget, face-lost logic)."""
+    """Per frame: driver landmarks (or None) -> the target's landmarks (filter, retarget, face-lost logic).
 
-    def __init__(self, target, absolute: bool, fps: float):
+    `gains` (puppet.live.gains) may be replaced between frames; they act in relative mode (in absolute mode
+    the landmarks are the driver's own face, not motion relative to the target's neutral). `idle`: the idle
+    motion (puppet.live.idle) while the face is lost, or None for a still neutral.
+    """
+
+    def __init__(self, target, absolute: bool, fps: float, gains: Gains | None = None, idle: bool = True):
         from puppet.faces.crop import CropSmoother
         from puppet.faces.filter import OneEuroFilter
 
         self.absolute = absolute
         self.calibrator = NeutralCalibrator()
         self.crop = CropSmoother(fps=fps)
-        self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
+        self.filter = OneEuroFilter(min_cutoff=FILTER_MIN_CUTOFF, beta=FILTER_BETA)
         self.neutral: np.ndarray | None = None
         self._blend = False
+        self.gains = gains or Gains()
+        self.idle = Idle() if idle else None
         self.set_target(target)
 
     def set_target(self, target) -> None:
         self.size = target.size
         self.retarget = RelativeRetargeter(target.ref)
+        self.part_gains = PartGains(target.ref, target.size)
         if self.neutral is not None:
             self.retarget.set_neutral(self.neutral)
         # A fresh Continuity starts from the new target's neutral and blends into the live pose.
@@ -43,6 +58,10 @@ class Driver:
         self._blend = True
 
     def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
+        out = self._drive(lms, t)
+        return out if self.idle is None else self.idle(out, lms is None, t)
+
+    def _drive(self, lms: np.ndarray | None, t: float) -> np.ndarray:
         if lms is None:
             self.filter.reset()
             self.calibrator.run.clear()  # steadiness has to be consecutive frames of a face
@@ -62,4 +81,6 @@ class Driver:
             mapped = self.retarget(lms)
         k = FILTER_UNITS / self.size
         smooth = self.filter(mapped * k, t) / k
+        if not self.absolute:
+            smooth = self.part_gains(smooth, self.gains)
         return self.continuity(smooth, t)

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from puppet.live.driver import Driver
+from puppet.live.gains import PARTS, STEP, Gains
 from puppet.live.sinks import PreviewWindow
 from puppet.live.slots import EOS, Slot
 from puppet.live.sources import Captured, Source
@@ -67,6 +68,7 @@ class LiveTarget:
     target: object  # puppet.target.Target
     backend: object  # puppet.live.runtime backend
     compositor: object = None  # puppet.live.compose.Compositor; None: the square crop goes out as it is
+    gains: Gains = field(default_factory=Gains)  # motion strength per part (puppet.live.gains)
 
     @property
     def size(self) -> int:
@@ -95,11 +97,15 @@ class Controls:
     calibrate: threading.Event = field(default_factory=threading.Event)
     mirror: bool = False
     target: int = 0
+    part: int = 0  # the gain the +/- keys change: an index into puppet.live.gains.PARTS
 
 
 class Live:
     def __init__(self, targets: list[LiveTarget], source: Source, outputs: list, window: PreviewWindow | None,
-                 stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None):
+                 stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None,
+                 idle: bool = True, settings=None):
+        """idle: the idle motion while no face drives (puppet.live.idle); settings: a
+        puppet.live.settings.Settings that remembers the gains changed with the keys (None: not kept)."""
         from puppet.faces.track import Tracker
 
         self.targets = targets
@@ -115,7 +121,8 @@ class Live:
         self.q_sketch = Slot(live, self.stop)
         self.q_out = Slot(live, self.stop)
         self.tracker = Tracker(mode="video")
-        self.driver = Driver(targets[0], absolute, source.fps)
+        self.driver = Driver(targets[0], absolute, source.fps, gains=targets[0].gains, idle=idle)
+        self.settings = settings
         self.error: BaseException | None = None
         first = targets[0]  # what the outputs show until the first generated frame: the target's picture
         self.held = first.target.ref_image if first.compositor is None else first.compositor.background
@@ -204,6 +211,7 @@ class Live:
             frame = item.cap.frame
             if self._mirror:
                 frame = cv2.flip(frame, 1)
+            self.driver.gains = self.targets[self._target].gains  # (the keys replace them: read once a frame)
             t0 = time.perf_counter()
             lms = self.tracker(frame)
             t1 = time.perf_counter()
@@ -301,7 +309,24 @@ class Live:
         elif action in ("next", "previous") and len(self.targets) > 1:
             c.target = (c.target + (1 if action == "next" else -1)) % len(self.targets)
             log.info(f"target {self.targets[c.target].path}")
+        elif action == "gain_part":
+            c.part = (c.part + 1) % len(PARTS)
+        elif action in ("gain_up", "gain_down", "gain_reset"):
+            t, part = self.targets[c.target], PARTS[c.part]
+            value = {"gain_up": getattr(t.gains, part) + STEP, "gain_down": getattr(t.gains, part) - STEP,
+                     "gain_reset": 1.0}[action]
+            gains = t.gains.set(part, value)
+            if gains != t.gains:
+                t.gains = gains
+                log.info(f"{part} gain {getattr(gains, part):.1f}")
+                if self.settings is not None:
+                    self.settings.remember(t.path, gains)
         return False
+
+    def status_lines(self) -> list[str]:
+        """The preview's always-shown line: the current target's gains, the selected one bracketed."""
+        c = self.controls
+        return [f"{self.targets[c.target].gains.describe(PARTS[c.part])}   (g part, +/- change, 0 reset)"]
 
     def _output_loop(self) -> None:
         vcams = [s for s in self.outputs if getattr(s, "keepalive", False)]
@@ -336,7 +361,7 @@ class Live:
             if self.window:
                 if self.window.show_stats and t_out - lines_t > 0.5:
                     lines, lines_t = self.stats.overlay_lines(), t_out
-                self.window.show(item.frame, item.sketch, frame, item.landmarks, lines)
+                self.window.show(item.frame, item.sketch, frame, item.landmarks, lines, self.status_lines())
                 if self._hotkey(self.window.poll(1)):
                     return
             self.stats.stage("output", time.perf_counter() - t0)

@@ -172,8 +172,10 @@ class PreviewWindow:
     """The local preview: camera | sketch | output side by side, with the hotkeys. Not an output to others."""
 
     name = "window"
-    TITLE = "puppet (c calibrate, m mirror, n/p target, l landmarks, s stats, q quit)"
+    TITLE = "puppet (c calibrate, m mirror, n/p target, g/+/-/0 gains, l landmarks, s stats, q quit)"
     KEYS = {ord("c"): "calibrate", ord("m"): "mirror", ord("n"): "next", ord("p"): "previous",
+            ord("g"): "gain_part", ord("+"): "gain_up", ord("="): "gain_up", ord("-"): "gain_down",
+            ord("_"): "gain_down", ord("0"): "gain_reset",
             ord("l"): "landmarks", ord("s"): "stats", ord("q"): "quit", 27: "quit"}
 
     def __init__(self, height: int = 360):
@@ -191,9 +193,12 @@ class PreviewWindow:
         self._shown = False
 
     def show(self, camera: np.ndarray | None, sketch: np.ndarray | None, output: np.ndarray,
-             landmarks: np.ndarray | None = None, lines: list[str] | None = None) -> None:
+             landmarks: np.ndarray | None = None, lines: list[str] | None = None,
+             status: list[str] | None = None) -> None:
+        """lines: the stats overlay (s toggles it); status: lines always shown (the gains) below them."""
+        shown = (lines or []) if self.show_stats else []
         panel = preview_panel(camera, sketch, output, self.height,
-                              landmarks if self.show_landmarks else None, lines if self.show_stats else None)
+                              landmarks if self.show_landmarks else None, shown + (status or []))
         cv2.imshow(self.TITLE, panel)
         self._shown = True
 

@@ -1,5 +1,11 @@
 """Live-loop statistics: counters, per-stage times and end-to-end latency (p50/p95), fps.
 
+End-to-end latency is capture to output: from the moment a frame became available to the loop to the moment
+its output frame was handed to the sinks. From a paced source (a camera, or the demo played in real time;
+`paced=True` in the info) its median is how far the video runs behind the microphone, which is the audio
+delay to set (OBS's Sync Offset, a call app's audio delay) so lips match sound: `audio_delay_ms`. A file is
+read as fast as the loop goes, so its latency includes waiting in line and says nothing about sync.
+
 Thread-safe: the capture, process and output threads all record into one Stats.
 """
 
@@ -90,7 +96,8 @@ class Stats:
                 "source_fps": None if self._source_fps is None else round(self._source_fps, 3),
                 "elapsed_s": round(elapsed, 3),
                 "stages_ms": {s: pct(self._ms[s]) for s in STAGES},
-                "latency_ms": pct(self._latency),
+                "latency_ms": (lat := pct(self._latency)),
+                "audio_delay_ms": audio_delay_ms(lat) if self.info.get("paced") else None,
             }
 
     def overlay_lines(self) -> list[str]:
@@ -101,7 +108,7 @@ class Stats:
         return [
             f"{s['fps']:.1f} fps  latency p50 {_f(lat['p50'])} p95 {_f(lat['p95'])} ms",
             f"generate p50 {_f(gen['p50'])} ms  dropped {s['dropped']}  no face {s['no_face']}",
-        ]
+        ] + ([audio_tip(s["audio_delay_ms"], short=True)] if s["audio_delay_ms"] is not None else [])
 
     def table(self) -> str:
         s = self.summary()
@@ -115,12 +122,26 @@ class Stats:
             if name == "warp" and not v["n"]:
                 continue  # a target without the appearance path has no warp stage
             lines.append(f"{name:<16}{_f(v['p50']):>9}{_f(v['p95']):>9}")
+        if s["audio_delay_ms"] is not None:
+            lines.append(audio_tip(s["audio_delay_ms"]))
         return "\n".join(lines)
 
     def write_json(self, path) -> None:
         s = self.summary()
         s["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         write_json(path, s)
+
+
+def audio_delay_ms(latency: dict) -> int | None:
+    """The audio delay that matches the video: the median capture-to-output latency, to 10 ms."""
+    return None if latency["p50"] is None else int(round(latency["p50"] / 10.0) * 10)
+
+
+def audio_tip(ms: int, short: bool = False) -> str:
+    if short:
+        return f"sound in sync: delay audio {ms} ms (OBS Sync Offset)"
+    return (f"sound in sync: the video runs {ms} ms behind the camera (median capture to output); delay the "
+            f"microphone by {ms} ms: OBS Sync Offset (Advanced Audio Properties) or a call app's audio delay")
 
 
 def _f(x) -> str:
