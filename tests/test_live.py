@@ -684,3 +684,30 @@ def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_c
     # within a factor 3 of it (the crop, the warp and the paste-back each resample it, bilinear); the 64²
     # path's is under a tenth of it
     assert big > picture / 3, (big, picture)
+
+
+def test_face_image_carries_the_generators_correction_onto_the_full_size_warp(astronaut_path):
+    """At a face size above the generator's, the face is the full-size warp plus the generator's correction
+    (its image minus the warp it was given) resized: where it corrects nothing, the full-size warp itself;
+    shrunk back to the generator's size, its image within rounding."""
+    from _util import random_target
+
+    from puppet.faces.pose import Motion, move
+    from puppet.live.loop import LiveTarget
+
+    t = random_target(config="tiny-warp", photo=astronaut_path)
+    lt = LiveTarget("t", t, None, face_size=200)
+    assert (lt.size, lt.face) == (64, 200)
+    big, small, warped_t = lt.warp(move(t.ref_landmarks, Motion(mouth=0.6, yaw=8)))
+    assert big.shape == (200, 200, 3) and small.shape == (64, 64, 3)
+    assert tuple(warped_t.shape) == (1, 3, 64, 64)
+    np.testing.assert_array_equal(small, cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(lt.face_image(small, big, small), big)
+    ramp = np.linspace(-40, 40, 64)[None, :, None]  # a smooth correction, bright on the right
+    generated = np.clip(small + ramp, 0, 255).astype(np.uint8)
+    face = lt.face_image(generated, big, small)
+    assert face.shape == (200, 200, 3) and face.dtype == np.uint8
+    back = cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(back.astype(int) - generated).mean() < 2.0
+    assert face[:, 150:].astype(int).mean() - big[:, 150:].astype(int).mean() > 20
+    assert LiveTarget("t", t, None).face_image(generated, big, small) is generated  # the generator's size
