@@ -400,11 +400,6 @@ class Live:
         threads = [threading.Thread(target=self._guard(fn), name=name, daemon=True)
                    for name, fn in (("capture", self._capture), ("process", self._process),
                                     ("generate", self._generate))]
-        # The stages already run side by side on the cores: OpenCV's own worker threads (a 512² warp or a
-        # resize splits itself across them) only wait on each other there, so each stage's OpenCV calls
-        # stay on its own thread.
-        cv_threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
         try:
             for t in threads:
                 t.start()
@@ -415,7 +410,6 @@ class Live:
                 if t.ident is not None:  # started
                     t.join(timeout=15)
             self.tracker.close()
-            cv2.setNumThreads(cv_threads)
             for s, h in saved.items():
                 signal.signal(s, h)
         if got:
