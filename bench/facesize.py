@@ -1,7 +1,7 @@
 """The live loop at several face sizes side by side, in one run, and a strip of the face they give:
 
     python -m bench.facesize --target FILE.pt [--clip CLIP] [--sizes 256,512] [--fps 25,30] [--frames 150]
-                             [--fit fit] [--backend auto] [--json OUT.json] [--strip OUT.jpg]
+                             [--fit fit] [--backend auto] [--json OUT.json] [--strip OUT.jpg [--no-live]]
 
 For each source rate, the clip's frames are played like a camera (stale frames dropped, bench.live) through
 puppet.live's threaded loop once per face size (its --face-size), the sizes taking turns so that load from
@@ -132,6 +132,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--backend", default="auto", help=f"{'|'.join(BACKENDS)} (default auto)")
     p.add_argument("--json", metavar="OUT.json", help="write every number here")
     p.add_argument("--strip", metavar="OUT.jpg", help="write the face strip here")
+    p.add_argument("--no-live", action="store_true", help="only the strip: no live-loop runs")
     a = p.parse_args(argv)
     sizes, rates = _ints("--sizes", a.sizes), _ints("--fps", a.fps)
     if a.frames < 2 or a.repeats < 1:
@@ -140,8 +141,10 @@ def main(argv: list[str]) -> int:
     backend = load_backend(a.backend, target, verbose=False)
     framing = Framing(1280, 720, a.fit)
     if a.strip:
-        cv2.imwrite(a.strip, strip(target, backend, sizes, framing), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        cv2.imwrite(a.strip, strip(target, backend, sizes, framing), [cv2.IMWRITE_JPEG_QUALITY, 88])
         log.info(f"wrote {a.strip}")
+    if a.no_live:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         clip = a.clip or demo_clip(Path(tmp) / "clip.mp4", a.frames)
         frames, _, _ = read_frames(clip, a.frames)

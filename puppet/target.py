@@ -21,8 +21,8 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
                    warps whichever reference is nearest in shape to the driving landmarks (warped_reference)
     face_size      (optional, any version) int: the largest crop side the live loop warps and pastes this
                    target's face at (puppet.live picks it per output frame from how large the face is shown
-                   there, never under image_size; the generator still runs at its own size). Absent: the
-                   crop at image_size, as generated
+                   there, never under image_size; the generator still runs at its own size). Absent (targets
+                   made before it): the crop at image_size, as generated
 
 Version 1 files (no picture) still load: their live output is the face pasted onto the reference crop.
 Version 2 files (one reference) load as they are.
@@ -193,17 +193,17 @@ def to_size(points: np.ndarray, size: int, new_size: int) -> np.ndarray:
     return ((p + 0.5) * (new_size / size) - 0.5).astype(np.float32)
 
 
-def native_face_size(config: dict, picture: np.ndarray | None, crop_box) -> int | None:
-    """The face_size a new target records: the crop's own side in picture pixels (more would only upscale
-    the photo), at most MAX_FACE_SIZE; None (image_size) for a generator without the appearance path (its
-    detail all comes from the network) or without a picture to cut a larger crop from."""
+def default_face_size(config: dict, picture: np.ndarray | None) -> int | None:
+    """The face_size a new target records: MAX_FACE_SIZE for a generator with the appearance path and a
+    picture to cut the larger crop from (the live loop then sizes the crop to how large the face is shown,
+    even past the photo's own pixels there: each resampling on the way, crop, warp and paste-back, blurs a
+    crop at the photo's resolution more than an oversampled one); None (image_size) without the
+    appearance path, whose detail all comes from the network, or without a picture."""
     from models.config import appearance
 
-    if picture is None or crop_box is None or appearance(config) != "warp":
+    if picture is None or appearance(config) != "warp":
         return None
-    _, (_, _, size) = _picture_fields(picture, crop_box)  # the box in the picture as stored (downscaled)
-    s = int(config["image_size"])
-    return max(s, min(MAX_FACE_SIZE, int(round(size))))
+    return max(MAX_FACE_SIZE, int(config["image_size"]))
 
 
 def _face_size_field(face_size, image_size: int) -> int | None:

@@ -637,7 +637,7 @@ def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_c
     from puppet.faces.images import read_image
     from puppet.live.app import main
     from puppet.live.compose import Compositor, Framing, face_size
-    from puppet.target import native_face_size, save_target
+    from puppet.target import default_face_size, save_target
 
     # a 1536² photo with detail at its own resolution (a 3-pixel grain over the upscaled astronaut)
     photo = cv2.resize(read_image(astronaut_path), (1536, 1536), interpolation=cv2.INTER_CUBIC)
@@ -645,8 +645,8 @@ def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_c
                        interpolation=cv2.INTER_CUBIC)[..., None]
     photo = np.clip(photo + grain, 0, 255).astype(np.uint8)
     t = random_target(config="tiny-warp", photo=photo, delta=None)  # correction 0: the output is the warp
-    t.face_size = native_face_size(t.config, t.picture, t.crop_box)
-    assert t.face_size == 512  # the photo's crop has more pixels than that
+    t.face_size = default_face_size(t.config, t.picture)
+    assert t.face_size == 512
     path = tmp_path / "sharp.pt"
     save_target(path, t)
     framing = Framing(1280, 720, "fill")  # the face as large as a close portrait shows it

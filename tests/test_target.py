@@ -203,14 +203,14 @@ def test_face_size_round_trip_and_older_files_keep_the_generated_size(tmp_path, 
     which the live loop reads as the generator's own size; out-of-range values are refused."""
     from _util import random_target
 
-    from puppet.target import MAX_FACE_SIZE, native_face_size
+    from puppet.target import MAX_FACE_SIZE, default_face_size
 
     t = random_target(config="tiny-warp", photo=astronaut_path)
     assert t.face_size is None
-    native = native_face_size(t.config, t.picture, t.crop_box)
-    assert native == min(MAX_FACE_SIZE, round(t.crop_box[2])) > t.image_size  # the photo's own resolution
-    assert native_face_size(_target()[0].config, t.picture, t.crop_box) is None  # no appearance path
-    assert native_face_size(t.config, None, None) is None  # no picture to cut a larger crop from
+    native = default_face_size(t.config, t.picture)
+    assert native == MAX_FACE_SIZE
+    assert default_face_size(_target()[0].config, t.picture) is None  # no appearance path
+    assert default_face_size(t.config, None) is None  # no picture to cut a larger crop from
     t.face_size = native
     t.__post_init__()
     save_target(tmp_path / "face.pt", t)

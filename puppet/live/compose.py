@@ -144,9 +144,9 @@ FACE_STEP = 16  # face sizes are rounded up to a multiple of this
 def face_size(target, framing: Framing | None, cap: int | None = None) -> int:
     """The side of the face crop to warp and paste at for `target` in `framing`: about as many pixels as the
     face's crop covers in the output frame (rounded up to a multiple of FACE_STEP), at most the target's
-    face_size (the photo's own resolution, MAX_FACE_SIZE at most) and `cap`, never under the generator's
-    image_size. The image_size itself for a target without a face_size (made before it was recorded), for
-    the square crop output (framing None) and for a generator without the appearance path."""
+    face_size and `cap`, never under the generator's image_size. The image_size itself for a target without
+    a face_size (made before it was recorded), for the square crop output (framing None) and for a
+    generator without the appearance path."""
     S = int(target.image_size)
     top = int(target.face_size or S)
     if cap is not None:
