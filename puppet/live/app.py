@@ -56,8 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--face-size", type=int, default=MAX_FACE_SIZE, metavar="N",
                    help="largest side in pixels of the face crop that is warped and pasted into the output "
                         f"(default {MAX_FACE_SIZE}): the crop is as large as the face is shown in the output "
-                        "frame, up to the photo's own resolution and N; the generator runs at its own size. "
-                        "A smaller N saves CPU; N at most the generator's size: the face as generated")
+                        "frame, up to N; the generator runs at its own size. A smaller N saves CPU; N at "
+                        "most the generator's size: the face as generated")
     p.add_argument("--pad-720p", action="store_true",
                    help="deprecated: the output is 1280x720 by default (same as --size 1280x720)")
     a = p.parse_args(argv)
