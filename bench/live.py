@@ -12,10 +12,12 @@ from pathlib import Path
 SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "warp", "compose", "output")
 
 
-def run_live(source, target, backend, max_frames: int | None, out_path: str | Path) -> dict:
+def run_live(source, target, backend, max_frames: int | None, out_path: str | Path,
+             face_cap: int | None = None, framing=None) -> dict:
     """puppet.live.Live from `source` (a puppet.sources.Source) with `target` (its backend already loaded),
     writing an mp4 to `out_path` of the frames puppet.live sends by default (the face pasted back into the
-    target's picture, 1280x720).
+    target's picture, 1280x720 fitted, or `framing`; the face crop sized as puppet.live sizes it, up to
+    `face_cap`, as its --face-size).
 
     Returns the loop's own statistics (puppet.stats.Stats.summary()): fps, end-to-end latency and per-stage
     times as measured inside the running pipeline, plus the wall time.
@@ -24,27 +26,23 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
 
     import torch
 
-    from puppet.faces.images import to_bgr
-    from puppet.faces.sketch import sketch_tensor
-    from puppet.live.compose import Compositor, Framing
-    from puppet.live.loop import Live, LiveTarget
+    from puppet.live.app import live_target
+    from puppet.live.compose import Framing
+    from puppet.live.loop import Live
     from puppet.live.sinks import FileSink
     from puppet.live.stats import Stats
 
     # As `python -m puppet.live` does: warm the backend up, and leave the tracker a core.
-    live_target = LiveTarget("bench", target, backend)
-    ref = live_target.ref
-    neutral = backend.generate(*live_target.inputs(ref, sketch_tensor(ref, target.image_size)))
-    framing = Framing()
-    live_target.compositor = Compositor.for_target(target, framing, to_bgr(torch.as_tensor(neutral)[0]),
-                                                   quiet=True)
+    framing = framing or Framing()
+    t = live_target("bench", target, backend, framing, face_cap)
     threads = torch.get_num_threads()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     sink = FileSink(out_path, framing.size, source.fps)
-    stats = Stats(source=source.name, backend=getattr(backend, "name", "?"), image_size=target.image_size)
+    stats = Stats(source=source.name, backend=getattr(backend, "name", "?"), image_size=target.image_size,
+                  face_size=t.face)
     try:
-        targets = [live_target]
+        targets = [t]
         live = Live(targets, source, [sink], None, stats, max_frames=max_frames)
         t0 = time.perf_counter()
         live.run()

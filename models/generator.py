@@ -67,8 +67,8 @@ class RegionGate(nn.Module):
         magenta, cyan = r * b * (1 - g), g * b * (1 - r)
         # A line's core is near 1; anti-aliased edges and the orange/azure brows (one product term 0.5) fall
         # below the threshold.
-        lines = torch.clamp((torch.maximum(torch.maximum(red, blue), torch.maximum(magenta, cyan)) - 0.55) / 0.3,
-                            0.0, 1.0)
+        strongest = torch.maximum(torch.maximum(red, blue), torch.maximum(magenta, cyan))
+        lines = torch.clamp((strongest - 0.55) / 0.3, 0.0, 1.0)
         if self.down > 1:
             lines = F.max_pool2d(lines, self.down)
         gx, gy = self.grow

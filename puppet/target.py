@@ -19,6 +19,10 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
     extra_images   (version 3, optional) (N, S, S, 3) uint8 BGR: a few-shot target's other photos (frames),
     extra_landmarks  cropped like ref_image, and their (N, 68, 2) float32 landmarks. An appearance generator
                    warps whichever reference is nearest in shape to the driving landmarks (warped_reference)
+    face_size      (optional, any version) int: the largest crop side the live loop warps and pastes this
+                   target's face at (puppet.live picks it per output frame from how large the face is shown
+                   there, never under image_size; the generator still runs at its own size). Absent (targets
+                   made before it): the crop at image_size, as generated
 
 Version 1 files (no picture) still load: their live output is the face pasted onto the reference crop.
 Version 2 files (one reference) load as they are.
@@ -44,6 +48,7 @@ from puppet.files import check_format, torch_save_atomic
 FORMAT = "puppet-target"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)  # version 1: no picture / crop_box; 2: no extra references
+MAX_FACE_SIZE = 512  # the largest face crop the live loop works at (warp and paste-back)
 PICTURE_MAX_SIDE = 1920  # a larger source picture is stored downscaled (its crop_box with it)
 # Set by load_target (where the file is, what its bytes hash to); never saved.
 TRANSIENT_META = ("path", "sha256")
@@ -68,11 +73,15 @@ class Target:
     # A few-shot target's other references: (N, S, S, 3) uint8 BGR crops and (N, 68, 2) landmarks.
     extra_images: np.ndarray | None = None
     extra_landmarks: np.ndarray | None = None
+    # The largest face crop side for the live output (see the module doc); None: image_size.
+    face_size: int | None = None
 
     def __post_init__(self) -> None:
         self.picture, self.crop_box = _picture_fields(self.picture, self.crop_box)
         self.extra_images, self.extra_landmarks = _extra_fields(self.extra_images, self.extra_landmarks)
+        self.face_size = _face_size_field(self.face_size, self.image_size)
         self._current: int | None = None  # the reference warped last (warped_reference's hysteresis)
+        self._faces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # face_reference's cache
 
     @property
     def n_references(self) -> int:
@@ -111,21 +120,48 @@ class Target:
 
         return appearance(self.config) == "warp"
 
-    def warped_reference(self, landmarks: np.ndarray) -> torch.Tensor:
-        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels): the
-        reference nearest in shape to them (ref_image when there is one; a few-shot target keeps the one it
-        used last unless another is clearly nearer) warped piecewise-affinely to them (puppet.faces.warp),
-        as a (1, 3, S, S) float32 tensor in [-1, 1]. At a reference's own landmarks (e.g. the neutral) it is
-        that reference unchanged."""
-        from puppet.faces.images import to_tensor
+    def face_reference(self, k: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reference k as a crop of side `size`: (uint8 BGR (size, size, 3), landmarks (68, 2) in its pixels).
+        At image_size it is reference(k). Otherwise ref_image is cut again from the picture at that size (the
+        photo's own detail), and a reference without a picture (a few-shot target's other frames, a target
+        made before pictures were kept) is resized (cubic). Cached per (k, size)."""
+        if size == self.image_size:
+            return self.reference(k)
+        if (k, size) not in self._faces:
+            import cv2
+
+            img, lms = self.reference(k)
+            lms = to_size(lms, self.image_size, size)
+            if k == 0 and self.picture is not None:
+                img = self.crop.apply(self.picture, size)
+            else:
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+            self._faces[(k, size)] = (img, lms)
+        return self._faces[(k, size)]
+
+    def warped_face(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
+        """The reference nearest in shape to driving `landmarks` ((68, 2) pixels of the image_size crop;
+        ref_image when there is one; a few-shot target keeps the one it used last unless another is clearly
+        nearer) warped piecewise-affinely to them (puppet.faces.warp) in a crop of side `size` (default
+        image_size): uint8 BGR (size, size, 3). At a reference's own landmarks (e.g. the neutral) it is that
+        reference unchanged."""
         from puppet.faces.warp import warp
 
+        size = self.image_size if size is None else int(size)
         lms = np.asarray(landmarks, np.float32)
         self._current = self.nearest_reference(lms, self._current)
-        img, ref_lms = self.reference(self._current)
+        _, ref_lms = self.reference(self._current)
+        img, face_lms = self.face_reference(self._current, size)
         if np.array_equal(lms, ref_lms):
-            return to_tensor(img)
-        return to_tensor(warp(img, ref_lms, lms))
+            return img
+        return warp(img, face_lms, to_size(lms, self.image_size, size))
+
+    def warped_reference(self, landmarks: np.ndarray) -> torch.Tensor:
+        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels):
+        warped_face at image_size as a (1, 3, S, S) float32 tensor in [-1, 1]."""
+        from puppet.faces.images import to_tensor
+
+        return to_tensor(self.warped_face(landmarks))
 
     def person_generator(self, device: str | torch.device = "cpu"):
         """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
@@ -146,6 +182,40 @@ class Target:
                 f"needs (1, {G.n_adain}); re-make the target with this version of puppet"
             )
         return PersonGenerator(G, self.psi.float()).to(device).eval()
+
+
+def to_size(points: np.ndarray, size: int, new_size: int) -> np.ndarray:
+    """Crop pixel coordinates (N, 2) at crop side `size` -> the same points in the crop of side `new_size`
+    (the same box: pixel centres scale about the crop's edge, as puppet.faces.crop.Crop.to_crop has it)."""
+    p = np.asarray(points, np.float64)
+    if size == new_size:
+        return np.asarray(points, np.float32)
+    return ((p + 0.5) * (new_size / size) - 0.5).astype(np.float32)
+
+
+def default_face_size(config: dict, picture: np.ndarray | None) -> int | None:
+    """The face_size a new target records: MAX_FACE_SIZE for a generator with the appearance path and a
+    picture to cut the larger crop from (the live loop then sizes the crop to how large the face is shown,
+    even past the photo's own pixels there: each resampling on the way, crop, warp and paste-back, blurs a
+    crop at the photo's resolution more than an oversampled one); None (image_size) without the
+    appearance path, whose detail all comes from the network, or without a picture."""
+    from models.config import appearance
+
+    if picture is None or appearance(config) != "warp":
+        return None
+    return max(MAX_FACE_SIZE, int(config["image_size"]))
+
+
+def _face_size_field(face_size, image_size: int) -> int | None:
+    """face_size checked: None, or an int from image_size to MAX_FACE_SIZE."""
+    if face_size is None:
+        return None
+    if isinstance(face_size, bool) or not isinstance(face_size, (int, np.integer)):
+        raise ValueError(f"face_size must be an int, got {face_size!r}")
+    if not image_size <= int(face_size) <= max(MAX_FACE_SIZE, image_size):
+        raise ValueError(f"face_size must be from image_size ({image_size}) to {MAX_FACE_SIZE}, "
+                         f"got {face_size}")
+    return int(face_size)
 
 
 def _picture_fields(picture, crop_box) -> tuple[np.ndarray | None, tuple[float, float, float] | None]:
@@ -236,6 +306,9 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
                              f"got {extra_imgs.shape[1:]}")
         obj["extra_images"] = torch.from_numpy(extra_imgs.copy())
         obj["extra_landmarks"] = torch.from_numpy(extra_lms.copy())
+    face_size = _face_size_field(target.face_size, int(target.config["image_size"]))
+    if face_size is not None:
+        obj["face_size"] = face_size
     torch_save_atomic(obj, path)
 
 
@@ -288,6 +361,7 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         meta = obj.get("meta", {})
         picture, box = obj.get("picture"), obj.get("crop_box")
         extra_imgs, extra_lms = obj.get("extra_images"), obj.get("extra_landmarks")
+        face_size = obj.get("face_size")
         ok = (
             isinstance(config, dict)
             and "image_size" in config
@@ -318,6 +392,9 @@ def load_target(target: str | os.PathLike | Target) -> Target:
                                         and len(extra_imgs) > 0
                                         and isinstance(extra_lms, torch.Tensor)
                                         and tuple(extra_lms.shape) == (len(extra_imgs), 68, 2)))
+            and (face_size is None or (type(face_size) is int and isinstance(config.get("image_size"), int)
+                                       and config["image_size"] <= face_size <= max(MAX_FACE_SIZE,
+                                                                                    config["image_size"])))
         )
     except KeyError:
         ok = False
@@ -340,6 +417,7 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         crop_box=None if box is None else tuple(float(v) for v in box),
         extra_images=None if extra_imgs is None else extra_imgs.numpy(),
         extra_landmarks=None if extra_lms is None else extra_lms.float().numpy(),
+        face_size=face_size,
     )
 
 

@@ -411,3 +411,52 @@ def test_jitter_bench_measures_shake_on_still_frames_and_the_filters_lag(grace_h
     assert 0 < default["lag_ms"] < low["lag_ms"]
     assert default["jitter_vs_default_median"] == 1.0
     assert "| 1:0.05 (default) |" in capsys.readouterr().out
+
+
+def test_bench_warp_times_both_maps_by_size(tmp_path, capsys):
+    """bench.warp: both implementations at each size in one run, ratios to the reference at the first."""
+    from bench.warp import main
+
+    assert main(["--sizes", "128,256", "--runs", "1", "--json", str(tmp_path / "w.json")]) == 0
+    import json
+
+    r = json.loads((tmp_path / "w.json").read_text())
+    for k in ("warp_128", "reference_128", "warp_256", "reference_256"):
+        assert r[k]["runs"] == 10 and 0 < r[k]["median_ms"] <= r[k]["p95_ms"], k
+    ratio = r["ratio_to_reference_128"]
+    assert ratio["reference_128"] == 1.0 and ratio["reference_256"] > 1.0  # 4x the pixels cost more
+    assert "| warp | 256² |" in capsys.readouterr().out
+
+
+def test_bench_facesize_runs_the_loop_at_each_face_size_and_draws_the_strip(tmp_path, astronaut_path):
+    """bench.facesize on a tiny appearance target whose photo allows a larger face: a paced run per face
+    size (the face size puppet.live picks, the correction stage only above the generator's size) and the
+    strip (one panel per size and the picture, above their 2x middles)."""
+    import cv2
+    from _util import random_target
+
+    from bench.facesize import main
+    from puppet.target import default_face_size, save_target
+
+    t = random_target(config="tiny-warp", photo=astronaut_path)
+    t.face_size = default_face_size(t.config, t.picture)
+    save_target(tmp_path / "t.pt", t)
+    out, strip = tmp_path / "f.json", tmp_path / "strip.jpg"
+    assert main(["--target", str(tmp_path / "t.pt"), "--sizes", "64,512", "--fps", "25", "--frames", "12",
+                 "--backend", "torch", "--json", str(out), "--strip", str(strip)]) == 0
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["face_cap"], r["image_size"]) for r in rows] == [(64, 64), (512, 64)]
+    assert rows[0]["face_size"] == 64 and rows[1]["face_size"] > 64
+    assert "correction" not in rows[0]["stages_ms"] and rows[1]["stages_ms"]["correction"]["n"] > 0
+    assert all(r["frames_out"] > 0 and r["fps"] > 0 for r in rows)
+    from puppet.live.compose import Compositor, Framing
+
+    x0, y0, x1, y1 = Compositor.for_target(t, Framing(), size=rows[1]["face_size"]).bbox
+    w, h = x1 - x0, y1 - y0
+    img = cv2.imread(str(strip))
+    assert img.shape == (2 * h, 3 * w, 3)  # face 64², the larger face, the picture; their middles below
+    parts = [img[h // 4:h // 2, k * w + w // 4:k * w + w // 2] for k in range(3)]
+    sharp = [cv2.Laplacian(cv2.cvtColor(p, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() for p in parts]
+    assert sharp[1] > 2 * sharp[0], sharp  # the larger face keeps the photo's detail

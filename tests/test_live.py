@@ -232,18 +232,18 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     from puppet.data.clips import write_video
     from puppet.faces.images import to_bgr, to_tensor
     from puppet.faces.sketch import sketch_tensor
+    from puppet.live.loop import LiveTarget
     from puppet.live.sources import FileSource
-    from puppet.target import Target
 
     made = []  # (the warp tensor, the landmarks it was warped to), kept alive so that ids stay unique
-    real = Target.warped_reference
+    real = LiveTarget.warp
 
     def recording(self, landmarks):
         out = real(self, landmarks)
-        made.append((out, np.array(landmarks)))
+        made.append((out[2], np.array(landmarks)))
         return out
 
-    monkeypatch.setattr(Target, "warped_reference", recording)
+    monkeypatch.setattr(LiveTarget, "warp", recording)
     path = make_tiny_target(tmp_path / "warp.pt", astronaut_path, 0, config="tiny-warp")
     h, w = face_frames[0].shape[:2]
     clip = face_frames[:10] + [stripes(h, w) for _ in range(25)] + face_frames[10:14]
@@ -746,3 +746,89 @@ def test_preview_panel_shows_camera_sketch_and_output_side_by_side():
     assert (panel[55:65, 55:65, 1] == 255).any()  # the landmark dots on the camera pane
     plain = compose(cam, sketch, out, 120)
     assert not (plain[:, :160, 1] == 255).any()
+
+
+def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_clip, tmp_path):
+    """An appearance target whose photo has more pixels than its 64² generator: puppet.live warps and pastes
+    the face at the size it is shown in the 1280x720 frame (up to --face-size: 512² here), the generator
+    still runs at 64 (onnxruntime and torch), through a real mp4. The face in the output is much sharper
+    than the 64² path's, and keeps most of the detail of the picture around it."""
+    from _util import random_target
+
+    from puppet.faces.images import read_image
+    from puppet.live.app import main
+    from puppet.live.compose import Compositor, Framing, face_size
+    from puppet.target import default_face_size, save_target
+
+    # a 1536² photo with detail at its own resolution (a 3-pixel grain over the upscaled astronaut)
+    photo = cv2.resize(read_image(astronaut_path), (1536, 1536), interpolation=cv2.INTER_CUBIC)
+    grain = cv2.resize(np.random.default_rng(0).normal(0.0, 12.0, (512, 512)), (1536, 1536),
+                       interpolation=cv2.INTER_CUBIC)[..., None]
+    photo = np.clip(photo + grain, 0, 255).astype(np.uint8)
+    t = random_target(config="tiny-warp", photo=photo, delta=None)  # correction 0: the output is the warp
+    t.face_size = default_face_size(t.config, t.picture)
+    assert t.face_size == 512
+    path = tmp_path / "sharp.pt"
+    save_target(path, t)
+    framing = Framing(1280, 720, "fill")  # the face as large as a close portrait shows it
+    assert face_size(t, framing) == 512 and face_size(t, framing, cap=300) == 300
+    assert face_size(t, Framing(1280, 720, "fit")) < 512  # shown smaller: a smaller crop
+    assert face_size(t, None) == 64  # the square crop output: the generator's own
+    runs = {}
+    for cap, backend in ((512, "onnxruntime"), (64, "torch")):
+        out, stats = tmp_path / f"out{cap}.mp4", tmp_path / f"stats{cap}.json"
+        assert main(["--target", str(path), "--source", str(face_clip), "--output", str(out), "--backend",
+                     backend, "--fit", "fill", "--face-size", str(cap), "--stats", str(stats)]) == 0
+        runs[cap] = json.loads(stats.read_text()), list(_read_all(out))
+    (s, frames), (s64, frames64) = runs[512], runs[64]
+    assert s["face_size"] == 512 and s64["face_size"] == 64 and s["image_size"] == s64["image_size"] == 64
+    assert len(frames) == len(frames64) == s["frames_out"] == 24
+    assert all(f.shape == (720, 1280, 3) for f in frames)
+    # the generator's correction resized onto the full-size warp, once per generated frame
+    assert s["stages_ms"]["correction"]["n"] == s["stages_ms"]["generate"]["n"] > 0
+    assert s64["stages_ms"]["correction"]["n"] == 0
+    comp = Compositor.for_target(t, framing, size=512)
+    r0, c0, r1, c1 = comp.core  # where the mask is 1: the face alone
+    x0, y0 = comp.bbox[:2]
+
+    def sharpness(img):  # variance of the Laplacian there
+        part = img[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
+        return cv2.Laplacian(cv2.cvtColor(part, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+
+    big, small = np.median([sharpness(f) for f in frames]), np.median([sharpness(f) for f in frames64])
+    assert big > 3 * small, (big, small)
+    # the picture itself through the same video encoder (which smooths the finest grain away)
+    from puppet.data.clips import write_video
+
+    encoded = write_video(tmp_path / "picture.mp4", [comp.background] * 3, FPS)
+    picture = np.median([sharpness(f) for f in _read_all(encoded)])
+    # within a factor 3 of it (the crop, the warp and the paste-back each resample it, bilinear); the 64²
+    # path's is under a tenth of it
+    assert big > picture / 3, (big, picture)
+
+
+def test_face_image_carries_the_generators_correction_onto_the_full_size_warp(astronaut_path):
+    """At a face size above the generator's, the face is the full-size warp plus the generator's correction
+    (its image minus the warp it was given) resized: where it corrects nothing, the full-size warp itself;
+    shrunk back to the generator's size, its image within rounding."""
+    from _util import random_target
+
+    from puppet.faces.pose import Motion, move
+    from puppet.live.loop import LiveTarget
+
+    t = random_target(config="tiny-warp", photo=astronaut_path)
+    lt = LiveTarget("t", t, None, face_size=200)
+    assert (lt.size, lt.face) == (64, 200)
+    big, small, warped_t = lt.warp(move(t.ref_landmarks, Motion(mouth=0.6, yaw=8)))
+    assert big.shape == (200, 200, 3) and small.shape == (64, 64, 3)
+    assert tuple(warped_t.shape) == (1, 3, 64, 64)
+    np.testing.assert_array_equal(small, cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(lt.face_image(small, big, small), big)
+    ramp = np.linspace(-40, 40, 64)[None, :, None]  # a smooth correction, bright on the right
+    generated = np.clip(small + ramp, 0, 255).astype(np.uint8)
+    face = lt.face_image(generated, big, small)
+    assert face.shape == (200, 200, 3) and face.dtype == np.uint8
+    back = cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(back.astype(int) - generated).mean() < 2.0
+    assert face[:, 150:].astype(int).mean() - big[:, 150:].astype(int).mean() > 20
+    assert LiveTarget("t", t, None).face_image(generated, big, small) is generated  # the generator's size

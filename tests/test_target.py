@@ -196,3 +196,56 @@ def test_version_2_files_load_with_one_reference(tmp_path):
     old = load_target(tmp_path / "v2.pt")
     assert old.n_references == 1 and old.extra_images is None
     np.testing.assert_array_equal(old.ref_image, t.ref_image)
+
+
+def test_face_size_round_trip_and_older_files_keep_the_generated_size(tmp_path, astronaut_path):
+    """face_size is saved and read back; a file without it (every target made before it) loads with None,
+    which the live loop reads as the generator's own size; out-of-range values are refused."""
+    from _util import random_target
+
+    from puppet.target import MAX_FACE_SIZE, default_face_size
+
+    t = random_target(config="tiny-warp", photo=astronaut_path)
+    assert t.face_size is None
+    native = default_face_size(t.config, t.picture)
+    assert native == MAX_FACE_SIZE
+    assert default_face_size(_target()[0].config, t.picture) is None  # no appearance path
+    assert default_face_size(t.config, None) is None  # no picture to cut a larger crop from
+    t.face_size = native
+    t.__post_init__()
+    save_target(tmp_path / "face.pt", t)
+    assert load_target(tmp_path / "face.pt").face_size == native
+
+    obj = torch.load(tmp_path / "face.pt", weights_only=True)
+    del obj["face_size"]
+    torch.save(obj, tmp_path / "older.pt")
+    assert load_target(tmp_path / "older.pt").face_size is None
+
+    for bad in (32, MAX_FACE_SIZE + 1, 300.0):
+        torch.save({**obj, "face_size": bad}, tmp_path / "bad.pt")
+        with pytest.raises(PuppetError) as err:
+            load_target(tmp_path / "bad.pt")
+        assert "malformed" in _one_line_naming(err, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match="face_size"):
+            Target(t.config, t.generator, t.psi, t.ref_landmarks, t.ref_image, face_size=bad)
+
+
+def test_face_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
+    """At a larger face size the reference is cut again from the picture (sharper than the stored crop
+    upscaled), its landmarks scaled with it; the warp at the reference's landmarks is that crop."""
+    import cv2
+    from _util import random_target
+
+    from puppet.target import to_size
+
+    t = random_target(config="tiny-warp", photo=astronaut_path)
+    img, lms = t.face_reference(0, 256)
+    assert img.shape == (256, 256, 3)
+    np.testing.assert_array_equal(img, t.crop.apply(t.picture, 256))
+    np.testing.assert_allclose(lms, t.crop.to_crop(t.crop.from_crop(t.ref_landmarks, 64), 256), atol=1e-3)
+    np.testing.assert_allclose(to_size(lms, 256, 64), t.ref_landmarks, atol=1e-4)
+    upscaled = cv2.resize(t.ref_image, (256, 256), interpolation=cv2.INTER_CUBIC)
+    sharp = lambda x: cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()  # noqa: E731
+    assert sharp(img) > 3 * sharp(upscaled)
+    np.testing.assert_array_equal(t.warped_face(t.ref_landmarks, 256), img)
+    assert t.face_reference(0, 64)[0] is t.ref_image  # the generator's size: the stored crop itself

@@ -9,6 +9,7 @@ clips, warp augmentation and the quality protocol's `warp` baseline all use it.
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -161,8 +162,8 @@ def warp(bgr: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray, mouth_fill: 
     h, w = bgr.shape[:2]
     src, dst = _control_points((h, w), src_lms, dst_lms)
     tris = _mesh((h, w), src, np.asarray(src_lms, np.float32))
-    map_xy = _dense_map((h, w), src, dst, tris)
-    out = cv2.remap(bgr, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    map_x, map_y = _dense_map((h, w), src, dst, tris)
+    out = cv2.remap(bgr, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     if mouth_fill:
         _fill_mouth(out, np.asarray(src_lms, np.float32), np.asarray(dst_lms, np.float32))
     return out
@@ -183,36 +184,70 @@ def _mesh(shape: tuple[int, int], src: np.ndarray, src_lms: np.ndarray) -> np.nd
     return _MESHES[key]
 
 
-def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(H, W, 2) float32 map: for each output pixel, where to sample the source.
+_UNCOVERED = 255  # the label of pixels outside every triangle
 
-    Each pixel gets the label of the destination triangle it lies in (rasterised with fillConvexPoly), and
-    its source position is that triangle's inverse affine map applied to the pixel (one gather + 4 mults).
+
+def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 maps x and y (cv2.remap's map1, map2): for each output pixel, where to sample the
+    source.
+
+    Each pixel gets the label of the destination triangle it lies in (rasterised with fillConvexPoly into a
+    uint8 image), and its source position is that triangle's inverse affine map applied to the pixel: the
+    six coefficients are looked up per pixel with cv2.LUT (a table of 256 entries; numpy's fancy-index
+    gather of (H, W, 6) floats took half of a 512² warp) and combined in place. The maps are this thread's
+    work buffers (_buffers), valid until its next warp of that size.
     """
     h, w = shape
-    label = np.full((h, w), len(tris), np.int32)  # uncovered pixels: the identity row at the end
-    coef = np.zeros((len(tris) + 1, 6), np.float64)
-    coef[-1] = [1, 0, 0, 0, 1, 0]
+    # At most 2n - 5 Delaunay triangles for n <= 118 control points: the labels fit a byte, with a spare
+    # value for the pixels no triangle covers (the identity map).
+    if len(tris) >= _UNCOVERED:
+        raise ValueError(f"{len(tris)} triangles: more than a uint8 label image holds")
+    label, planes = _buffers(h, w)
+    label.fill(_UNCOVERED)
+    coef = np.zeros((6, 1, 256), np.float64)
+    coef[:, 0, _UNCOVERED] = [1, 0, 0, 0, 1, 0]
     d_tri = dst[tris]  # (T, 3, 2)
     m = np.concatenate([d_tri, np.ones((len(tris), 3, 1))], axis=2)  # rows [x y 1]
     # Inverse maps dst -> src, all at once; a collapsed destination triangle (e.g. a shut eyelid) covers no
     # pixels and is left out. Each [x y 1] matrix is inverted by its adjugate (columns: cross products of
-    # its rows): np.linalg.solve on a stack of 3x3s makes a LAPACK call per triangle, half a 256² warp's time.
+    # its rows): np.linalg.solve on a stack of 3x3s makes a LAPACK call per triangle.
     r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
     adj = np.stack([np.cross(r1, r2), np.cross(r2, r0), np.cross(r0, r1)], axis=2)
     det = np.einsum("ti,ti->t", r0, adj[:, :, 0])
     ok = np.abs(det) > 1e-6
     inv = adj[ok] / det[ok, None, None]
-    coef[:-1][ok] = (inv @ src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6)
+    idx = np.flatnonzero(ok)
+    coef[:, 0, idx] = (inv @ src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6).T
     fixed = np.round(d_tri * 16).astype(np.int32)
-    for k in np.flatnonzero(ok):
-        cv2.fillConvexPoly(label, fixed[k], int(k), lineType=cv2.LINE_8, shift=4)
-    c = coef.astype(np.float32)[label]  # (H, W, 6)
+    for poly, k in zip(list(fixed[idx]), idx.tolist()):
+        cv2.fillConvexPoly(label, poly, k, cv2.LINE_8, 4)  # 4 fractional bits
+    a, b, c, d, e, f = (cv2.LUT(label, t, dst=p) for t, p in zip(coef.astype(np.float32), planes))
     ys, xs = _grid(h, w)
-    out = np.empty((h, w, 2), np.float32)
-    out[..., 0] = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
-    out[..., 1] = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
-    return out
+    a *= xs
+    b *= ys
+    a += b
+    a += c  # x: a x + b y + c
+    d *= xs
+    e *= ys
+    d += e
+    d += f  # y: d x + e y + f
+    return a, d
+
+
+_LOCAL = threading.local()
+
+
+def _buffers(h: int, w: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """This thread's work buffers for an (h, w) map: a uint8 label image and six float32 planes. Reused
+    across calls: fresh multi-megabyte arrays each frame cost more in page faults than the arithmetic."""
+    cache = getattr(_LOCAL, "buffers", None)
+    if cache is None:
+        cache = _LOCAL.buffers = {}
+    if (h, w) not in cache:
+        if len(cache) > 4:
+            cache.clear()
+        cache[(h, w)] = (np.empty((h, w), np.uint8), [np.empty((h, w), np.float32) for _ in range(6)])
+    return cache[(h, w)]
 
 
 _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

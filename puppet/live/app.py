@@ -18,6 +18,7 @@ from puppet.live.settings import Settings
 from puppet.live.sinks import VIDEO_EXTS, FileSink, PreviewWindow, VirtualCamSink
 from puppet.live.sources import open_source
 from puppet.live.stats import Stats
+from puppet.target import MAX_FACE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fit", default="fit", choices=FITS,
                    help="fit: the whole picture in the frame, centred (default); fill: fill the frame, "
                         "cropping the picture's edges")
+    p.add_argument("--face-size", type=int, default=MAX_FACE_SIZE, metavar="N",
+                   help="largest side in pixels of the face crop that is warped and pasted into the output "
+                        f"(default {MAX_FACE_SIZE}): the crop is as large as the face is shown in the output "
+                        "frame, up to N; the generator runs at its own size. A smaller N saves CPU; N at "
+                        "most the generator's size: the face as generated")
     p.add_argument("--pad-720p", action="store_true",
                    help="deprecated: the output is 1280x720 by default (same as --size 1280x720)")
     a = p.parse_args(argv)
@@ -74,6 +80,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         except ValueError as e:
             raise PuppetError(f"--gain {g}: {e}") from None
     a.gain = gains
+    if a.face_size < 1:
+        raise PuppetError(f"--face-size {a.face_size}: must be a side in pixels, e.g. 512 or 256")
     if a.max_frames is not None and a.max_frames < 1:
         raise PuppetError(f"--max-frames {a.max_frames}: must be at least 1")
     if a.size is not None:
@@ -102,29 +110,40 @@ def framing_of(a: argparse.Namespace) -> Framing | None:
     return Framing(*(a.size or Framing().size), a.fit)
 
 
-def load_targets(paths: list[str], backend: str, device: str | None,
-                 framing: Framing | None = None) -> list[LiveTarget]:
-    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first.
-    With a framing, each gets its compositor (puppet.live.compose), colour-matched on its neutral."""
+def live_target(path: str, target, backend, framing: Framing | None = None,
+                face_cap: int | None = None) -> LiveTarget:
+    """A loaded target and its backend, ready for the loop: its face size (puppet.live.compose.face_size, up
+    to face_cap), the backend warmed up (its first call, allocation and kernel selection, would stall the
+    first frame) and, with a framing, its compositor at that face size, colour-matched on its neutral."""
     import numpy as np
     import torch
 
     from puppet.faces.images import to_bgr
     from puppet.faces.sketch import sketch_tensor
-    from puppet.live.compose import Compositor
+    from puppet.live.compose import Compositor, face_size
+
+    t = LiveTarget(path, target, backend, face_size=face_size(target, framing, face_cap))
+    warped = t.warp(t.ref) if t.appearance else (None, None, None)
+    inputs = (sketch_tensor(t.ref, t.size),) + ((warped[2],) if t.appearance else ())
+    neutral = t.backend.generate(*inputs)
+    if framing is not None:
+        neutral = t.face_image(to_bgr(torch.as_tensor(np.asarray(neutral))[0]), warped[0], warped[1])
+        t.compositor = Compositor.for_target(target, framing, neutral=neutral, quiet=True, size=t.face)
+    return t
+
+
+def load_targets(paths: list[str], backend: str, device: str | None,
+                 framing: Framing | None = None, face_cap: int | None = None) -> list[LiveTarget]:
+    """Every target and its generator backend, loaded up front: n/p switch instantly, errors come first.
+    With a framing, each gets its compositor (puppet.live.compose), colour-matched on its neutral."""
     from puppet.live.runtime import load_backend
     from puppet.target import load_target
 
     out = []
     for path in paths:
         target = load_target(path)  # read once; the backend finds exports beside it by its path and hash
-        t = LiveTarget(path, target, load_backend(backend, target, device=device, verbose=False))
-        # Warm-up: the first call of a backend (allocation, kernel selection) would stall the first frame.
-        neutral = t.backend.generate(*t.inputs(t.ref, sketch_tensor(t.ref, t.size)))
-        if framing is not None:
-            neutral = to_bgr(torch.as_tensor(np.asarray(neutral))[0])
-            t.compositor = Compositor.for_target(target, framing, neutral=neutral, quiet=True)
-        out.append(t)
+        out.append(live_target(path, target, load_backend(backend, target, device=device, verbose=False),
+                               framing, face_cap))
     return out
 
 
@@ -173,6 +192,7 @@ def main(argv: list[str]) -> int:
             t.gains = t.gains.set(part, v)
     if a.absolute and any(not t.gains.unity for t in targets):
         log.warning("--absolute: the gains act in relative mode only (the default); ignored")
+    targets = load_targets(a.target, a.backend, a.device, framing, a.face_size)
     source = open_source(a.source)
     outputs, window = [], None
     try:
@@ -182,6 +202,7 @@ def main(argv: list[str]) -> int:
                       backend=getattr(targets[0].backend, "name", a.backend),
                       mode="absolute" if a.absolute else "relative", image_size=targets[0].size,
                       paced=source.live, idle=not a.no_idle,
+                      face_size=targets[0].face,
                       output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
                     max_frames=a.max_frames, idle=not a.no_idle, settings=settings)
@@ -191,7 +212,8 @@ def main(argv: list[str]) -> int:
             if t.compositor is not None and t.compositor.notice:
                 log.warning(t.compositor.notice)
         names = [getattr(s, "device", None) or str(getattr(s, "path", s.name)) for s in outputs]
-        log.info(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px) <- {source.name} "
+        face = f", face {targets[0].face}px" if targets[0].face != targets[0].size else ""
+        log.info(f"{targets[0].path} ({stats.info['backend']}, {targets[0].size}px{face}) <- {source.name} "
             f"({source.fps:.0f} fps) -> {stats.info['output']} -> "
             f"{', '.join(names + (['window'] if window else []))}"
             + ("; q or Ctrl-C to quit" if source.live else ""))

@@ -138,6 +138,27 @@ def frame_picture(picture: np.ndarray, framing: Framing, f: float, ox: float, oy
     return canvas
 
 
+FACE_STEP = 16  # face sizes are rounded up to a multiple of this
+
+
+def face_size(target, framing: Framing | None, cap: int | None = None) -> int:
+    """The side of the face crop to warp and paste at for `target` in `framing`: about as many pixels as the
+    face's crop covers in the output frame (rounded up to a multiple of FACE_STEP), at most the target's
+    face_size and `cap`, never under the generator's image_size. The image_size itself for a target without
+    a face_size (made before it was recorded), for the square crop output (framing None) and for a
+    generator without the appearance path."""
+    S = int(target.image_size)
+    top = int(target.face_size or S)
+    if cap is not None:
+        top = min(top, int(cap))
+    if framing is None or top <= S or target.picture is None or not target.appearance:
+        return S
+    crop = target.crop
+    f = frame_geometry(target.picture.shape, framing, focus=(crop.cx, crop.cy))[0]
+    shown = int(np.ceil(f * crop.size / FACE_STEP)) * FACE_STEP
+    return max(S, min(top, shown))
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -350,13 +371,15 @@ class Compositor:
 
     @classmethod
     def for_target(cls, target, framing: Framing = Framing(), neutral: np.ndarray | None = None,
-                   quiet: bool = False) -> Compositor:
+                   quiet: bool = False, size: int | None = None) -> Compositor:
         """A target's compositor: into its picture, or, for a target without one (format version 1), onto its
         reference crop, with a one-line notice (logged as a warning, or, with quiet, left in .notice for the
-        caller to log when it suits it: puppet.live logs it once its start can no longer fail)."""
+        caller to log when it suits it: puppet.live logs it once its start can no longer fail). `size`: the
+        side of the faces it will paste (default the generator's image_size; see face_size)."""
         from puppet.faces.crop import Crop
+        from puppet.target import to_size
 
-        S = target.image_size
+        S = target.image_size if size is None else int(size)
         notice = None
         if target.picture is not None:
             picture, crop = target.picture, target.crop
@@ -365,7 +388,7 @@ class Compositor:
             notice = (f"{name}: has no source picture (made before puppet kept one); the face is pasted onto "
                       f"its reference crop: re-make it with puppet.finetune for the whole picture")
             picture, crop = target.ref_image, Crop((S - 1) / 2, (S - 1) / 2, float(S))  # the identity
-        comp = cls(picture, crop, S, target.ref_landmarks, framing, neutral)
+        comp = cls(picture, crop, S, to_size(target.ref_landmarks, target.image_size, S), framing, neutral)
         comp.notice = notice
         if notice and not quiet:
             log.warning(notice)

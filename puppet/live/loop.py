@@ -4,8 +4,12 @@ Threads (each stage overlaps the others):
     capture ─slot─▶ process (track, One Euro, retarget, rasterise[, warp]) ─slot─▶ generate ─slot─▶ output
     (the output stage is the main thread: GUI toolkits want the window there)
 For a target whose generator has the appearance path, the process stage also warps the target's reference
-picture to the driving landmarks (Target.warped_reference; the neutral's warp is the picture itself), and the
-generator gets both.
+picture to the driving landmarks (Target.warped_face; the neutral's warp is the picture itself), and the
+generator gets both. The warp runs at the target's face size (LiveTarget.face_size, chosen from how large the
+face is shown in the output frame: puppet.live.compose.face_size), the generator at its own size: when the
+face is larger, the generator gets the warp resized to its size, and its correction (its image minus that
+warp) is resized onto the full-size warp, so the detail of the photo reaches the output at the size it is
+shown.
 A slot holds one item. For a live source (camera, demo) a new item replaces a waiting one, so a slow stage
 skips stale frames instead of building up latency (each skip counts as dropped). For a file, slots block:
 every frame is processed, in order, one output frame per input frame.
@@ -59,6 +63,8 @@ class Item:
     sketch: np.ndarray | None = None  # uint8 BGR
     sketch_t: object = None  # (1, 3, S, S) tensor
     warped_t: object = None  # (1, 3, S, S) tensor: the reference warped to `drive` (appearance targets only)
+    warped: np.ndarray | None = None  # uint8 BGR: that warp at the face size, and at the generator's size
+    warped_small: np.ndarray | None = None
     output: np.ndarray | None = None  # uint8 BGR generated image
 
 
@@ -69,10 +75,17 @@ class LiveTarget:
     backend: object  # puppet.live.runtime backend
     compositor: object = None  # puppet.live.compose.Compositor; None: the square crop goes out as it is
     gains: Gains = field(default_factory=Gains)  # motion strength per part (puppet.live.gains)
+    face_size: int | None = None  # the face crop's side (puppet.live.compose.face_size); None: size
 
     @property
     def size(self) -> int:
+        """The generator's image size (its sketch, its input warp and its output)."""
         return int(self.target.image_size)
+
+    @property
+    def face(self) -> int:
+        """The side of the face crop that is warped and pasted into the output."""
+        return self.size if self.face_size is None else int(self.face_size)
 
     @property
     def ref(self) -> np.ndarray:
@@ -83,11 +96,32 @@ class LiveTarget:
         """Whether its generator also takes the reference picture warped to the driving landmarks."""
         return bool(getattr(self.target, "appearance", False))
 
+    def warp(self, drive: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
+        """The reference warped to `drive` (landmarks in the generator's crop pixels): uint8 BGR at the face
+        size, the same at the generator's size (resized, INTER_AREA), and that as its (1, 3, S, S) input."""
+        from puppet.faces.images import to_tensor
+
+        big = self.target.warped_face(drive, self.face)
+        small = big if self.face == self.size else cv2.resize(big, (self.size, self.size),
+                                                              interpolation=cv2.INTER_AREA)
+        return big, small, to_tensor(small)
+
     def inputs(self, drive: np.ndarray, sketch_t) -> tuple:
         """generate()'s arguments for these driving landmarks: (sketch,) or (sketch, warped reference)."""
         if not self.appearance:
             return (sketch_t,)
-        return sketch_t, self.target.warped_reference(drive)
+        return sketch_t, self.warp(drive)[2]
+
+    def face_image(self, generated: np.ndarray, warped: np.ndarray | None = None,
+                   warped_small: np.ndarray | None = None) -> np.ndarray:
+        """The face crop (uint8 BGR, face x face) from the generator's image (uint8 BGR, size x size): that
+        image itself at the generator's size; at a larger face size, the generator's correction (its image
+        minus the warp it was given, `warped_small`) resized (bilinear), added to the full-size `warped`."""
+        if warped is None or self.face == self.size:
+            return generated
+        correction = cv2.subtract(generated, warped_small, dtype=cv2.CV_16S)
+        correction = cv2.resize(correction, (self.face, self.face), interpolation=cv2.INTER_LINEAR)
+        return cv2.add(warped, correction, dtype=cv2.CV_8U)  # saturating: [0, 255]
 
 
 @dataclass
@@ -223,7 +257,9 @@ class Live:
             sketch = draw_sketch(drive, target.size)
             sketch_t = to_tensor(sketch)
             t3 = time.perf_counter()
-            warped_t = target.target.warped_reference(drive) if target.appearance else None
+            warped = warped_small = warped_t = None
+            if target.appearance:
+                warped, warped_small, warped_t = target.warp(drive)
             t4 = time.perf_counter()
             self.stats.stage("track", t1 - t0)
             self.stats.stage("filter_retarget", t2 - t1)
@@ -232,6 +268,7 @@ class Live:
                 self.stats.stage("warp", t4 - t3)
             item.target, item.frame, item.landmarks = self._target, frame, lms
             item.drive, item.sketch, item.sketch_t, item.warped_t = drive, sketch, sketch_t, warped_t
+            item.warped, item.warped_small = warped, warped_small
             if self.q_sketch.put(item):
                 self.stats.count("dropped")
 
@@ -270,9 +307,14 @@ class Live:
                 if not isinstance(img, torch.Tensor):  # e.g. a numpy array from onnxruntime
                     img = torch.from_numpy(np.asarray(img))
                 item.output = to_bgr(img[0] if img.dim() == 4 else img)
-                self.stats.stage("generate", time.perf_counter() - t0)
+                t1 = time.perf_counter()
+                self.stats.stage("generate", t1 - t0)
+                target = self.targets[item.target]
+                if item.warped is not None and target.face != target.size:
+                    item.output = target.face_image(item.output, item.warped, item.warped_small)
+                    self.stats.stage("correction", time.perf_counter() - t1)
                 last_key, last_out = key, item.output
-            item.sketch_t = item.warped_t = None
+            item.sketch_t = item.warped_t = item.warped = item.warped_small = None
             if self.q_out.put(item):
                 self.stats.count("dropped")
 

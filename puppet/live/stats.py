@@ -20,8 +20,10 @@ import numpy as np
 from puppet.files import write_json
 
 # "warp": the reference picture warped to the driving landmarks (targets with the appearance path only);
-# "compose": the face pasted into the output frame (not in --output-mode crop)
-STAGES = ("capture", "track", "filter_retarget", "rasterise", "warp", "generate", "compose", "output")
+# "correction": the generator's correction resized onto the warp at the face size (a face crop larger than the
+# generator's own size only); "compose": the face pasted into the output frame (not in --output-mode crop)
+STAGES = ("capture", "track", "filter_retarget", "rasterise", "warp", "generate", "correction", "compose",
+          "output")
 # Percentiles come from the most recent samples (a long call keeps memory bounded).
 WINDOW = 100_000
 
@@ -119,8 +121,8 @@ class Stats:
             f"{'stage':<16}{'p50 ms':>9}{'p95 ms':>9}",
         ]
         for name, v in [*s["stages_ms"].items(), ("end-to-end", s["latency_ms"])]:
-            if name == "warp" and not v["n"]:
-                continue  # a target without the appearance path has no warp stage
+            if name in ("warp", "correction") and not v["n"]:
+                continue  # a target without the appearance path (or a larger face crop) has no such stage
             lines.append(f"{name:<16}{_f(v['p50']):>9}{_f(v['p95']):>9}")
         if s["audio_delay_ms"] is not None:
             lines.append(audio_tip(s["audio_delay_ms"]))

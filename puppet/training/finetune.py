@@ -55,7 +55,7 @@ from puppet.cli import Parser
 from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.faces.images import read_image, to_tensor
-from puppet.target import Target, make_metadata, save_target
+from puppet.target import Target, default_face_size, make_metadata, save_target
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +462,7 @@ def finetune(
         meta=info,
         picture=picture,
         crop_box=crop_box,
+        face_size=default_face_size(cfg, picture),
     )
 
 
