@@ -245,3 +245,47 @@ def test_appearance_head_keeps_its_inputs_alive():
         else:
             assert alive == 0.0 and grad == 0.0
     assert get_config("cpu-warp")["head_norm"] and get_config("paper-warp")["head_norm"]
+
+
+def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_path):
+    """correction "regions": a correction head with random weights changes the warp only around the eyes and
+    the mouth of the sketch's face (read off the sketch's colours), at any mouth opening; "full" changes it
+    everywhere. The gate has no weights, so the same state dict loads into either."""
+    from puppet.faces.crop import Crop
+    from puppet.faces.images import read_image
+    from puppet.faces.pose import Motion, move
+    from puppet.faces.sketch import sketch_tensor
+    from puppet.faces.track import detect
+
+    img = read_image(grace_hopper_path)
+    lms = detect(img)
+    crop = Crop.from_landmarks(lms)
+    s = 128
+    face = crop.to_crop(lms, s)
+    cfg = {**get_config("tiny-warp"), "image_size": s, "net_size": 64}
+    torch.manual_seed(0)
+    gated = Generator(cfg).eval()
+    nn.init.normal_(gated.body.delta.weight, std=0.05)
+    full = Generator({**cfg, "correction": "full"}).eval()
+    full.load_state_dict(gated.state_dict())
+    warped = torch.zeros(1, 3, s, s)
+    for motion in (Motion(), Motion(mouth=1.0), Motion(blink=1.0, yaw=15)):
+        pts = move(face, motion)
+        y = sketch_tensor(pts, s)
+        psi = torch.zeros(1, gated.n_adain)
+        with torch.no_grad():
+            changed = (gated(y, psi, warped) - warped).abs().amax(1)[0] > 1e-4
+            assert ((full(y, psi, warped) - warped).abs().amax(1)[0] > 1e-4).float().mean() > 0.9
+
+        def at(p):
+            x, yy = np.clip(np.round(np.asarray(p)).astype(int), 0, s - 1)
+            return bool(changed[yy, x])
+
+        assert at(pts[60:68].mean(0)) and at(pts[36:42].mean(0)) and at(pts[42:48].mean(0))
+        iod = float(np.linalg.norm(pts[45] - pts[36]))
+        forehead = (pts[19] + pts[24]) / 2 - [0, 0.6 * iod]
+        assert not at(forehead) and not at(pts[8] + [0, 6])  # the forehead, below the chin
+        assert not changed[:10].any() and not changed[:, :10].any()  # the top and the side of the crop
+        assert 0.03 < float(changed.float().mean()) < 0.3
+    with pytest.raises(PuppetError, match="correction must be one of"):
+        get_config({**cfg, "correction": "mouth"})

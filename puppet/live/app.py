@@ -184,7 +184,7 @@ def main(argv: list[str]) -> int:
         # mediapipe's fight over the CPU (on 2 cores, 2 torch threads made a tiny generator 20x slower).
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     framing = framing_of(a)
-    targets = load_targets(a.target, a.backend, a.device, framing)
+    targets = load_targets(a.target, a.backend, a.device, framing, a.face_size)
     settings = Settings()
     for t in targets:  # remembered per target, then this run's flags on top
         t.gains = settings.gains(t.path)
@@ -192,7 +192,6 @@ def main(argv: list[str]) -> int:
             t.gains = t.gains.set(part, v)
     if a.absolute and any(not t.gains.unity for t in targets):
         log.warning("--absolute: the gains act in relative mode only (the default); ignored")
-    targets = load_targets(a.target, a.backend, a.device, framing, a.face_size)
     source = open_source(a.source)
     outputs, window = [], None
     try:
