@@ -24,7 +24,8 @@ Fields (all networks share `image_size` and `emb_dim`):
 - head_norm (optional, default False): an affine instance norm before the correction head's ReLU (see
   models.generator). The appearance configs have it; checkpoints made before it existed load without it.
 - correction (optional, default "full"): where an appearance generator's correction acts: "full" (the whole
-  frame) or "regions" (around the eyes and the mouth only, a mask read off the sketch: models.generator).
+  frame), "regions" (around the eyes and the mouth only, a mask read off the sketch: models.generator) or
+  "mouth" (around the mouth only).
   No weights of its own, so a checkpoint of either kind loads into the other.
 """
 
@@ -124,7 +125,7 @@ CONFIGS["paper-warp"] = {**CONFIGS["paper"], "name": "paper-warp", "appearance":
 CONFIGS["tiny-warp"]["correction"] = "regions"
 
 APPEARANCE = ("none", "warp")
-CORRECTION = ("full", "regions")
+CORRECTION = ("full", "regions", "mouth")
 
 
 def net_size(cfg: dict) -> int:

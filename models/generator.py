@@ -23,10 +23,11 @@ With cfg["net_size"] < cfg["image_size"] G works at net_size inside: its inputs 
 delta is resized up (bilinear) and added to the full-size warp.
 
 With cfg["correction"] == "regions" delta acts only around the eyes and the mouth, where a warp fails (it
-can't open a mouth or close a lid): a soft mask read off the sketch itself (`RegionGate`: the eye and lip
-lines by their colours, dilated and feathered), so the output is exactly the warp everywhere else and no
-caller passes anything new. A full-frame correction learnt in minutes of GPU added a faint haze over the
-whole face that cost more SSIM than the mouth gained.
+can't open a mouth or close a lid), and with "mouth" only around the mouth: a soft mask read off the sketch
+itself (`RegionGate`: the eye and lip lines by their colours, dilated and feathered), so the output is
+exactly the warp everywhere else and no caller passes anything new. A full-frame correction learnt in
+minutes of GPU added a faint haze over the whole face that cost more SSIM than the mouth gained
+(BENCHMARKS.md, "Meta-learning on a GPU").
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class RegionGate(nn.Module):
     GROW_X, GROW_Y = 0.04, 0.08
     FEATHER = 0.03
 
-    def __init__(self, io_size: int, net_size: int):
+    def __init__(self, io_size: int, net_size: int, eyes: bool = True):
         super().__init__()
+        self.eyes = eyes  # False: the mouth alone
         self.down = max(1, io_size // net_size)
         self.grow = (max(1, round(self.GROW_X * net_size)), max(1, round(self.GROW_Y * net_size)))
         self.feather = max(1, round(self.FEATHER * net_size))
@@ -67,7 +69,9 @@ class RegionGate(nn.Module):
         magenta, cyan = r * b * (1 - g), g * b * (1 - r)
         # A line's core is near 1; anti-aliased edges and the orange/azure brows (one product term 0.5) fall
         # below the threshold.
-        strongest = torch.maximum(torch.maximum(red, blue), torch.maximum(magenta, cyan))
+        strongest = torch.maximum(magenta, cyan)
+        if self.eyes:
+            strongest = torch.maximum(strongest, torch.maximum(red, blue))
         lines = torch.clamp((strongest - 0.55) / 0.3, 0.0, 1.0)
         if self.down > 1:
             lines = F.max_pool2d(lines, self.down)
@@ -107,7 +111,8 @@ class _Body(nn.Module):
             self.delta = nn.Conv2d(c, 3, 3, padding=1)
             nn.init.zeros_(self.delta.weight)
             nn.init.zeros_(self.delta.bias)
-            self.gate = RegionGate(self.io_size, self.net_size) if correction(cfg) == "regions" else None
+            kind = correction(cfg)
+            self.gate = None if kind == "full" else RegionGate(self.io_size, self.net_size, kind == "regions")
         else:
             self.out = conv(c, 3, 3, spectral)
         self.adain_channels = [ch for blk in self.up for ch in getattr(blk, "adain_channels", [])]

@@ -287,5 +287,13 @@ def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_pat
         assert not at(forehead) and not at(pts[8] + [0, 6])  # the forehead, below the chin
         assert not changed[:10].any() and not changed[:, :10].any()  # the top and the side of the crop
         assert 0.03 < float(changed.float().mean()) < 0.3
+    # "mouth": the eyes stay the warp's.
+    mouth = Generator({**cfg, "correction": "mouth"}).eval()
+    mouth.load_state_dict(gated.state_dict())
+    pts = move(face, Motion(mouth=1.0))
+    with torch.no_grad():
+        changed = (mouth(sketch_tensor(pts, s), psi, warped) - warped).abs().amax(1)[0] > 1e-4
+    centres = [np.round(c).astype(int) for c in (pts[60:68].mean(0), pts[36:42].mean(0), pts[42:48].mean(0))]
+    assert [bool(changed[yy, x]) for x, yy in centres] == [True, False, False]
     with pytest.raises(PuppetError, match="correction must be one of"):
-        get_config({**cfg, "correction": "mouth"})
+        get_config({**cfg, "correction": "nose"})
