@@ -82,7 +82,8 @@ def main(argv: list[str]) -> int:
         if not ok:
             raise PuppetError(f"{a.out}: can't encode this image type; use .jpg or .png")
         buf.tofile(str(tmp))
-    print(f"wrote {a.out}: per person, the most open mouth then the most closed eyes, each real | warp | model")
+    print(f"wrote {a.out}: per person, the most open mouth then the most closed eyes, "
+          f"each real | warp | model")
     return 0
 
 

@@ -277,7 +277,7 @@ def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_pat
             changed = (gated(y, psi, warped) - warped).abs().amax(1)[0] > 1e-4
             assert ((full(y, psi, warped) - warped).abs().amax(1)[0] > 1e-4).float().mean() > 0.9
 
-        def at(p):
+        def at(p, changed=changed):
             x, yy = np.clip(np.round(np.asarray(p)).astype(int), 0, s - 1)
             return bool(changed[yy, x])
 
