@@ -143,24 +143,26 @@ def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecuti
     return ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
 
 
-def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str) -> CheckReport:
+def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str, name=None) -> CheckReport:
     """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError.
 
     `samples`: the module's inputs, each a sketch tensor or a tuple (sketch[, warped]) as `sample_inputs`
-    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator)."""
+    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator).
+    `name`: the file's name in messages (the file checked may be a temporary one, renamed after the check)."""
     path = Path(path)
+    shown = Path(name) if name is not None else path
     model = onnx.load(str(path))
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as e:
-        raise PuppetError(f"{path}: onnx.checker failed: {' '.join(str(e).split())}; report this bug") from e
+        raise PuppetError(f"{shown}: onnx.checker failed: {' '.join(str(e).split())}; report this bug") from e
     problems = trt_problems(model)
     if problems:
-        raise PuppetError(f"{path}: not buildable by TensorRT's ONNX parser: {'; '.join(problems)}")
+        raise PuppetError(f"{shown}: not buildable by TensorRT's ONNX parser: {'; '.join(problems)}")
     try:
         sess = ort_session(path)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise PuppetError(f"{path}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
+        raise PuppetError(f"{shown}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
     names = [i.name for i in sess.get_inputs()]
     module = module.eval().float().cpu()
     samples = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in samples]
@@ -168,19 +170,19 @@ def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str)
     with torch.inference_mode():
         for inputs in samples:
             if len(inputs) != len(names):
-                raise PuppetError(f"{path}: the graph takes {', '.join(names)}; the check was given "
+                raise PuppetError(f"{shown}: the graph takes {', '.join(names)}; the check was given "
                                   f"{len(inputs)} input(s) per sample; report this bug")
             inputs = [x.float() for x in inputs]
             ref = module(*inputs).numpy()
             got = sess.run(["image"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
             if got.shape != ref.shape or got.dtype != np.float32:
-                raise PuppetError(f"{path}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
+                raise PuppetError(f"{shown}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
             if not np.isfinite(got).all():
-                raise PuppetError(f"{path}: onnxruntime output has inf/NaN ({precision}); report this bug")
+                raise PuppetError(f"{shown}: onnxruntime output has inf/NaN ({precision}); report this bug")
             worst = max(worst, float(np.abs(got - ref).max()))
     tol = tolerance(precision, int(samples[0][0].shape[-1]))
     if not worst <= tol:
-        raise PuppetError(f"{path}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
+        raise PuppetError(f"{shown}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
                           f"{precision}); report this bug")
     return CheckReport(precision, worst, tol, sorted(graph_ops(model)), len(samples), path.stat().st_size,
                        names)

@@ -53,6 +53,75 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode("utf-8"))
 
 
+def _resolved(path: Path, flag: str) -> Path:
+    from puppet.errors import PuppetError
+
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        why = getattr(e, "strerror", None) or e
+        raise PuppetError(f"{flag} {path}: can't resolve the path ({why}); fix the link or pick another "
+                          f"path") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one doesn't exist (yet): compare where they would be
+        return a == b
+
+
+def writable_dir(folder: str | os.PathLike) -> bool:
+    """Whether a file can be created in `folder` (tried for real: permissions, read-only mounts, ACLs)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".puppet-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out", kind: str = "file") -> Path:
+    """Where a command will write, checked before it does any work: the resolved path, or a one-line
+    PuppetError when `path` is one of the command's own `inputs` (the same file, by resolved path or
+    samefile), is a folder (kind "file") or a file (kind "dir"), or its folder is missing or not writable.
+
+    kind "dir": an output folder, created by the command (its nearest existing parent must be writable).
+    Writing happens later, atomically; this only makes sure that the work won't be lost at the end.
+    """
+    from puppet.errors import PuppetError
+
+    given = Path(path)
+    out = _resolved(given, flag)
+    for src in inputs:
+        if src is None:
+            continue
+        if _same_file(out, _resolved(Path(src), flag)):
+            raise PuppetError(f"{flag} {given}: is also an input ({src}); writing there would destroy it; "
+                              f"pick another output name")
+    if kind == "file":
+        if out.is_dir():
+            raise PuppetError(f"{flag} {given}: is a folder; give a file path in it, e.g. "
+                              f"{given / ('out' + (given.suffix or '.pt'))}")
+        folder = out.parent
+        if not folder.is_dir():
+            raise PuppetError(f"{flag} {given}: folder {folder} doesn't exist; create it or pick another "
+                          f"path")
+    else:
+        if out.exists() and not out.is_dir():
+            raise PuppetError(f"{flag} {given}: exists and is not a folder; pass a folder path")
+        folder = out
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise PuppetError(f"{flag} {given}: {folder} is not a folder; pick another path")
+    if not writable_dir(folder):
+        raise PuppetError(f"{flag} {given}: can't write in {folder} (read-only or no permission); "
+                          f"pick a writable folder")
+    return out
+
+
 def cache_root() -> Path:
     """puppet's cache folder: $PUPPET_CACHE, else $XDG_CACHE_HOME/puppet, else ~/.cache/puppet."""
     if os.environ.get("PUPPET_CACHE"):

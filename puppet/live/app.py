@@ -139,8 +139,21 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
+def check_outputs(a: argparse.Namespace) -> None:
+    """Every file the run will write (--output files, --stats), checked before anything is loaded."""
+    from puppet.files import check_output
+
+    inputs = list(a.target) + ([a.source] if Path(a.source).exists() else [])
+    for o in a.output:
+        if o not in ("virtualcam", "window"):
+            check_output(o, inputs, "--output")
+    if a.stats:
+        check_output(a.stats, inputs, "--stats")
+
+
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
+    check_outputs(a)
     if "OMP_NUM_THREADS" not in os.environ:
         import torch
 

@@ -501,6 +501,9 @@ def _parser() -> Parser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    from puppet.files import check_output
+
+    check_output(args.out, [*args.photos, args.video, args.checkpoint, args.vgg19, args.vggface])
     if bool(args.photos) == bool(args.video):
         raise PuppetError("finetune: give either photos or --video CLIP; e.g. "
                           "`python -m puppet.finetune mona.jpg --out mona.pt --from-scratch --config tiny`")
