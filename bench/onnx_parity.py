@@ -1,6 +1,7 @@
 """How far onnxruntime (CPU, FP32) lands from torch on exported generators: what export's tolerance rests on.
 
-    python -m bench.onnx_parity [--configs tiny,tiny-warp,cpu,cpu-warp] [--n 10] [--photo IMG ...] [--json F]
+    python -m bench.onnx_parity [--configs tiny,tiny-warp,cpu,cpu-warp] [--kinds random,scratch,trained]
+                                [--n 10] [--steps 20] [--photo IMG ...] [--json F]
 
 Per config, three kinds of target, each exported to ONNX (export.onnx.export_module) and run on the
 self-check's inputs (export.checks.sample_inputs, a different seed per target):
@@ -8,6 +9,8 @@ self-check's inputs (export.checks.sample_inputs, a different seed per target):
     appearance correction head switched on (untrained they are zero: the output would be the warp itself);
   - scratch: what `puppet.finetune PHOTO --from-scratch --config NAME --steps 0` makes: random E, G, D,
     psi' = P e_hat from the random embedder on a real face (larger than N(0, 1) embeddings give);
+  - trained: the same fine-tuned for --steps steps (pixel loss, from scratch): weights that moved, the
+    appearance correction head included;
   - shipped (the shipped model's own config only): the meta-learned model, feed-forward on a real face.
 Prints max |onnx - torch| per kind (worst and median over targets) and the tolerance export applies.
 Run it with one thread (OMP_NUM_THREADS=1): that is also how the numbers in BENCHMARKS.md were taken.
@@ -61,7 +64,7 @@ def faces(photos: list[str], size: int):
     return out
 
 
-def targets(config: str, kind: str, n: int, photos: list[str]):
+def targets(config: str, kind: str, n: int, photos: list[str], steps: int = 20):
     from bench.generator import random_target
     from models.config import get_config
     from puppet.training.finetune import finetune
@@ -81,8 +84,9 @@ def targets(config: str, kind: str, n: int, photos: list[str]):
     crops = faces(photos, size)
     for seed in range(n):
         crop, lms = crops[seed % len(crops)]
-        if kind == "scratch":
-            yield finetune([crop], [lms], config, steps=0, seed=seed, content="l1", progress=False, threads=1)
+        if kind in ("scratch", "trained"):
+            yield finetune([crop], [lms], config, steps=0 if kind == "scratch" else steps, seed=seed,
+                           content="l1", progress=False, threads=1)
         else:
             from puppet.training.train import shipped_meta
 
@@ -98,7 +102,9 @@ def main(argv: list[str]) -> int:
 
     p = Parser(prog="python -m bench.onnx_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="tiny,tiny-warp,cpu,cpu-warp")
+    p.add_argument("--kinds", default="random,scratch,trained,shipped")
     p.add_argument("--n", type=int, default=10, help="targets per config and kind (default 10)")
+    p.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the trained kind (default 20)")
     p.add_argument("--photo", action="append", help="real faces for scratch/shipped (default: packaged ones)")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)
@@ -107,9 +113,10 @@ def main(argv: list[str]) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in a.configs.split(","):
-            for kind in ("random", "scratch") + (("shipped",) if config == shipped else ()):
+            kinds = [k for k in a.kinds.split(",") if k != "shipped" or config == shipped]
+            for kind in kinds:
                 t0 = time.time()
-                made = targets(config, kind, a.n, photos)
+                made = targets(config, kind, a.n, photos, a.steps)
                 diffs = [max_diff(t, seed, Path(tmp)) for seed, t in enumerate(made)]
                 row = {"config": config, "kind": kind, "n": len(diffs), "max": max(diffs),
                        "median": statistics.median(diffs),
