@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from puppet.errors import PuppetError
 
-FP32_TOLERANCE = 1e-4  # max |onnxruntime - torch| on [-1, 1] images at 64x64 (see `tolerance`)
+FP32_TOLERANCE = 1e-3  # max |onnxruntime - torch| on [-1, 1] images at 64x64 (see `tolerance`)
 FP16_TOLERANCE = 1e-2
 
 # The ONNX operators this project's generator may export to, each one listed as supported (Y) for FP32 and
@@ -109,11 +109,14 @@ def sample_inputs(target, n: int = 3, seed: int = 0) -> list[tuple[torch.Tensor,
 # Max |onnxruntime - torch| the self-check accepts, by image size (sizes in between take the next entry up).
 # At 64 px: FP32_TOLERANCE / FP16_TOLERANCE. Larger images need more: onnxruntime's CPU kernels accumulate
 # instance-norm statistics in float32 where torch's use double, and on sketches (flat background, thin
-# lines) that error grows with the pixels averaged; FP16 rounding gathers over the deeper networks. Each
-# bound is about twice the worst measured on 4 random-weight targets x 3 sketches (fp32 / fp16: 1.3e-5 /
-# 5.9e-3 at 64, 3.0e-4 / 1.8e-2 at 128, 1.8e-3 / 2.0e-2 at 256). One gray level of 8-bit output is 7.8e-3;
-# export mistakes (a wrong constant, cast or op) land orders of magnitude above these.
-TOLERANCES = {64: (FP32_TOLERANCE, FP16_TOLERANCE), 128: (6e-4, 4e-2), 256: (4e-3, 5e-2)}
+# lines) that error grows with the pixels averaged; large AdaIN scales (psi' = P e_hat from an untrained
+# embedder) amplify it; FP16 rounding gathers over the deeper networks. fp32: 3-4x the worst measured by
+# `python -m bench.onnx_parity` (one thread) over random, untrained (`finetune --from-scratch --steps 0`),
+# fine-tuned and shipped targets, 3 sketches each: 2.6e-4 at 64 (tiny, 30 untrained targets), 9.7e-4 at 128
+# (cpu, 30 untrained), 3.0e-3 at 256 (paper, 15 random); the appearance configs stay under 2e-5. fp16: about
+# twice the worst of 4 random targets (5.9e-3 at 64, 1.8e-2 at 128, 2.0e-2 at 256). One gray level of 8-bit
+# output is 7.8e-3; export mistakes (a wrong constant, cast or op) land orders of magnitude above these.
+TOLERANCES = {64: (FP32_TOLERANCE, FP16_TOLERANCE), 128: (4e-3, 4e-2), 256: (1e-2, 5e-2)}
 
 
 def tolerance(precision: str, image_size: int) -> float:
