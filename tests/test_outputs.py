@@ -85,7 +85,7 @@ def test_finetune_out_onto_its_photo_is_refused_even_through_a_link(grace_hopper
     link = tmp_path / "link.jpg"
     link.symlink_to(photo)
     before = _snapshot(photo)
-    for out in (photo, link, tmp_path / "." / "me.jpg"):
+    for out in (photo, link, f"{tmp_path}/./me.jpg"):
         line = _run("puppet.finetune", [photo, "--out", out, *SCRATCH], capsys)
         assert "is also an input" in line, line
     assert _snapshot(photo) == before
@@ -215,3 +215,14 @@ def test_a_target_in_a_read_only_folder_goes_live_and_exports_to_the_cache(astro
     assert [p.name for p in cache.rglob("*.onnx")] == ["-x.onnx"]
     assert (tmp_path / "o.mp4").is_file()
     ro.chmod(0o755)
+
+
+def test_two_live_outputs_onto_one_file_are_refused(target, clip, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    line = _run("puppet.live.app", ["--target", target, "--source", clip, "--backend", "torch",
+                                    "--output", out, "--output", f"{tmp_path}/./o.mp4"], capsys)
+    assert "the same file as --output" in line
+    line = _run("puppet.live.app", ["--target", target, "--source", clip, "--backend", "torch",
+                                    "--output", out, "--stats", out], capsys)
+    assert "--stats" in line and "the same file as --output" in line
+    assert not out.exists()

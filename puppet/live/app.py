@@ -144,11 +144,13 @@ def check_outputs(a: argparse.Namespace) -> None:
     from puppet.files import check_output
 
     inputs = list(a.target) + ([a.source] if Path(a.source).exists() else [])
-    for o in a.output:
-        if o not in ("virtualcam", "window"):
-            check_output(o, inputs, "--output")
-    if a.stats:
-        check_output(a.stats, inputs, "--stats")
+    written: dict[Path, str] = {}
+    for flag, o in [*(("--output", o) for o in dict.fromkeys(a.output) if o not in ("virtualcam", "window")),
+                    *((("--stats", a.stats),) if a.stats else ())]:
+        path = check_output(o, inputs, flag)
+        if path in written:
+            raise PuppetError(f"{flag} {o}: the same file as {written[path]}; give each output its own file")
+        written[path] = f"{flag} {o}"
 
 
 def main(argv: list[str]) -> int:
