@@ -130,7 +130,8 @@ def export_checked(t, out, precision="fp32", opset=DEFAULT_OPSET, metadata=None,
 def main(argv: Sequence[str] | None = None) -> int:
     ap = Parser(prog="python -m export.onnx", description=__doc__.split("\n")[0])
     ap.add_argument("--target", required=True, help="target file from puppet.finetune (mona.pt)")
-    ap.add_argument("--out", help="output .onnx (default: beside the target, mona.onnx / mona.fp16.onnx)")
+    ap.add_argument("--out", help="output .onnx (default: beside the target, mona.onnx / mona.fp16.onnx; in "
+                                  "the cache when the target's folder isn't writable)")
     ap.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     args = ap.parse_args(argv)
@@ -138,8 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         check_output(args.out, [target_path])
     target = load_target(target_path)
-    # (after loading: a target in a read-only folder exports to the cache)
-    out = Path(args.out) if args.out else cached_onnx_path(target, args.precision)
+    if not args.out:  # (after loading: a target in a read-only folder exports to the cache)
+        out = cached_onnx_path(target, args.precision)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PuppetError(f"{out.parent}: can't create the export cache ({e.strerror}); set PUPPET_CACHE "
+                              f"to a writable folder, or pass --out") from None
+        check_output(out, [target_path])
+    else:
+        out = Path(args.out)
     size = int(target.config["image_size"])
     meta = onnx_identity(target, args.precision, args.opset)  # the target was read once; its hash with it
     _, rep = export_checked(target, out, args.precision, args.opset, meta)
