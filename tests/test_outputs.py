@@ -133,6 +133,8 @@ def test_prepare_out_onto_a_file_and_outputs_in_missing_folders(target, clip, gr
                                                                 capsys):
     line = _run("puppet.data.prepare", [clip.parent, "--out", grace_hopper_path], capsys)
     assert "is not a folder" in line
+    line = _run("puppet.demo", ["--out", target, "--no-window"], capsys)
+    assert "is not a folder" in line
     missing = tmp_path / "missing"
     cases = [
         ("puppet.finetune", [grace_hopper_path, "--out", missing / "t.pt", *SCRATCH]),
