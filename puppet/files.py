@@ -232,7 +232,12 @@ def recover_videos(folder: str | os.PathLike) -> list[str]:
         n, dest = 0, None
         if info is not None and tmp.is_file():
             dest = _free_name(info_path.parent / f"{m['stem']}.recovered{m['suffix']}")
-            n = _rewrite(tmp, dest, size, fps)
+            try:
+                n = _rewrite(tmp, dest, size, fps)
+            except Exception as e:  # noqa: BLE001 - never let an old recording stop a new one
+                notes.append(f"{tmp}: an unfinished recording of process {m['pid']} could not be recovered "
+                             f"({' '.join(str(e).split())}); left as it is")
+                continue
         if n:
             notes.append(f"{dest}: recovered {n} frames ({n / fps:.1f} s) of a recording to "
                          f"{info_path.parent / info.get('output', m['stem'] + m['suffix'])} that process "
