@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -95,6 +96,12 @@ def check_output(path: str | os.PathLike, inputs=(), flag: str = "--out", kind: 
 
     given = Path(path)
     out = _resolved(given, flag)
+    try:
+        out.stat()
+    except OSError as e:  # (a missing file is what a new output is)
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise PuppetError(f"{flag} {given}: can't use this path ({e.strerror or e}); pick another"
+                              ) from None
     for src in inputs:
         if src is None:
             continue

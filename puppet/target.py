@@ -27,6 +27,7 @@ Version 2 files (one reference) load as they are.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import io
 import os
@@ -262,6 +263,11 @@ def load_target(target: str | os.PathLike | Target) -> Target:
     if isinstance(target, Target):
         return target
     path = Path(target)
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            raise PuppetError(f"{path}: can't read it ({e.strerror or e}); check the path") from None
     if not path.exists():
         if path.is_symlink():  # a link to nothing, or a loop of links
             raise PuppetError(f"{path}: a symbolic link that leads to no file (broken, or a loop); "

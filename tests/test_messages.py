@@ -70,3 +70,22 @@ def test_a_truncated_video_ends_with_a_notice(tmp_path, logs):
             assert f"the video ends after {n} of the 50 frames" in notes[0] and n < 50
         else:
             assert n == 50
+
+
+def test_an_export_child_that_crashes_is_one_line_not_its_traceback(tmp_path, logs, monkeypatch):
+    """A builder that dies with a Python traceback gives one error naming the exception; its progress is
+    passed on, its traceback isn't (it is there at debug level)."""
+    import os
+
+    from puppet.live.artifacts import build
+
+    (tmp_path / "crashing_builder.py").write_text(
+        "print('exporting...', flush=True)\n"
+        "open('/nonexistent/folder/x.onnx', 'wb')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    with pytest.raises(PuppetError) as e:
+        build("crashing_builder", [])
+    assert "FileNotFoundError" in str(e.value) and "\n" not in str(e.value)
+    relayed = sorted({r.getMessage() for r in logs.records if r.levelname == "INFO"
+                      and r.getMessage().startswith("crashing_builder: ")})
+    assert relayed == ["crashing_builder: exporting..."], relayed

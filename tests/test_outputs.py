@@ -149,11 +149,13 @@ def test_prepare_out_onto_a_file_and_outputs_in_missing_folders(target, clip, gr
     assert not missing.exists()
 
 
-def test_a_symlink_loop_as_output_is_one_line(target, tmp_path, capsys):
+def test_a_symlink_loop_or_an_impossible_name_as_output_is_one_line(target, tmp_path, capsys):
     loop = tmp_path / "loop.onnx"
     loop.symlink_to(loop)
     line = _run("export.onnx", ["--target", target, "--out", loop], capsys)
     assert "loop.onnx" in line
+    line = _run("export.onnx", ["--target", target, "--out", tmp_path / ("x" * 5000 + ".onnx")], capsys)
+    assert "File name too long" in line
 
 
 # ------------------------------------------------------------------ read-only folders, for real

@@ -286,3 +286,10 @@ def test_targets_keep_file_names_not_the_makers_folders(tmp_path):
     meta = load_target(p).meta
     assert meta["sources"] == ["me.jpg", "talk.mp4#3"]
     assert meta["checkpoint"] == "meta_cpu_warp.pt" and meta["note"] == "a/b" and meta["steps"] == 3
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    p = tmp_path / ("x" * 5000)
+    with pytest.raises(PuppetError) as err:
+        load_target(p)
+    assert "File name too long" in _one_line_naming(err, p)

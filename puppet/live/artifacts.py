@@ -308,20 +308,22 @@ def build(module: str, args: list[str]) -> None:
     """Run an export builder (`python -m export.onnx` / `export.trt`) as a child process.
 
     Its output is passed through line by line; a failure becomes one PuppetError line (the builder's own
-    `error: ...` line). A child keeps the builder's imports and memory out of the live process.
+    `error: ...` line, or the last line of a crash's traceback, which is logged at debug level only). A
+    child keeps the builder's imports and memory out of the live process.
     """
     cmd = [sys.executable, "-m", module, *args]
     log.info("building: python -m %s %s", module, " ".join(args))
-    last = ""
+    last, crashed = "", False
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as p:
         assert p.stdout is not None
         for line in p.stdout:
             line = line.rstrip("\n")
+            crashed = crashed or line.startswith("Traceback (most recent call last)")
             if line.startswith("error: "):  # the builder's own error line: raised below, said once
                 last = line
             elif line.strip():
                 last = line.strip()
-                log.info("%s: %s", module, line)
+                (log.debug if crashed else log.info)("%s: %s", module, line)
     if p.returncode != 0:
         reason = last.removeprefix("error: ") or f"exit code {p.returncode}"
         raise PuppetError(f"python -m {module} {' '.join(args)}: failed: {reason}")
