@@ -390,7 +390,8 @@ def _bad_zip_entry(data: bytes) -> str | None:
             name = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         return f"unreadable zip archive: {e}"
-    return None if name is None else f"checksum mismatch in {name}"
+    # (the archive's top folder is whatever name torch.save wrote it under: leave it out)
+    return None if name is None else f"checksum mismatch in {name.split('/', 1)[-1]}"
 
 
 def _bad_numbers(config: dict, gen: dict, psi, lms, extra_lms, picture, img) -> str | None:
