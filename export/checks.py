@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from puppet.errors import PuppetError
 
-FP32_TOLERANCE = 1e-4  # max |onnxruntime - torch| on [-1, 1] images at 64x64 (see `tolerance`)
+FP32_TOLERANCE = 1e-3  # max |onnxruntime - torch| on [-1, 1] images at 64x64 (see `tolerance`)
 FP16_TOLERANCE = 1e-2
 
 # The ONNX operators this project's generator may export to, each one listed as supported (Y) for FP32 and
@@ -109,11 +109,14 @@ def sample_inputs(target, n: int = 3, seed: int = 0) -> list[tuple[torch.Tensor,
 # Max |onnxruntime - torch| the self-check accepts, by image size (sizes in between take the next entry up).
 # At 64 px: FP32_TOLERANCE / FP16_TOLERANCE. Larger images need more: onnxruntime's CPU kernels accumulate
 # instance-norm statistics in float32 where torch's use double, and on sketches (flat background, thin
-# lines) that error grows with the pixels averaged; FP16 rounding gathers over the deeper networks. Each
-# bound is about twice the worst measured on 4 random-weight targets x 3 sketches (fp32 / fp16: 1.3e-5 /
-# 5.9e-3 at 64, 3.0e-4 / 1.8e-2 at 128, 1.8e-3 / 2.0e-2 at 256). One gray level of 8-bit output is 7.8e-3;
-# export mistakes (a wrong constant, cast or op) land orders of magnitude above these.
-TOLERANCES = {64: (FP32_TOLERANCE, FP16_TOLERANCE), 128: (6e-4, 4e-2), 256: (4e-3, 5e-2)}
+# lines) that error grows with the pixels averaged; large AdaIN scales (psi' = P e_hat from an untrained
+# embedder) amplify it; FP16 rounding gathers over the deeper networks. fp32: 3-4x the worst measured by
+# `python -m bench.onnx_parity` (one thread) over random, untrained (`finetune --from-scratch --steps 0`),
+# fine-tuned and shipped targets, 3 sketches each: 2.6e-4 at 64 (tiny, 30 untrained targets), 9.7e-4 at 128
+# (cpu, 30 untrained), 3.0e-3 at 256 (paper, 15 random); the appearance configs stay under 2e-5. fp16: about
+# twice the worst of 4 random targets (5.9e-3 at 64, 1.8e-2 at 128, 2.0e-2 at 256). One gray level of 8-bit
+# output is 7.8e-3; export mistakes (a wrong constant, cast or op) land orders of magnitude above these.
+TOLERANCES = {64: (FP32_TOLERANCE, FP16_TOLERANCE), 128: (4e-3, 4e-2), 256: (1e-2, 5e-2)}
 
 
 def tolerance(precision: str, image_size: int) -> float:
@@ -143,24 +146,26 @@ def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecuti
     return ort.InferenceSession(str(path), sess_options=so, providers=list(providers))
 
 
-def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str) -> CheckReport:
+def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str, name=None) -> CheckReport:
     """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError.
 
     `samples`: the module's inputs, each a sketch tensor or a tuple (sketch[, warped]) as `sample_inputs`
-    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator)."""
+    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator).
+    `name`: the file's name in messages (the file checked may be a temporary one, renamed after the check)."""
     path = Path(path)
+    shown = Path(name) if name is not None else path
     model = onnx.load(str(path))
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as e:
-        raise PuppetError(f"{path}: onnx.checker failed: {' '.join(str(e).split())}; report this bug") from e
+        raise PuppetError(f"{shown}: onnx.checker failed: {' '.join(str(e).split())}; report this bug") from e
     problems = trt_problems(model)
     if problems:
-        raise PuppetError(f"{path}: not buildable by TensorRT's ONNX parser: {'; '.join(problems)}")
+        raise PuppetError(f"{shown}: not buildable by TensorRT's ONNX parser: {'; '.join(problems)}")
     try:
         sess = ort_session(path)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise PuppetError(f"{path}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
+        raise PuppetError(f"{shown}: onnxruntime could not load it: {' '.join(str(e).split())}") from e
     names = [i.name for i in sess.get_inputs()]
     module = module.eval().float().cpu()
     samples = [tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in samples]
@@ -168,19 +173,19 @@ def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str)
     with torch.inference_mode():
         for inputs in samples:
             if len(inputs) != len(names):
-                raise PuppetError(f"{path}: the graph takes {', '.join(names)}; the check was given "
+                raise PuppetError(f"{shown}: the graph takes {', '.join(names)}; the check was given "
                                   f"{len(inputs)} input(s) per sample; report this bug")
             inputs = [x.float() for x in inputs]
             ref = module(*inputs).numpy()
             got = sess.run(["image"], {n: x.numpy() for n, x in zip(names, inputs)})[0]
             if got.shape != ref.shape or got.dtype != np.float32:
-                raise PuppetError(f"{path}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
+                raise PuppetError(f"{shown}: output {got.dtype}{got.shape}, expected float32{ref.shape}")
             if not np.isfinite(got).all():
-                raise PuppetError(f"{path}: onnxruntime output has inf/NaN ({precision}); report this bug")
+                raise PuppetError(f"{shown}: onnxruntime output has inf/NaN ({precision}); report this bug")
             worst = max(worst, float(np.abs(got - ref).max()))
     tol = tolerance(precision, int(samples[0][0].shape[-1]))
     if not worst <= tol:
-        raise PuppetError(f"{path}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
+        raise PuppetError(f"{shown}: onnxruntime differs from torch by {worst:.2e} (> {tol:.1e}, "
                           f"{precision}); report this bug")
     return CheckReport(precision, worst, tol, sorted(graph_ops(model)), len(samples), path.stat().st_size,
                        names)

@@ -30,7 +30,7 @@ from export.checks import sample_inputs, self_check
 from export.fp16 import _simplify, to_fp16
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
-from puppet.files import atomic_write_bytes
+from puppet.files import atomic_path, atomic_write_bytes, check_output
 from puppet.live.artifacts import DEFAULT_OPSET, cached_onnx_path, is_fresh_onnx, onnx_identity
 from puppet.target import load_target
 
@@ -45,7 +45,7 @@ def ensure_onnx(target, precision: str = "fp32", opset: int = DEFAULT_OPSET, out
     want = onnx_identity(target, precision, opset)
     if is_fresh_onnx(out, want):
         return out
-    export_target(load_target(target), out, precision=precision, opset=opset, metadata=want, check=check)
+    export_checked(load_target(target), out, precision=precision, opset=opset, metadata=want, check=check)
     return out
 
 
@@ -106,13 +106,23 @@ def torch_to_onnx(module: torch.nn.Module, image_size: int, opset: int = DEFAULT
 
 def export_target(target, out, precision="fp32", opset=DEFAULT_OPSET, metadata=None, check=True) -> Path:
     """Export a Target (object or path); with check=True also run the self-check (raises on failure)."""
-    t = load_target(target)
+    path, _ = export_checked(load_target(target), out, precision, opset, metadata, check)
+    return path
+
+
+def export_checked(t, out, precision="fp32", opset=DEFAULT_OPSET, metadata=None, check=True):
+    """Export Target `t` to `out`: written under a temporary name beside it and renamed into place only
+    once the self-check passed, so that a rejected export is never found (and used) later.
+    Returns (out, the CheckReport or None)."""
     gen = t.person_generator().eval()
     size = int(t.config["image_size"])
-    path = export_module(gen, size, out, precision=precision, opset=opset, metadata=metadata)
-    if check:
-        self_check(path, gen, sample_inputs(t), precision)
-    return path
+    out = Path(out)
+    rep = None
+    with atomic_path(out) as tmp:
+        export_module(gen, size, tmp, precision=precision, opset=opset, metadata=metadata)
+        if check:
+            rep = self_check(tmp, gen, sample_inputs(t), precision, name=out)
+    return out, rep
 
 
 # ---------------------------------------------------------------- CLI
@@ -120,18 +130,28 @@ def export_target(target, out, precision="fp32", opset=DEFAULT_OPSET, metadata=N
 def main(argv: Sequence[str] | None = None) -> int:
     ap = Parser(prog="python -m export.onnx", description=__doc__.split("\n")[0])
     ap.add_argument("--target", required=True, help="target file from puppet.finetune (mona.pt)")
-    ap.add_argument("--out", help="output .onnx (default: beside the target, mona.onnx / mona.fp16.onnx)")
+    ap.add_argument("--out", help="output .onnx (default: beside the target, mona.onnx / mona.fp16.onnx; in "
+                                  "the cache when the target's folder isn't writable)")
     ap.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     args = ap.parse_args(argv)
     target_path = Path(args.target)
-    out = Path(args.out) if args.out else cached_onnx_path(target_path, args.precision)
+    if args.out:
+        check_output(args.out, [target_path])
     target = load_target(target_path)
-    gen = target.person_generator().eval()
+    if not args.out:  # (after loading: a target in a read-only folder exports to the cache)
+        out = cached_onnx_path(target, args.precision)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PuppetError(f"{out.parent}: can't create the export cache ({e.strerror}); set PUPPET_CACHE "
+                              f"to a writable folder, or pass --out") from None
+        check_output(out, [target_path])
+    else:
+        out = Path(args.out)
     size = int(target.config["image_size"])
     meta = onnx_identity(target, args.precision, args.opset)  # the target was read once; its hash with it
-    export_module(gen, size, out, precision=args.precision, opset=args.opset, metadata=meta)
-    rep = self_check(out, gen, sample_inputs(target), args.precision)
+    _, rep = export_checked(target, out, args.precision, args.opset, meta)
     inputs = " + ".join(f"{name} (1,3,{size},{size})" for name in rep.inputs)
     print(f"wrote {out} ({rep.size_bytes / 2**20:.1f} MiB, {args.precision}, opset {args.opset}, "
           f"input {inputs} float32 -> image)")

@@ -190,6 +190,9 @@ def main(argv: list[str]) -> int:
         steps = SCRATCH_STEPS if a.from_scratch else DEFAULT_STEPS_META
     if steps < 0 or a.frames < 2:
         raise PuppetError("--steps must be >= 0 and --frames >= 2")
+    from puppet.files import check_output
+
+    check_output(a.out, [photo, a.source], kind="dir")
     a.out.mkdir(parents=True, exist_ok=True)
 
     target_path = make_target(Path(photo), config, steps, a.seed, a.device)

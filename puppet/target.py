@@ -31,6 +31,7 @@ Version 2 files (one reference) load as they are.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import io
 import os
@@ -50,6 +51,11 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)  # version 1: no picture / crop_box; 2: no extra references
 MAX_FACE_SIZE = 512  # the largest face crop the live loop works at (warp and paste-back)
 PICTURE_MAX_SIDE = 1920  # a larger source picture is stored downscaled (its crop_box with it)
+# The largest networks a target may ask for: past them a malformed file would allocate without bound.
+# (The paper's config: 256 px, widths up to 512, 5 residual blocks.)
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 4096
+MAX_BLOCKS = 16
 # Set by load_target (where the file is, what its bytes hash to); never saved.
 TRANSIENT_META = ("path", "sha256")
 _MAKE = (
@@ -275,6 +281,17 @@ def make_metadata(sources, steps: int, **extra) -> dict:
     }
 
 
+def _portable(value, names: bool = False):
+    """A metadata value as it may leave this machine: an absolute path (the checkpoint, a photo) becomes its
+    file name, so that a shared target doesn't carry its maker's folders (home folder, user name); with
+    `names` (the sources) every path does."""
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, names) for v in value]
+    if isinstance(value, str) and value and (names or os.path.isabs(value)):
+        return Path(value).name or value
+    return value
+
+
 def save_target(path: str | os.PathLike, target: Target) -> None:
     """Write `target` atomically as a dict of plain tensors and values."""
     lms = np.asarray(target.ref_landmarks, dtype=np.float32)
@@ -283,7 +300,7 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
         raise ValueError(f"ref_landmarks must be (68, 2), got {lms.shape}")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"ref_image must be uint8 (S, S, 3) BGR, got {img.dtype} {img.shape}")
-    meta = {k: v for k, v in target.meta.items() if k not in TRANSIENT_META}
+    meta = {k: _portable(v, k == "sources") for k, v in target.meta.items() if k not in TRANSIENT_META}
     picture, box = _picture_fields(target.picture, target.crop_box)  # (reassigned since construction?)
     obj = {
         "format": FORMAT,
@@ -319,11 +336,25 @@ def load_target(target: str | os.PathLike | Target) -> Target:
     if isinstance(target, Target):
         return target
     path = Path(target)
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            raise PuppetError(f"{path}: can't read it ({e.strerror or e}); check the path") from None
     if not path.exists():
+        if path.is_symlink():  # a link to nothing, or a loop of links
+            raise PuppetError(f"{path}: a symbolic link that leads to no file (broken, or a loop); "
+                              f"point it at a target file")
         raise PuppetError(f"{path}: no such target file; {_MAKE}")
     if not path.is_file():
         raise PuppetError(f"{path}: is not a file; pass a target file made by puppet.finetune")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PuppetError(f"{path}: can't read it ({e.strerror or e}); check its permissions") from None
+    bad = _bad_zip_entry(data)
+    if bad:
+        raise PuppetError(f"{path}: damaged ({bad}); copy it again from where it came from, or {_MAKE}")
     try:
         # weights_only: the unpickler only rebuilds tensors and plain containers; any other object
         # (a pickle payload) makes it stop before anything is called.
@@ -403,6 +434,10 @@ def load_target(target: str | os.PathLike | Target) -> Target:
             f"{path}: target file is incomplete or malformed; re-make it with `python -m puppet.finetune`"
         )
 
+    problem = _bad_numbers(config, gen, psi, lms, extra_lms, picture, img)
+    if problem:
+        raise PuppetError(f"{path}: {problem}; re-make it with `python -m puppet.finetune`")
+
     meta = dict(meta)
     meta["path"] = str(path)
     meta["sha256"] = hashlib.sha256(data).hexdigest()
@@ -419,6 +454,62 @@ def load_target(target: str | os.PathLike | Target) -> Target:
         extra_landmarks=None if extra_lms is None else extra_lms.float().numpy(),
         face_size=face_size,
     )
+
+
+def _bad_zip_entry(data: bytes) -> str | None:
+    """What is damaged in a zip-format file (torch.save's): a checksum that doesn't match its entry, or an
+    unreadable archive; None when intact, or when the data is not a zip (torch.load judges it then)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            name = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        return f"unreadable zip archive: {e}"
+    # (the archive's top folder is whatever name torch.save wrote it under: leave it out)
+    return None if name is None else f"checksum mismatch in {name.split('/', 1)[-1]}"
+
+
+def _bad_numbers(config: dict, gen: dict, psi, lms, extra_lms, picture, img) -> str | None:
+    """What is out of bounds in a target's numbers: a config beyond the sizes puppet supports (it would
+    allocate without limit), or a NaN/inf in the weights, psi or landmarks; None when all is well."""
+    from models.config import get_config, net_size
+
+    try:
+        cfg = get_config(config)
+    except PuppetError as e:
+        return f"its config is invalid ({e})"
+    widths = [cfg["emb_dim"]] + [w for k in ("e_channels", "g_down_channels", "g_up_channels", "d_channels")
+                                 for w in cfg[k]]
+    bounds = [
+        ("image_size", cfg["image_size"], 16, MAX_IMAGE_SIZE),
+        ("net_size", net_size(cfg), 16, MAX_IMAGE_SIZE),
+        ("a channel width", max(widths), 1, MAX_WIDTH),
+        ("g_res_blocks", cfg["g_res_blocks"], 0, MAX_BLOCKS),
+        ("d_res_blocks", cfg["d_res_blocks"], 0, MAX_BLOCKS),
+        ("the number of down/up blocks", max(len(cfg[k]) for k in ("e_channels", "g_down_channels",
+                                                                    "g_up_channels", "d_channels")),
+         1, MAX_BLOCKS),
+    ]
+    for what, value, lo, hi in bounds:
+        if not lo <= value <= hi:
+            return f"config {what} is {value}, puppet supports {lo}..{hi}"
+    size = cfg["image_size"]
+    if tuple(img.shape[:2]) != (size, size):
+        return f"its reference image is {img.shape[1]}x{img.shape[0]}, its config's image_size {size}"
+    if picture is not None and max(picture.shape[:2]) > PICTURE_MAX_SIDE:
+        return f"its picture is {picture.shape[1]}x{picture.shape[0]}, over {PICTURE_MAX_SIDE} a side"
+    named = [("psi", psi), ("ref_landmarks", lms), ("extra_landmarks", extra_lms)]
+    named += [(f"generator weight {k}", v) for k, v in gen.items()]
+    for what, t in named:
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"{what} holds NaN or infinite values"
+    for what, t in (("ref_landmarks", lms), ("extra_landmarks", extra_lms)):
+        if t is not None and float(t.abs().max()) > 4 * size:
+            return f"{what} lie far outside the {size}x{size} crop (up to {float(t.abs().max()):.3g})"
+    return None
 
 
 def _corrupt(path: Path) -> PuppetError:

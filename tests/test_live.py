@@ -525,6 +525,9 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
     assert "puppet: stopped" in err and "end-to-end" in stdout
     s = json.loads(stats_path.read_text())
     assert s["frames_out"] >= 3 and s["source"] == "demo"
+    # every frame read is accounted for: sent, dropped as stale, or in flight when Ctrl-C stopped the run
+    assert s["frames_in"] == s["frames_out"] + s["dropped"] + s["discarded"], s
+    assert f"frames in {s['frames_in']} = out {s['frames_out']} + dropped {s['dropped']}" in stdout
     assert count_frames(out) == s["frames_out"]
     assert not list(tmp_path.glob(".*.tmp*"))  # the mp4 was renamed into place, no temporary file left
 

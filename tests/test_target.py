@@ -249,3 +249,100 @@ def test_face_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
     assert sharp(img) > 3 * sharp(upscaled)
     np.testing.assert_array_equal(t.warped_face(t.ref_landmarks, 256), img)
     assert t.face_reference(0, 64)[0] is t.ref_image  # the generator's size: the stored crop itself
+
+
+def _saved_with(tmp_path, name, **changes):
+    """A good target file re-saved (torch.save, as a malicious or broken tool would) with `changes`."""
+    t, _ = _target()
+    good = tmp_path / "good.pt"
+    save_target(good, t)
+    obj = torch.load(good, weights_only=True)
+    p = tmp_path / name
+    torch.save({**obj, **changes}, p)
+    return p, obj
+
+
+@pytest.mark.parametrize("field,expect", [
+    ("ref_landmarks", "ref_landmarks holds NaN"),
+    ("psi", "psi holds NaN"),
+    ("generator", "generator weight"),
+])
+def test_nan_numbers_are_refused_on_load(tmp_path, field, expect):
+    _, obj = _saved_with(tmp_path, "x.pt")
+    value = obj[field]
+    if field == "generator":
+        value = dict(value)
+        key = next(k for k, v in value.items() if v.is_floating_point())
+        value[key] = value[key].clone()
+        value[key].view(-1)[0] = float("inf")
+    else:
+        value = value.clone()
+        value.view(-1)[3] = float("nan")
+    p, _ = _saved_with(tmp_path, "bad.pt", **{field: value})
+    with pytest.raises(PuppetError) as err:
+        load_target(p)
+    assert expect in _one_line_naming(err, p)
+
+
+def test_configs_beyond_supported_sizes_are_refused_before_allocating(tmp_path):
+    t, _ = _target()
+    for change, expect in [({"image_size": 65536}, "image_size is 65536, puppet supports 16..1024"),
+                           ({"g_down_channels": [8, 16, 1 << 20]}, "channel width is 1048576"),
+                           ({"g_res_blocks": 10_000}, "g_res_blocks is 10000")]:
+        p, _ = _saved_with(tmp_path, "big.pt", config={**t.config, **change})
+        with pytest.raises(PuppetError) as err:
+            load_target(p)
+        assert expect in _one_line_naming(err, p)
+
+
+def test_landmarks_far_outside_the_crop_and_a_mismatched_reference_are_refused(tmp_path):
+    t, _ = _target()
+    p, _ = _saved_with(tmp_path, "far.pt", ref_landmarks=torch.full((68, 2), 1e9))
+    with pytest.raises(PuppetError) as err:
+        load_target(p)
+    assert "ref_landmarks lie far outside" in _one_line_naming(err, p)
+    p, _ = _saved_with(tmp_path, "img.pt", ref_image=torch.zeros(32, 32, 3, dtype=torch.uint8))
+    with pytest.raises(PuppetError) as err:
+        load_target(p)
+    assert "reference image is 32x32" in _one_line_naming(err, p)
+
+
+def test_corrupted_bytes_inside_are_caught_by_the_zip_checksums(tmp_path):
+    t, _ = _target()
+    good = tmp_path / "good.pt"
+    save_target(good, t)
+    data = bytearray(good.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0x5A for b in data[mid:mid + 64])
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(PuppetError) as err:
+        load_target(bad)
+    assert "damaged (checksum mismatch in" in _one_line_naming(err, bad)
+
+
+def test_a_symlink_loop_is_one_line(tmp_path):
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    with pytest.raises(PuppetError) as err:
+        load_target(loop)
+    assert "symbolic link that leads to no file" in _one_line_naming(err, loop)
+
+
+def test_targets_keep_file_names_not_the_makers_folders(tmp_path):
+    t, _ = _target()
+    t.meta = {"sources": ["/home/alice/photos/me.jpg", "clips/talk.mp4#3"],
+              "checkpoint": "/home/alice/.venv/lib/puppet/meta_cpu_warp.pt", "steps": 3, "note": "a/b"}
+    p = tmp_path / "t.pt"
+    save_target(p, t)
+    assert b"/home/alice" not in p.read_bytes() and b"clips/" not in p.read_bytes()
+    meta = load_target(p).meta
+    assert meta["sources"] == ["me.jpg", "talk.mp4#3"]
+    assert meta["checkpoint"] == "meta_cpu_warp.pt" and meta["note"] == "a/b" and meta["steps"] == 3
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    p = tmp_path / ("x" * 5000)
+    with pytest.raises(PuppetError) as err:
+        load_target(p)
+    assert "File name too long" in _one_line_naming(err, p)

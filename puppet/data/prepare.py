@@ -35,6 +35,7 @@ import numpy as np
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.faces.frames import crop_clip, sample_frames
+from puppet.files import check_output
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
                     ".ts", ".mts"}
@@ -247,8 +248,7 @@ def main(argv: list[str]) -> int:
 
     a = parse_args(argv)
     out = Path(a.out)
-    if out.exists() and not out.is_dir():
-        raise PuppetError(f"--out {out}: exists and is not a folder; pass a folder path")
+    check_output(out, [*a.videos, *a.portrait], kind="dir")
     tasks, others = find_videos(a.videos) if a.videos else ([], 0)
     if a.videos and not tasks:
         raise PuppetError(f"{', '.join(a.videos)}: no video files found ({others} other files); pass folders "

@@ -14,6 +14,7 @@ one the backend listed first, so the choice is deterministic.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -24,6 +25,8 @@ import numpy as np
 
 from puppet.errors import PuppetError
 from puppet.faces.landmarks import mediapipe_to_ibug
+
+log = logging.getLogger(__name__)
 
 MODES = ("image", "video")
 BACKENDS = ("mediapipe", "fan")
@@ -221,6 +224,17 @@ class Tracker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pick_face(faces: list[np.ndarray], name) -> np.ndarray | None:
+    """The largest of the faces found in photo `name`; with several, a warning says which one that is."""
+    face = largest(faces)
+    if len(faces) > 1:
+        x0, y0 = face.min(0)
+        x1, y1 = face.max(0)
+        log.warning(f"{name}: {len(faces)} faces found; using the largest, {x1 - x0:.0f} px wide at "
+                    f"x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f}; crop the photo to the one you want")
+    return face
 
 
 def detect(bgr: np.ndarray, backend: str = "mediapipe") -> np.ndarray | None:

@@ -175,8 +175,23 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
+def check_outputs(a: argparse.Namespace) -> None:
+    """Every file the run will write (--output files, --stats), checked before anything is loaded."""
+    from puppet.files import check_output
+
+    inputs = list(a.target) + ([a.source] if Path(a.source).exists() else [])
+    written: dict[Path, str] = {}
+    for flag, o in [*(("--output", o) for o in dict.fromkeys(a.output) if o not in ("virtualcam", "window")),
+                    *((("--stats", a.stats),) if a.stats else ())]:
+        path = check_output(o, inputs, flag)
+        if path in written:
+            raise PuppetError(f"{flag} {o}: the same file as {written[path]}; give each output its own file")
+        written[path] = f"{flag} {o}"
+
+
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
+    check_outputs(a)
     if "OMP_NUM_THREADS" not in os.environ:
         import torch
 

@@ -73,21 +73,26 @@ def target_fingerprint(target) -> str:
 
 
 def cache_dir_for(target) -> Path:
-    """Where exports of a target live: beside its file, else in the user's cache (by content hash)."""
-    from puppet.files import cache_root
+    """Where exports of a target are written: beside its file when that folder is writable, else in the
+    user's cache (by content hash: a target in a read-only folder or made in memory)."""
+    from puppet.files import cache_root, writable_dir
 
     path = target_path(target)
-    if path is not None:
+    if path is not None and writable_dir(path.resolve().parent):
         return path.resolve().parent
     return cache_root() / "exports" / target_fingerprint(target)[:16]
 
 
-def cached_onnx_path(target, precision: str) -> Path:
-    """`mona.onnx` / `mona.fp16.onnx`: the names `python -m export.onnx` writes by default, so either reuses
-    the other's file when it is up to date."""
+def _onnx_name(target, precision: str) -> str:
     path = target_path(target)
     stem = path.stem if path is not None else "target"
-    return cache_dir_for(target) / (f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx")
+    return f"{stem}.onnx" if precision == "fp32" else f"{stem}.{precision}.onnx"
+
+
+def cached_onnx_path(target, precision: str) -> Path:
+    """`mona.onnx` / `mona.fp16.onnx`: the names `python -m export.onnx` writes by default, so either reuses
+    the other's file when it is up to date; beside the target, or in the cache (cache_dir_for)."""
+    return cache_dir_for(target) / _onnx_name(target, precision)
 
 
 def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -116,9 +121,15 @@ def is_fresh_onnx(path: str | os.PathLike, want: dict[str, str]) -> bool:
 
 
 def find_onnx(target, precision: str, opset: int = DEFAULT_OPSET) -> Path | None:
-    """The target's cached ONNX file when it is up to date, else None."""
-    path = cached_onnx_path(target, precision)
-    return path if is_fresh_onnx(path, onnx_identity(target, precision, opset)) else None
+    """The target's cached ONNX file when it is up to date (beside the target, e.g. shipped with it in a
+    read-only folder, or where cached_onnx_path writes), else None."""
+    want = onnx_identity(target, precision, opset)
+    path = target_path(target)
+    beside = [path.resolve().parent / _onnx_name(target, precision)] if path is not None else []
+    for p in dict.fromkeys([*beside, cached_onnx_path(target, precision)]):
+        if is_fresh_onnx(p, want):
+            return p
+    return None
 
 
 def onnx_precision(path: str | os.PathLike) -> str:
@@ -255,9 +266,14 @@ def device_identity(trt_version: str, device: int | None = None) -> DeviceIdenti
 
 
 def default_engine_path(source: str | os.PathLike) -> Path:
+    """`mona.engine` beside the target (or ONNX) file; in the user's cache when that folder isn't writable."""
+    from puppet.files import cache_root, writable_dir
+
     source = Path(source)
     stem = source.name.removesuffix(".onnx").removesuffix(".fp16").removesuffix(".pt")
-    return source.with_name(stem + ".engine")
+    if writable_dir(source.resolve().parent):
+        return source.with_name(stem + ".engine")
+    return cache_root() / "exports" / file_sha256(source)[:16] / (stem + ".engine")
 
 
 @dataclass(frozen=True)
@@ -292,18 +308,22 @@ def build(module: str, args: list[str]) -> None:
     """Run an export builder (`python -m export.onnx` / `export.trt`) as a child process.
 
     Its output is passed through line by line; a failure becomes one PuppetError line (the builder's own
-    `error: ...` line). A child keeps the builder's imports and memory out of the live process.
+    `error: ...` line, or the last line of a crash's traceback, which is logged at debug level only). A
+    child keeps the builder's imports and memory out of the live process.
     """
     cmd = [sys.executable, "-m", module, *args]
     log.info("building: python -m %s %s", module, " ".join(args))
-    last = ""
+    last, crashed = "", False
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as p:
         assert p.stdout is not None
         for line in p.stdout:
             line = line.rstrip("\n")
-            if line.strip():
+            crashed = crashed or line.startswith("Traceback (most recent call last)")
+            if line.startswith("error: "):  # the builder's own error line: raised below, said once
+                last = line
+            elif line.strip():
                 last = line.strip()
-                log.info("%s: %s", module, line)
+                (log.debug if crashed else log.info)("%s: %s", module, line)
     if p.returncode != 0:
         reason = last.removeprefix("error: ") or f"exit code {p.returncode}"
         raise PuppetError(f"python -m {module} {' '.join(args)}: failed: {reason}")

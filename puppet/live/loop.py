@@ -434,6 +434,9 @@ class Live:
             for t in threads:
                 if t.ident is not None:  # started
                     t.join(timeout=15)
+            # Frames read but neither sent nor dropped: in flight when the run stopped, discarded
+            slots = (self.q_frames, self.q_sketch, self.q_out)
+            self.stats.count("discarded", sum(q.lost + q.drain() for q in slots))
             self.tracker.close()
             for s, h in saved.items():
                 signal.signal(s, h)

@@ -192,7 +192,7 @@ class OnnxRuntimeBackend:
             onnx_path = artifacts.find_onnx(target, precision)
             if onnx_path is None:
                 path = artifacts.target_path(target)
-                artifacts.build("export.onnx", ["--target", str(path), "--precision", precision])
+                artifacts.build("export.onnx", [f"--target={path}", "--precision", precision])
                 onnx_path = artifacts.find_onnx(target, precision)
                 if onnx_path is None:
                     raise PuppetError(f"{path}: export.onnx left no up-to-date ONNX file; "
@@ -263,7 +263,7 @@ class TensorRTBackend:
         eng = artifacts.find_engine(target, trt.__version__)
         if eng is None:  # not built yet, or stale: export.trt builds it (and its ONNX) in a child process
             path = artifacts.materialise(target)
-            artifacts.build("export.trt", ["--target", str(path), "--device", str(self.device)])
+            artifacts.build("export.trt", [f"--target={path}", "--device", str(self.device)])
             eng = artifacts.find_engine(path, trt.__version__)
             if eng is None:
                 raise PuppetError(f"{path}: export.trt left no up-to-date engine; "

@@ -8,6 +8,7 @@ camera, next to the sketch and the output.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ import cv2
 import numpy as np
 
 from puppet.errors import PuppetError
-from puppet.files import VideoWriter
+from puppet.files import VideoWriter, recover_videos
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 
@@ -42,7 +45,8 @@ def fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
 class FileSink:
     """An mp4 (mp4v) of the output at the source's frame rate, one frame per output frame.
 
-    Written to a temporary file beside it and renamed on close: `out.mp4` is complete or absent.
+    Written to a temporary file beside it and renamed on close: `out.mp4` is complete or absent. A recording
+    that a killed run left unfinished in the same folder is recovered first (puppet.files.recover_videos).
     """
 
     name = "file"
@@ -55,6 +59,8 @@ class FileSink:
             raise PuppetError(f"{self.path}: folder {self.path.parent} doesn't exist; "
                               f"create it or pick another path")
         self.width, self.height = (size, size) if isinstance(size, int) else size
+        for note in recover_videos(self.path.parent):  # recordings a killed run left unfinished here
+            log.warning(note)
         self.video = VideoWriter(self.path, self.width, self.height, fps)
 
     @property

@@ -21,6 +21,7 @@ class Slot:
         self._item = None
         self._full = False
         self._cond = threading.Condition()
+        self.lost = 0  # items a put() gave up on because the loop was stopping
 
     def put(self, item) -> bool:
         with self._cond:
@@ -32,10 +33,18 @@ class Slot:
                     while self._full and not self.stop.is_set():
                         self._cond.wait(0.05)
                     if self.stop.is_set():
+                        self.lost += item is not EOS
                         return False
             self._item, self._full = item, True
             self._cond.notify_all()
             return dropped
+
+    def drain(self) -> int:
+        """Empty the slot; how many items (not EOS) it still held: 0 or 1."""
+        with self._cond:
+            held = self._full and self._item is not EOS
+            self._item, self._full = None, False
+            return int(held)
 
     def get(self, timeout: float):
         """The item, or None after `timeout` seconds with nothing (or when stopping)."""

@@ -6,6 +6,7 @@ runs in real time: the live loop drops its stale frames. A file is processed fra
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 
 from puppet.errors import PuppetError
+
+log = logging.getLogger(__name__)
 
 # We report problems in our own words (one line, with the fix); OpenCV's and FFmpeg's own log lines on
 # stderr ("can't open camera by index", "moov atom not found") would only repeat them, less clearly.
@@ -134,6 +137,7 @@ class FileSource(Source):
         self._first: np.ndarray | None = first
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if 1.0 <= fps <= 240.0 else 25.0
+        self.claimed = max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # what the header says
         self.index = 0
 
     def read(self) -> Captured | None:
@@ -143,6 +147,11 @@ class FileSource(Source):
         else:
             frame = self.cap.read()[1]
         if frame is None:
+            # Some containers only estimate their length (from duration x fps): allow a little slack.
+            if self.claimed - self.index > max(2, self.claimed // 50):
+                log.warning(f"{self.name}: the video ends after {self.index} of the {self.claimed} frames "
+                            f"its header promises (truncated or damaged); stopping there")
+                self.claimed = 0  # said once
             return None
         t1 = time.perf_counter()
         c = Captured(frame, t0, self.index / self.fps, t1 - t0)

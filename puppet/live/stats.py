@@ -35,6 +35,8 @@ class Stats:
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
+        # in flight when the run stopped (Ctrl-C, q), discarded: frames_in = out + dropped + discarded
+        self.discarded = 0
         self.no_face = 0
         self.held = 0  # outputs re-sent while no new frame came (camera stalled); not counted in frames_out
         self.reused = 0  # frames whose landmarks equalled the previous ones: the image was reused, G not run
@@ -91,6 +93,7 @@ class Stats:
                 "frames_in": self.frames_in,
                 "frames_out": self.frames_out,
                 "dropped": self.dropped,
+                "discarded": self.discarded,
                 "no_face": self.no_face,
                 "held": self.held,
                 "reused": self.reused,
@@ -115,8 +118,8 @@ class Stats:
     def table(self) -> str:
         s = self.summary()
         lines = [
-            f"frames in {s['frames_in']}  out {s['frames_out']}  dropped {s['dropped']}  "
-            f"no face {s['no_face']}  fps {s['fps']:.1f}"
+            f"frames in {s['frames_in']} = out {s['frames_out']} + dropped {s['dropped']} + in flight at the "
+            f"stop {s['discarded']}  no face {s['no_face']}  fps {s['fps']:.1f}"
             + (f"  (source {s['source_fps']:.1f})" if s["source_fps"] else ""),
             f"{'stage':<16}{'p50 ms':>9}{'p95 ms':>9}",
         ]

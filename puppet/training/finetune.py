@@ -89,7 +89,7 @@ def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.nda
 
 
 def _prepare_photos(paths, image_size: int):
-    from puppet.faces.track import Tracker
+    from puppet.faces.track import Tracker, pick_face
 
     crops, lms, kept, skipped, pictures = [], [], [], [], []
     for p in paths:
@@ -98,7 +98,7 @@ def _prepare_photos(paths, image_size: int):
     with Tracker(mode="image") as tracker:
         for p in paths:
             bgr = read_image(p)  # unreadable file: one-line PuppetError naming it
-            pts = tracker(bgr)
+            pts = pick_face(tracker.faces(bgr), p)
             if pts is None:
                 skipped.append(p)
                 continue
@@ -510,6 +510,12 @@ def _parser() -> Parser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    from puppet.files import check_output
+
+    check_output(args.out, [*args.photos, args.video, args.checkpoint, args.vgg19, args.vggface])
+    for p in [*args.photos, args.video]:
+        if p is not None and Path(p).is_dir():
+            raise PuppetError(f"{p}: is a folder, not a photo or clip; pass the files in it, e.g. {p}/*.jpg")
     if bool(args.photos) == bool(args.video):
         raise PuppetError("finetune: give either photos or --video CLIP; e.g. "
                           "`python -m puppet.finetune mona.jpg --out mona.pt --from-scratch --config tiny`")

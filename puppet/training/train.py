@@ -300,6 +300,9 @@ def _image_grid(y_t: torch.Tensor, x_t: torch.Tensor, fake: torch.Tensor, n: int
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
+    from puppet.files import check_output
+
+    check_output(a.out, [a.data, a.vgg19, a.vggface])
     dist_ = Dist(a.device)
     try:
         return _train(a, dist_)
