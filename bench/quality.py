@@ -34,6 +34,10 @@ Metrics, per held-out frame and then averaged per clip:
   net) of models.losses.face_region(output) and face_region(real). Any two faces score ~0.86-0.88 with this
   net, same-person pairs ~0.96-0.975 (models/weights/FACE_RECOGNITION_CARD.md): read differences of a few
   hundredths as large.
+- the same SSIM and PSNR, and L1 (mean absolute difference, 0..255), inside the mouth and inside the eyes:
+  bench.metrics.region_masks of the real frame's landmarks (the inner-lip polygon 60-67, the eye polygons
+  36-41 and 42-47, each dilated by a tenth of the inter-ocular distance so a closed mouth or eye keeps a
+  region), where expression acts and the whole 256² crop hardly looks.
 The table gives, per row, the mean ± std over clips of the per-clip means; --json keeps every clip's numbers
 (and every frame's). FID is not computed: on 16 frames a clip it means nothing, and no Inception weights ship.
 A run is deterministic for a fixed --seed and --threads (fine-tuning on the CPU).
@@ -53,7 +57,7 @@ import cv2
 import numpy as np
 import torch
 
-from bench.metrics import nme, psnr, ssim
+from bench.metrics import REGION_DILATE, nme, psnr, region_masks, region_scores, ssim
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.files import write_json
@@ -65,6 +69,8 @@ SPLIT_FILE = Path(__file__).resolve().parent / "corpus_split.json"
 CORPUS_CLIP = "01.mp4"  # the clip of each person a corpus run takes
 SCRATCH = "scratch"  # --checkpoint scratch: fine-tune from randomly initialised networks of --config
 STRIP_FRAMES = 6  # held-out frames in a --save strip
+REGIONS = ("mouth", "eyes")  # bench.metrics.region_masks
+REGION_METRICS = tuple(f"{r}_{k}" for r in REGIONS for k in ("ssim", "psnr", "l1"))
 CSIM_RANGE = "any two faces ~0.86-0.88, same person ~0.96-0.975 (FACE_RECOGNITION_CARD.md)"
 
 
@@ -228,7 +234,7 @@ class Scorer:
         csims = torch.nn.functional.cosine_similarity(self.descriptors(outputs), real_desc, dim=-1).tolist()
         found = [v for v in nmes if v is not None]
         finite = [v for v in psnrs if np.isfinite(v)]
-        return {
+        out = {
             "ssim": float(np.mean(ssims)),
             "psnr": float(np.mean(finite)) if finite else None,
             "nme": float(np.mean(found)) if found else None,
@@ -237,6 +243,17 @@ class Scorer:
             "frames": {"ssim": _round(ssims, 4), "psnr": _round(psnrs, 3), "nme": _round(nmes, 4),
                        "csim": _round(csims, 4)},
         }
+        # The same pictures inside the mouth and the eyes, masked from the real frame's landmarks (which
+        # drive the output): where expression acts and whole-face scores barely look.
+        per = [(region_masks(d, EVAL_SIZE), o, r) for o, r, d in zip(outputs, reals, driving)]
+        for region in REGIONS:
+            vals = [region_scores(o, r, m[region]) for m, o, r in per]
+            for k, nd in (("ssim", 4), ("psnr", 3), ("l1", 3)):
+                v = [x[k] for x in vals]
+                fin = [x for x in v if np.isfinite(x)]
+                out[f"{region}_{k}"] = float(np.mean(fin)) if fin else None
+                out["frames"][f"{region}_{k}"] = _round(v, nd)
+        return out
 
 
 def _round(values, nd):
@@ -482,7 +499,7 @@ def _log_row(clip: str, label: str, s: dict) -> None:
         f"{k} {s[k]:.4f}" for k in METRICS if s.get(k) is not None))
 
 
-METRICS = ("ssim", "psnr", "nme", "face_found", "csim", "finetune_s")
+METRICS = ("ssim", "psnr", "nme", "face_found", "csim", "finetune_s", *REGION_METRICS)
 
 
 def _aggregate(row: str, T, steps, clips: list[dict]) -> dict:
@@ -528,22 +545,29 @@ def markdown(r: dict) -> str:
                      f"seed {r['seed']}.")
     lines += [
         "",
-        "| row | T | steps | SSIM ↑ | PSNR dB ↑ | NME ↓ | face found ↑ | CSIM ↑ | fine-tune s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | T | steps | SSIM ↑ | PSNR dB ↑ | NME ↓ | face found ↑ | CSIM ↑ | fine-tune s "
+        "| mouth SSIM ↑ | mouth PSNR ↑ | mouth L1 ↓ | eyes SSIM ↑ | eyes PSNR ↑ | eyes L1 ↓ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["table"]:
-        name = "real crops (floor)" if row["row"] == "real" else row["row"]
-        psnr_cell = "inf" if row["row"] == "real" else _cell(row["psnr"], 2)
+        real = row["row"] == "real"
+        name = "real crops (floor)" if real else row["row"]
+        psnr_cell = "inf" if real else _cell(row["psnr"], 2)
+        regions = " | ".join(
+            "inf" if real and k.endswith("psnr") else _cell(row[k], 2 if k.endswith("psnr") else 3)
+            for k in REGION_METRICS)
         lines.append(
             f"| {name} | {row['T'] or ''} | {'' if row['steps'] is None else row['steps']} | "
             f"{_cell(row['ssim'], 3)} | {psnr_cell} | {_cell(row['nme'], 4, n_clips=n)} | "
             f"{_cell(row['face_found'], 0, pct=True)} | {_cell(row['csim'], 3)} | "
-            f"{_cell(row['finetune_s'], 0)} |")
+            f"{_cell(row['finetune_s'], 0)} | {regions} |")
     lines += [
         "",
         f"NME: mediapipe re-detection on the output vs the driving landmarks, over the inter-ocular "
         f"distance, on the outputs where a face is found. CSIM: cosine of the face-recognition net's "
-        f"descriptors (models.facerec) of the face region, output vs real; {CSIM_RANGE}. Run took "
+        f"descriptors (models.facerec) of the face region, output vs real; {CSIM_RANGE}. Mouth and eyes: "
+        f"SSIM (the SSIM map's mean), PSNR and L1 (mean absolute difference, 0..255) inside the real frame's "
+        f"inner-lip and eye polygons dilated by {REGION_DILATE} inter-ocular distances. Run took "
         f"{r['seconds']:.0f} s.",
     ]
     return "\n".join(lines)

@@ -51,6 +51,63 @@ def test_nme_zero_for_identical_and_offset_over_interocular():
         nme(ref[:10], ref)
 
 
+def test_region_masks_cover_mouth_and_eyes_even_when_closed(grace_hopper_path):
+    """On a real face cropped at 256: the mouth mask holds the inner lips, the eye mask both eyes, neither
+    the other; a closed mouth (inner lips collapsed to a line) still gets a band of twice the dilation; an
+    open one a larger region."""
+    from bench.metrics import region_masks
+    from puppet.faces.crop import Crop
+    from puppet.faces.images import read_image
+    from puppet.faces.pose import Motion, move
+    from puppet.faces.track import detect
+
+    lms = detect(read_image(grace_hopper_path))
+    base = np.asarray(Crop.from_landmarks(lms).to_crop(lms, 256), np.float64)
+    iod = float(np.linalg.norm(base[36] - base[45]))
+    shut = base.copy()
+    shut[61:64, 1] = shut[65:68, 1][::-1] = shut[[60, 64], 1].mean()  # inner lips on one line
+    m = region_masks(shut, 256)
+    assert set(m) == {"mouth", "eyes"} and m["mouth"].shape == (256, 256) and m["mouth"].dtype == bool
+    for i in range(60, 68):
+        x, y = np.round(shut[i]).astype(int)
+        assert m["mouth"][y, x] and not m["eyes"][y, x]
+    for i in range(36, 48):
+        x, y = np.round(base[i]).astype(int)
+        assert m["eyes"][y, x] and not m["mouth"][y, x]
+    assert not (m["mouth"] & m["eyes"]).any()
+    x = int(round(shut[62, 0]))
+    band = m["mouth"][:, x].sum()
+    assert 2 * 0.1 * iod - 2 <= band <= 2 * 0.1 * iod + 3  # the collapsed line, dilated both ways
+    opened = region_masks(move(base, Motion(mouth=1.0)), 256)["mouth"]
+    assert opened.sum() > m["mouth"].sum() * 1.3
+    with pytest.raises(ValueError):
+        region_masks(base[:60], 256)
+
+
+def test_region_scores_see_a_change_inside_the_mask_only():
+    """A change inside the region moves its scores and not a region elsewhere; PSNR and L1 follow their
+    formulas over the mask's pixels."""
+    from bench.metrics import region_scores
+
+    a = _image(0, 64)
+    inside = np.zeros((64, 64), bool)
+    inside[20:40, 20:40] = True
+    outside = np.zeros((64, 64), bool)
+    outside[:8, :8] = True
+    b = a.copy()
+    b[25:35, 25:35] = 255 - b[25:35, 25:35]
+    same = region_scores(a, a, inside)
+    assert same["ssim"] == pytest.approx(1.0) and same["psnr"] == float("inf") and same["l1"] == 0.0
+    s_in, s_out = region_scores(a, b, inside), region_scores(a, b, outside)
+    assert s_out["ssim"] == pytest.approx(1.0) and s_out["l1"] == 0.0
+    assert s_in["ssim"] < 0.8
+    d = a.astype(float) - b.astype(float)
+    assert s_in["l1"] == pytest.approx(np.abs(d[inside]).mean())
+    assert s_in["psnr"] == pytest.approx(10 * np.log10(255**2 / (d[inside] ** 2).mean()))
+    with pytest.raises(ValueError):
+        region_scores(a, b, np.zeros((64, 64), bool))
+
+
 def test_bench_quick_writes_json_with_real_numbers(tmp_path):
     import json
     import subprocess
@@ -182,6 +239,18 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
     assert warp["ssim"] >= static["ssim"] and warp["nme"] < static["nme"]
     # Same-person frames of one clip: high identity similarity for the baselines.
     assert static["csim"] > 0.9 and warp["csim"] > 0.9
+    # Mouth and eyes scored for every row, in the JSON (per frame too) and the table; the real crops
+    # against themselves are perfect there; the warp, which moves the lips and lids, beats standing still.
+    for key, row in table.items():
+        for k in ("mouth_ssim", "mouth_psnr", "mouth_l1", "eyes_ssim", "eyes_psnr", "eyes_l1"):
+            assert k in row, (key, k)
+            if key[0] != "real":
+                assert row[k] is not None and np.isfinite(row[k]["mean"]), (key, k)
+    assert "| mouth SSIM ↑ | mouth PSNR ↑ | mouth L1 ↓ | eyes SSIM ↑ | eyes PSNR ↑ | eyes L1 ↓ |" in out
+    assert clip["real"]["mouth_ssim"] == pytest.approx(1.0) and clip["real"]["eyes_l1"] == 0.0
+    assert len(static["frames"]["mouth_l1"]) == 4 and len(warp["frames"]["eyes_ssim"]) == 4
+    assert warp["mouth_l1"] < static["mouth_l1"] and warp["mouth_ssim"] > static["mouth_ssim"]
+    assert 0 < static["mouth_l1"] < 255 and 0 < static["eyes_psnr"] < 100
     # The NME path on real faces: re-detecting the real crops agrees with the clip's own tracking.
     assert clip["real"]["face_found"] == 1.0 and 0.0 < clip["real"]["nme"] < 0.1
     assert clip["real"]["csim"] == pytest.approx(1.0, abs=1e-5)
