@@ -106,6 +106,45 @@ class RelativeRetargeter:
         return out_frame.from_local(self.ref_local + expression).astype(np.float32)
 
 
+# How open the eyes and the mouth are: (upper, lower) point pairs across each eye and the inner lips, and the
+# corners that span them.
+EYE_LIDS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
+EYE_CORNERS = ((36, 39), (42, 45))
+INNER_LIPS = ((61, 67), (62, 66), (63, 65))
+MOUTH_CORNERS = (48, 54)  # the outer corners: the mouth's width, which opening the jaw hardly changes
+CHIN = 8
+
+
+def _up(lms: np.ndarray) -> np.ndarray:
+    """The face's up direction: perpendicular to the eye line, away from the chin (so it holds for a
+    mirrored face too)."""
+    f = FaceFrame.of(lms)
+    u = np.array([np.sin(f.angle), -np.cos(f.angle)])  # the eye line turned a quarter towards image-up
+    return u if float(np.dot(f.centre - lms[CHIN], u)) >= 0 else -u
+
+
+def gaps(lms: np.ndarray, pairs) -> np.ndarray:
+    """Each (upper, lower) pair's opening along the face's up direction, in pixels: positive when open,
+    negative when the upper point has crossed below the lower one."""
+    lms = np.asarray(lms, np.float64)
+    up = _up(lms)
+    return np.array([float(np.dot(lms[a] - lms[b], up)) for a, b in pairs])
+
+
+def eye_openness(lms: np.ndarray) -> np.ndarray:
+    """Each eye's opening over its width (the eye aspect ratio; the left of the image first): about 0.3 open,
+    0 closed, on any face size."""
+    lms = np.asarray(lms, np.float64)
+    return np.array([gaps(lms, pairs).mean() / max(float(np.linalg.norm(lms[a] - lms[b])), 1e-6)
+                     for pairs, (a, b) in zip(EYE_LIDS, EYE_CORNERS)])
+
+
+def mouth_openness(lms: np.ndarray) -> float:
+    """The inner lips' mean opening over the inter-ocular distance (eye centres): 0 closed."""
+    lms = np.asarray(lms, np.float64)
+    return float(gaps(lms, INNER_LIPS).mean() / FaceFrame.of(lms).scale)
+
+
 def motion(a: np.ndarray, b: np.ndarray) -> float:
     """How much a face moved between two landmark sets, in inter-ocular distances (RMS over points)."""
     s = FaceFrame.of(a).scale
