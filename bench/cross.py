@@ -17,12 +17,12 @@ Scored from mediapipe (image mode) on each output at 256, against the driver's o
 - r eye, r mouth: Pearson correlation of the output's eye opening (both eyes' mean aspect ratio,
   puppet.live.retarget.eye_openness) and mouth opening (inner lips over the inter-ocular distance,
   mouth_openness) with the driver's, over frames where both have a face;
-- blink recall: of the driver's blinks (runs of frames whose eye opening is under BLINK of the driver's
-  neutral, its median over the clip), those the output follows (its eye opening under BLINK of the photo's
-  own) within FOLLOW frames of the blink;
+- blink recall: of the driver's blinks (runs of frames whose eye opening is under BLINK of its neutral,
+  the median over the clip), those the output follows (its eye opening under BLINK of its own median)
+  within FOLLOW frames of the blink;
 - mouth-open recall: of the driver's mouth openings (runs of frames open at least MOUTH_OPEN inter-ocular
   distances above its closed level, the clip's 5th percentile), those the output follows (open at least
-  MOUTH_OPEN / 2 above the photo's own) within FOLLOW frames;
+  MOUTH_OPEN / 2 above its own closed level) within FOLLOW frames;
 - face found: the share of outputs where mediapipe finds a face;
 - CSIM to the photo: the face-recognition net's cosine (models.facerec), output vs photo;
 - jitter: the median over frames of the re-detected landmarks' mean frame-to-frame acceleration
@@ -47,7 +47,7 @@ CROSS_FRAMES = 150
 BLINK = 0.5  # eye opening under this fraction of the face's own neutral: a blink
 MOUTH_OPEN = 0.15  # inner-lip opening above the closed level, in inter-ocular distances: an open mouth
 FOLLOW = 2  # frames either side of a driver's event within which the output must follow it
-RETARGET_MODES = ("relative",)
+RETARGET_MODES = ("relative", "openness")  # RelativeRetargeter's openness False / True
 PHOTO_EYES = 0.8  # a person's photo: the first frame whose eyes are at least this open (of the median)
 
 
@@ -123,7 +123,8 @@ def drive(perf: Performance, size: int, ref: np.ndarray, mode: str) -> list[np.n
 
     if mode not in RETARGET_MODES:
         raise ValueError(f"retarget mode {mode!r}: use one of {RETARGET_MODES}")
-    driver = Driver(_Face(size, np.asarray(ref, np.float32)), absolute=False, fps=perf.fps)
+    driver = Driver(_Face(size, np.asarray(ref, np.float32)), absolute=False, fps=perf.fps,
+                    openness=mode == "openness")
     return [driver(p, k / perf.fps) for k, p in enumerate(perf.lms)]
 
 
@@ -173,23 +174,25 @@ def jitter(lms: list) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
-def score_pair(scorer, outputs: list[np.ndarray], photo: np.ndarray, photo_desc: torch.Tensor,
-               perf: Performance) -> dict:
-    """An output sequence scored against its driver (see the module's docstring)."""
+def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf: Performance) -> dict:
+    """An output sequence scored against its driver (see the module's docstring): each side's blinks and
+    mouth openings are found by the same rule on its own signal."""
     found = [scorer.redetect(o) for o in outputs]
     o_eye, o_mouth = signals(found)
     d_eye, d_mouth = signals(perf.lms)
-    p = scorer.redetect(photo)
-    p_eye, p_mouth = signals([p])
     blinks = runs(d_eye < BLINK * np.nanmedian(d_eye))
     opens = runs(d_mouth - np.nanpercentile(d_mouth, 5) >= MOUTH_OPEN)
+    if np.isfinite(o_eye).any():
+        o_shut = o_eye < BLINK * np.nanmedian(o_eye)
+        o_open = o_mouth - np.nanpercentile(o_mouth, 5) >= MOUTH_OPEN / 2
+    else:
+        o_shut = o_open = np.zeros(len(outputs), bool)
     csim = torch.nn.functional.cosine_similarity(scorer.descriptors(outputs), photo_desc, dim=-1)
     return {
         "r_eye": pearson(d_eye, o_eye),
         "r_mouth": pearson(d_mouth, o_mouth),
-        "blinks": len(blinks), "blinks_followed": followed(blinks, o_eye < BLINK * p_eye[0]),
-        "mouth_opens": len(opens),
-        "mouth_opens_followed": followed(opens, o_mouth - p_mouth[0] >= MOUTH_OPEN / 2),
+        "blinks": len(blinks), "blinks_followed": followed(blinks, o_shut),
+        "mouth_opens": len(opens), "mouth_opens_followed": followed(opens, o_open),
         "face_found": sum(f is not None for f in found) / len(found),
         "csim": float(csim.mean()),
         "jitter": jitter(found),
@@ -269,7 +272,7 @@ def run_cross(a) -> dict:
                         d = drive(drv, target.image_size, target.ref_landmarks, mode)
                         outs[f"{label} steps={steps}"] = [to_eval_size(o) for o in generate(target, d)]
                     for label, outputs in outs.items():
-                        s = score_pair(scorer, outputs, photo, photo_desc, drv)
+                        s = score_pair(scorer, outputs, photo_desc, drv)
                         entry["rows"][f"{label} | {mode}"] = s
                         rows.setdefault((label, mode), []).append(s)
                         log.info(f"{tgt.name} driven by {drv.name}: {label}, {mode}: r eye "
@@ -319,8 +322,8 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         f"Blink: the driver's eye opening under {BLINK} of its median, followed when the output's is under "
-        f"{BLINK} of the photo's within {FOLLOW} frames. Mouth open: {MOUTH_OPEN} inter-ocular distances "
-        f"above the driver's closed level (5th percentile), followed at half that above the photo's. r: "
+        f"{BLINK} of its own median within {FOLLOW} frames. Mouth open: {MOUTH_OPEN} inter-ocular distances "
+        f"above the driver's closed level (5th percentile), followed at half that above the output's. r: "
         f"Pearson over frames, mean over pairs. Jitter: median frame-to-frame landmark acceleration over "
         f"the inter-ocular distance. Run took {r['seconds']:.0f} s.",
     ]

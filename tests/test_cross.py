@@ -149,17 +149,17 @@ def test_score_pair_counts_blinks_and_mouth_openings_the_output_follows(grace_ho
     out_mouth[31:34] = 1.0
     output = [move(face, Motion(blink=b, mouth=m)) for b, m in zip(out_blink, out_mouth)] + [face]
     perf = Performance("d", None, 25.0, driver, None, face, 0)
-    s = score_pair(_Seen(output), list(range(n)), n, torch.ones(1, 4), perf)
+    s = score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf)
     assert (s["blinks"], s["blinks_followed"]) == (3, 1)
     assert (s["mouth_opens"], s["mouth_opens_followed"]) == (2, 1)
     assert s["face_found"] == 1.0 and s["csim"] == pytest.approx(1.0)
     assert s["r_eye"] < 0.5 and s["r_mouth"] < 0.9
-    same = score_pair(_Seen(driver + [face]), list(range(n)), n, torch.ones(1, 4), perf)  # a perfect follower
+    same = score_pair(_Seen(driver + [face]), list(range(n)), torch.ones(1, 4), perf)  # a perfect follower
     assert same["r_eye"] == pytest.approx(1.0) and same["r_mouth"] == pytest.approx(1.0)
     assert same["blinks_followed"] == 3 and same["mouth_opens_followed"] == 2
     assert s["jitter"] == pytest.approx(0.0, abs=1e-6)  # most frames stand still
     output[10] = None  # no face found in an output
-    assert score_pair(_Seen(output), list(range(n)), n, torch.ones(1, 4), perf)["face_found"] == (n - 1) / n
+    assert score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf)["face_found"] == (n - 1) / n
 
 
 def test_cross_one_line_errors(two_clips):

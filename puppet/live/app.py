@@ -38,6 +38,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--absolute", action="store_true",
                    help="drive with the raw landmarks in the driver's crop (as the paper does) "
                         "instead of relative motion")
+    p.add_argument("--no-openness", action="store_true",
+                   help="move the eyes and the mouth by the driver's offsets like the rest of the face, "
+                        "instead of by how open they are (a blink then may not close the target's eyes)")
     p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
     p.add_argument("--vcam-device", metavar="DEV",
@@ -159,7 +162,7 @@ def main(argv: list[str]) -> int:
                       mode="absolute" if a.absolute else "relative", image_size=targets[0].size,
                       output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
-                    max_frames=a.max_frames)
+                    max_frames=a.max_frames, openness=not a.no_openness)
         for t in targets:  # (only now: a failed start prints its one error line and nothing else)
             describe = getattr(t.backend, "describe", None)
             log.info(f"{t.path}: {describe() if describe else t.backend.name}")

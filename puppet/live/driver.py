@@ -5,36 +5,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetargeter
+from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetargeter, openings, with_openings
 
 # The One Euro filter works on the target's landmarks scaled to this size, so its parameters
 # (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
 FILTER_UNITS = 256.0
+OPEN_FILTER = {"min_cutoff": 1.5, "beta": 0.5, "d_cutoff": 4.0}  # the openings' One Euro filter (same units)
 
 
 class Driver:
     """Per frame: driver landmarks (or None) -> the target's landmarks (filter, retarget, face-lost logic)."""
 
-    def __init__(self, target, absolute: bool, fps: float):
+    def __init__(self, target, absolute: bool, fps: float, openness: bool = True):
         from puppet.faces.crop import CropSmoother
         from puppet.faces.filter import OneEuroFilter
 
         self.absolute = absolute
+        self.openness = openness  # eyes and mouth by how open they are (RelativeRetargeter)
         self.calibrator = NeutralCalibrator()
         self.crop = CropSmoother(fps=fps)
         self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
+        # Blinks and syllables last a few frames, which the landmarks' filter would smooth away: in openness
+        # mode the eyes' and lips' openings take a filter of their own that lets fast changes through.
+        self.open_filter = OneEuroFilter(**OPEN_FILTER)
         self.neutral: np.ndarray | None = None
         self._blend = False
         self.set_target(target)
 
     def set_target(self, target) -> None:
         self.size = target.size
-        self.retarget = RelativeRetargeter(target.ref)
+        self.retarget = RelativeRetargeter(target.ref, openness=self.openness)
         if self.neutral is not None:
             self.retarget.set_neutral(self.neutral)
         # A fresh Continuity starts from the new target's neutral and blends into the live pose.
         self.continuity = Continuity(target.ref)
         self.filter.reset()
+        self.open_filter.reset()
 
     def recalibrate(self) -> None:
         """Record a new neutral (relative) / start a new crop (absolute) from the next frames."""
@@ -45,6 +51,7 @@ class Driver:
     def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
         if lms is None:
             self.filter.reset()
+            self.open_filter.reset()
             self.calibrator.run.clear()  # steadiness has to be consecutive frames of a face
             return self.continuity(None, t)
         if self._blend:  # after a recalibration the pose may jump: blend into it instead
@@ -62,4 +69,6 @@ class Driver:
             mapped = self.retarget(lms)
         k = FILTER_UNITS / self.size
         smooth = self.filter(mapped * k, t) / k
+        if self.openness and not self.absolute:
+            smooth = with_openings(smooth, self.open_filter(openings(mapped) * k, t) / k)
         return self.continuity(smooth, t)

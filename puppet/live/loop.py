@@ -99,7 +99,8 @@ class Controls:
 
 class Live:
     def __init__(self, targets: list[LiveTarget], source: Source, outputs: list, window: PreviewWindow | None,
-                 stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None):
+                 stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None,
+                 openness: bool = True):
         from puppet.faces.track import Tracker
 
         self.targets = targets
@@ -115,7 +116,7 @@ class Live:
         self.q_sketch = Slot(live, self.stop)
         self.q_out = Slot(live, self.stop)
         self.tracker = Tracker(mode="video")
-        self.driver = Driver(targets[0], absolute, source.fps)
+        self.driver = Driver(targets[0], absolute, source.fps, openness=openness)
         self.error: BaseException | None = None
         first = targets[0]  # what the outputs show until the first generated frame: the target's picture
         self.held = first.target.ref_image if first.compositor is None else first.compositor.background
