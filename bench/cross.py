@@ -16,7 +16,9 @@ continuity), once per --retarget mode. Rows:
 Scored from mediapipe (image mode) on each output at 256, against the driver's own tracked landmarks:
 - r eye, r mouth: Pearson correlation of the output's eye opening (both eyes' mean aspect ratio,
   puppet.live.retarget.eye_openness) and mouth opening (inner lips over the inter-ocular distance,
-  mouth_openness) with the driver's, over frames where both have a face;
+  mouth_openness) with the driver's, over frames where both have a face; the table's mean is over the pairs
+  whose driver blinks (r eye) or opens its mouth (r mouth) at least once: a driver's still eyes give a
+  signal of tracker noise whose r means nothing (the JSON has the mean over all pairs too);
 - blink recall: of the driver's blinks (runs of frames whose eye opening is under BLINK of its neutral,
   the median over the clip), those the output follows (its eye opening under BLINK of its own median)
   within FOLLOW frames of the blink;
@@ -27,13 +29,21 @@ Scored from mediapipe (image mode) on each output at 256, against the driver's o
 - CSIM to the photo: the face-recognition net's cosine (models.facerec), output vs photo;
 - jitter: the median over frames of the re-detected landmarks' mean frame-to-frame acceleration
   (|p[t+1] - 2 p[t] + p[t-1]|) over the inter-ocular distance: steady motion scores ~0, flicker does not;
-  a median, so the few frames of a blink don't count as flicker.
-Recalls are pooled over pairs (followed / all events); the other columns are means over pairs.
+  a median, so the few frames of a blink don't count as flicker. Twice: over the points expressions
+  barely move (`head`: eye corners and nose, puppet.live.retarget.STABLE), the face's steadiness; and over
+  all 68, where lids and lips that follow a talking driver more closely also score higher.
+Recalls are pooled over pairs (followed / all events); the other columns are means over pairs. The
+recalls are also counted on the driven landmarks themselves (`landmarks`): what the retargeting delivers
+before any picture is drawn, so a miss there is the retargeting's and a miss only in the picture is the
+renderer's (or mediapipe's reading of it).
+--save DIR writes, per pair and row, a strip of driver | each --retarget mode's output on the driver's
+deepest blink and its widest-open mouth.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,29 +174,43 @@ def signals(lms: list) -> tuple[np.ndarray, np.ndarray]:
     return eye, mouth
 
 
-def jitter(lms: list) -> float | None:
-    """Median over frames of the landmarks' mean |p[t+1] - 2 p[t] + p[t-1]| over the inter-ocular distance
-    (frames with a face in all three)."""
+def jitter(lms: list, points=slice(None)) -> float | None:
+    """Median over frames of the landmarks' (`points`') mean |p[t+1] - 2 p[t] + p[t-1]| over the
+    inter-ocular distance (frames with a face in all three)."""
     from puppet.live.retarget import FaceFrame
 
-    vals = [float(np.linalg.norm(c - 2 * b + a, axis=1).mean() / FaceFrame.of(b).scale)
+    vals = [float(np.linalg.norm((c - 2 * b + a)[points], axis=1).mean() / FaceFrame.of(b).scale)
             for a, b, c in zip(lms, lms[1:], lms[2:]) if a is not None and b is not None and c is not None]
     return float(np.median(vals)) if vals else None
 
 
-def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf: Performance) -> dict:
+def _events(eye: np.ndarray, mouth: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: eyes shut (under BLINK of the median) and mouth open (`threshold` above the 5th
+    percentile); all False for a signal with no face at all."""
+    if not np.isfinite(eye).any():
+        return np.zeros(len(eye), bool), np.zeros(len(eye), bool)
+    return eye < BLINK * np.nanmedian(eye), mouth - np.nanpercentile(mouth, 5) >= threshold
+
+
+def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf: Performance,
+               driven: list[np.ndarray] | None = None) -> dict:
     """An output sequence scored against its driver (see the module's docstring): each side's blinks and
-    mouth openings are found by the same rule on its own signal."""
+    mouth openings are found by the same rule on its own signal. `driven`: the landmarks the output was
+    drawn from, whose blinks and mouth openings are counted too (the retargeting alone, before any
+    picture)."""
+    from puppet.live.retarget import STABLE
+
     found = [scorer.redetect(o) for o in outputs]
     o_eye, o_mouth = signals(found)
     d_eye, d_mouth = signals(perf.lms)
-    blinks = runs(d_eye < BLINK * np.nanmedian(d_eye))
-    opens = runs(d_mouth - np.nanpercentile(d_mouth, 5) >= MOUTH_OPEN)
-    if np.isfinite(o_eye).any():
-        o_shut = o_eye < BLINK * np.nanmedian(o_eye)
-        o_open = o_mouth - np.nanpercentile(o_mouth, 5) >= MOUTH_OPEN / 2
-    else:
-        o_shut = o_open = np.zeros(len(outputs), bool)
+    d_shut, d_open = _events(d_eye, d_mouth, MOUTH_OPEN)
+    blinks, opens = runs(d_shut), runs(d_open)
+    o_shut, o_open = _events(o_eye, o_mouth, MOUTH_OPEN / 2)
+    extra = {}
+    if driven is not None:
+        l_shut, l_open = _events(*signals(driven), MOUTH_OPEN / 2)
+        extra = {"landmarks_blinks_followed": followed(blinks, l_shut),
+                 "landmarks_mouth_opens_followed": followed(opens, l_open)}
     csim = torch.nn.functional.cosine_similarity(scorer.descriptors(outputs), photo_desc, dim=-1)
     return {
         "r_eye": pearson(d_eye, o_eye),
@@ -196,8 +220,10 @@ def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf
         "face_found": sum(f is not None for f in found) / len(found),
         "csim": float(csim.mean()),
         "jitter": jitter(found),
+        "jitter_head": jitter(found, STABLE),
         "frames": len(outputs),
         "driver_frames_with_face": int(np.isfinite(d_eye).sum()),
+        **extra,
         "series": {k: [None if not np.isfinite(v) else round(float(v), 4) for v in s]
                    for k, s in (("driver_eye", d_eye), ("output_eye", o_eye), ("driver_mouth", d_mouth),
                                 ("output_mouth", o_mouth))},
@@ -205,18 +231,27 @@ def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf
 
 
 def aggregate(pairs: list[dict]) -> dict:
-    def mean(k):
-        vals = [p[k] for p in pairs if p[k] is not None]
+    def mean(k, where=None):
+        vals = [p[k] for p in pairs if p[k] is not None and (where is None or p[where])]
         return round(float(np.mean(vals)), 4) if vals else None
 
     b, bf = sum(p["blinks"] for p in pairs), sum(p["blinks_followed"] for p in pairs)
     m, mf = sum(p["mouth_opens"] for p in pairs), sum(p["mouth_opens_followed"] for p in pairs)
-    return {"r_eye": mean("r_eye"), "r_mouth": mean("r_mouth"),
+    lb = sum(p.get("landmarks_blinks_followed", 0) for p in pairs)
+    lm = sum(p.get("landmarks_mouth_opens_followed", 0) for p in pairs)
+    landmarks = all("landmarks_blinks_followed" in p for p in pairs)
+    # r where the driver's signal carries something (a blink, a mouth opening): a driver that never blinks
+    # has an eye signal of tracker noise, and its r measures nothing. Over all pairs too, in the JSON.
+    return {"r_eye": mean("r_eye", "blinks"), "r_mouth": mean("r_mouth", "mouth_opens"),
+            "r_eye_all": mean("r_eye"), "r_mouth_all": mean("r_mouth"),
             "blinks": b, "blinks_followed": bf, "blink_recall": round(bf / b, 4) if b else None,
             "mouth_opens": m, "mouth_opens_followed": mf,
             "mouth_open_recall": round(mf / m, 4) if m else None,
+            "landmarks_blink_recall": round(lb / b, 4) if b and landmarks else None,
+            "landmarks_mouth_open_recall": round(lm / m, 4) if m and landmarks else None,
             "face_found": mean("face_found"), "face_found_min": min(p["face_found"] for p in pairs),
-            "csim": mean("csim"), "jitter": mean("jitter"), "pairs": len(pairs)}
+            "csim": mean("csim"), "jitter": mean("jitter"), "jitter_head": mean("jitter_head"),
+            "pairs": len(pairs)}
 
 
 # ------------------------------------------------------------------------------------------ protocol
@@ -266,13 +301,17 @@ def run_cross(a) -> dict:
                     continue
                 drv = perfs[di]
                 entry = {"target": tgt.name, "driver": drv.name, "rows": {}}
+                shown: dict[str, dict[str, list]] = {}
                 for mode in a.retarget:
-                    outs = {"warp": warp_baseline(photo, photo_lms, drive(drv, EVAL_SIZE, photo_lms, mode))}
+                    driven = drive(drv, EVAL_SIZE, photo_lms, mode)
+                    outs = {"warp": (warp_baseline(photo, photo_lms, driven), driven)}
                     for (label, steps), target in models.items():
                         d = drive(drv, target.image_size, target.ref_landmarks, mode)
-                        outs[f"{label} steps={steps}"] = [to_eval_size(o) for o in generate(target, d)]
-                    for label, outputs in outs.items():
-                        s = score_pair(scorer, outputs, photo_desc, drv)
+                        outs[f"{label} steps={steps}"] = ([to_eval_size(o) for o in generate(target, d)], d)
+                    for label, (outputs, d) in outs.items():
+                        if a.save:
+                            shown.setdefault(label, {})[mode] = outputs
+                        s = score_pair(scorer, outputs, photo_desc, drv, d)
                         entry["rows"][f"{label} | {mode}"] = s
                         rows.setdefault((label, mode), []).append(s)
                         log.info(f"{tgt.name} driven by {drv.name}: {label}, {mode}: r eye "
@@ -281,6 +320,9 @@ def run_cross(a) -> dict:
                                  f"{s['mouth_opens_followed']}/{s['mouth_opens']}, "
                                  f"found {s['face_found']:.2f}")
                 per_pair.append(entry)
+                for label, by_mode in shown.items():
+                    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{tgt.name}_by_{drv.name}_{label}")
+                    save_strip(Path(a.save) / f"{name}.png", drv, by_mode)
     finally:
         scorer.close()
     table = [{"row": label, "retarget": mode, **aggregate(v)} for (label, mode), v in rows.items()]
@@ -290,6 +332,55 @@ def run_cross(a) -> dict:
             "retarget": a.retarget, "pairs": [[perfs[t].name, perfs[d].name] for t, d in pairs],
             "thresholds": {"blink": BLINK, "mouth_open": MOUTH_OPEN, "follow_frames": FOLLOW},
             "table": table, "per_pair": per_pair, "seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def _read_frame(path, k: int) -> np.ndarray | None:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        frame = None
+        for _ in range(k + 1):
+            ok, frame = cap.read()
+            if not ok:
+                return None
+        return frame
+    finally:
+        cap.release()
+
+
+def strip_frames(perf: Performance) -> dict[str, int]:
+    """The frames a strip shows: the driver's deepest blink and its widest-open mouth."""
+    eye, mouth = signals(perf.lms)
+    return {"blink": int(np.nanargmin(eye)), "mouth open": int(np.nanargmax(mouth))}
+
+
+def save_strip(path: Path, perf: Performance, outputs: dict[str, list[np.ndarray]]) -> None:
+    """Rows (the driver's deepest blink, its widest-open mouth) of driver | one output per retargeting
+    mode, all at EVAL_SIZE with a caption, to look at."""
+    import cv2
+
+    from bench.quality import EVAL_SIZE
+    from puppet.faces.crop import Crop
+    from puppet.files import atomic_path
+
+    def caption(img, text):
+        img = img.copy()
+        cv2.putText(img, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    rows = []
+    for what, k in strip_frames(perf).items():
+        frame = _read_frame(perf.path, k)
+        if frame is None:
+            continue
+        driver = Crop.from_landmarks(perf.lms[k]).apply(frame, EVAL_SIZE)
+        rows.append(np.hstack([caption(driver, f"driver: {what} (frame {k})")]
+                              + [caption(o[k], m) for m, o in outputs.items()]))
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(Path(path).suffix or ".png", np.vstack(rows))
+        tmp.write_bytes(buf.tobytes())
 
 
 def _f(v, nd: int = 3) -> str:
@@ -307,9 +398,12 @@ def markdown(r: dict) -> str:
         f"{r['eval_size']}x{r['eval_size']} against the driver's tracked landmarks.",
         "",
         "| row | retarget | r eye ↑ | r mouth ↑ | blink recall ↑ | mouth-open recall ↑ | face found ↑ "
-        "| CSIM to photo ↑ | jitter ↓ |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CSIM to photo ↑ | jitter, head ↓ | jitter, all ↓ | landmarks: blink, mouth-open recall ↑ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
     def rec(row, k, n, f):
         return "-" if row[k] is None else f"{100 * row[k]:.0f}% ({row[f]}/{row[n]})"
 
@@ -318,13 +412,18 @@ def markdown(r: dict) -> str:
         lines.append(f"| {row['row']} | {row['retarget']} | {_f(row['r_eye'])} | {_f(row['r_mouth'])} | "
                      f"{rec(row, 'blink_recall', 'blinks', 'blinks_followed')} | "
                      f"{rec(row, 'mouth_open_recall', 'mouth_opens', 'mouth_opens_followed')} | {found} | "
-                     f"{_f(row['csim'])} | {_f(row['jitter'], 4)} |")
+                     f"{_f(row['csim'])} | {_f(row['jitter_head'], 4)} | {_f(row['jitter'], 4)} | "
+                     f"{pct(row['landmarks_blink_recall'])}, {pct(row['landmarks_mouth_open_recall'])} |")
     lines += [
         "",
         f"Blink: the driver's eye opening under {BLINK} of its median, followed when the output's is under "
         f"{BLINK} of its own median within {FOLLOW} frames. Mouth open: {MOUTH_OPEN} inter-ocular distances "
         f"above the driver's closed level (5th percentile), followed at half that above the output's. r: "
-        f"Pearson over frames, mean over pairs. Jitter: median frame-to-frame landmark acceleration over "
-        f"the inter-ocular distance. Run took {r['seconds']:.0f} s.",
+        f"Pearson over frames, mean over the pairs whose driver blinks / opens its mouth. Jitter: median "
+        f"frame-to-frame landmark acceleration over the inter-ocular distance, of the points expressions "
+        f"barely move (head: eye corners, nose) and of all 68 (faster lids and lips raise it). Landmarks: "
+        f"the same recalls on the landmarks the output is drawn from (the retargeting before any picture). "
+        f"Run took "
+        f"{r['seconds']:.0f} s.",
     ]
     return "\n".join(lines)

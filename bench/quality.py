@@ -623,7 +623,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="clips scored in parallel, one process each (default 1; e.g. the number of cores)")
     p.add_argument("--json", metavar="OUT.json", help="write the results (every clip's, every frame's) here")
     p.add_argument("--save", metavar="DIR",
-                   help="write real | sketch | warp | output strips per clip and row")
+                   help="write real | sketch | warp | output strips per clip and row (--cross: driver | "
+                        "each retargeting mode's output, on the driver's deepest blink and widest mouth)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--cross", action="store_true",
                    help="cross-reenactment instead (bench/cross.py): each person's photo driven by other "

@@ -87,23 +87,34 @@ def test_cross_reenactment_end_to_end(two_clips, tmp_path, capsys):
     found and (mostly) followed by the warp, the identity kept, a face in every output."""
     import json
 
+    import cv2
+
     from bench.quality import main
 
     a, b = two_clips
     out = tmp_path / "cross.json"
     assert main(["--cross", "--clip", str(a), "--clip", str(b), "--cross-frames", str(FRAMES),
-                 "--drivers", "1", "--retarget", "relative", "--json", str(out)]) == 0
+                 "--drivers", "1", "--json", str(out), "--save", str(tmp_path / "strips")]) == 0
     text = capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["mode"] == "cross" and r["pairs"] == [["talk1", "talk10"], ["talk10", "talk1"]]
-    assert "| warp | relative |" in text and "blink recall" in text
-    (row,) = r["table"]
+    assert "| warp | relative |" in text and "| warp | openness |" in text and "blink recall" in text
+    row, new = r["table"]
     assert row["row"] == "warp" and row["retarget"] == "relative" and row["pairs"] == 2
+    assert new["row"] == "warp" and new["retarget"] == "openness" and new["pairs"] == 2
+    assert new["face_found"] == 1.0 and new["csim"] > 0.9
+    assert 0.0 <= new["landmarks_mouth_open_recall"] <= 1.0 and "landmarks, blink" not in text
+    assert "landmarks: blink, mouth-open recall" in text
+    # Strips: driver | relative | openness, on the driver's deepest blink and widest mouth.
+    strips = sorted(p.name for p in (tmp_path / "strips").iterdir())
+    assert strips == ["talk10_by_talk1_warp.png", "talk1_by_talk10_warp.png"]
+    assert cv2.imread(str(tmp_path / "strips" / strips[0])).shape == (2 * 256, 3 * 256, 3)
     # The warp-drawn synthetic blinks read as half-closed to mediapipe, so they are not counted as blinks
     # here (score_pair's counting is tested on landmarks below); the mouths open.
     assert row["mouth_opens"] >= 1 and row["blinks"] == sum(p["rows"]["warp | relative"]["blinks"]
                                                             for p in r["per_pair"])
-    assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye"] > 0.3
+    assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye_all"] > 0.3
+    assert row["r_mouth"] is not None and 0 <= row["jitter_head"] < 0.05
     assert 0 <= row["jitter"] < 0.05
     for pair in r["per_pair"]:
         s = pair["rows"]["warp | relative"]
@@ -154,6 +165,8 @@ def test_score_pair_counts_blinks_and_mouth_openings_the_output_follows(grace_ho
     assert (s["mouth_opens"], s["mouth_opens_followed"]) == (2, 1)
     assert s["face_found"] == 1.0 and s["csim"] == pytest.approx(1.0)
     assert s["r_eye"] < 0.5 and s["r_mouth"] < 0.9
+    drawn = score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf, driven=output[:n])
+    assert (drawn["landmarks_blinks_followed"], drawn["landmarks_mouth_opens_followed"]) == (1, 1)
     same = score_pair(_Seen(driver + [face]), list(range(n)), torch.ones(1, 4), perf)  # a perfect follower
     assert same["r_eye"] == pytest.approx(1.0) and same["r_mouth"] == pytest.approx(1.0)
     assert same["blinks_followed"] == 3 and same["mouth_opens_followed"] == 2

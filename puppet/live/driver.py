@@ -10,7 +10,7 @@ from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetarget
 # The One Euro filter works on the target's landmarks scaled to this size, so its parameters
 # (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
 FILTER_UNITS = 256.0
-OPEN_FILTER = {"min_cutoff": 1.5, "beta": 0.5, "d_cutoff": 4.0}  # the openings' One Euro filter (same units)
+OPEN_FILTER = {"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 4.0}  # the openings' One Euro filter (same units)
 
 
 class Driver:
