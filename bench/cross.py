@@ -58,6 +58,7 @@ BLINK = 0.5  # eye opening under this fraction of the face's own neutral: a blin
 MOUTH_OPEN = 0.15  # inner-lip opening above the closed level, in inter-ocular distances: an open mouth
 FOLLOW = 2  # frames either side of a driver's event within which the output must follow it
 RETARGET_MODES = ("relative", "openness")  # RelativeRetargeter's openness False / True
+STRIP_CAPTIONS = {"relative": "offsets (--no-openness)", "openness": "openness (default)"}
 PHOTO_EYES = 0.8  # a person's photo: the first frame whose eyes are at least this open (of the median)
 
 
@@ -350,9 +351,12 @@ def _read_frame(path, k: int) -> np.ndarray | None:
 
 
 def strip_frames(perf: Performance) -> dict[str, int]:
-    """The frames a strip shows: the driver's deepest blink and its widest-open mouth."""
+    """The frames a strip shows: the driver's deepest blink and its widest-open mouth, after the first second
+    (while the live driving calibrates and blends in, the output is the photo)."""
     eye, mouth = signals(perf.lms)
-    return {"blink": int(np.nanargmin(eye)), "mouth open": int(np.nanargmax(mouth))}
+    start = min(int(round(perf.fps)), len(eye) - 1)
+    eye[:start] = mouth[:start] = np.nan
+    return {"blink": int(np.nanargmin(eye)), "mouth": int(np.nanargmax(mouth))}
 
 
 def save_strip(path: Path, perf: Performance, outputs: dict[str, list[np.ndarray]]) -> None:
@@ -376,8 +380,8 @@ def save_strip(path: Path, perf: Performance, outputs: dict[str, list[np.ndarray
         if frame is None:
             continue
         driver = Crop.from_landmarks(perf.lms[k]).apply(frame, EVAL_SIZE)
-        rows.append(np.hstack([caption(driver, f"driver: {what} (frame {k})")]
-                              + [caption(o[k], m) for m, o in outputs.items()]))
+        rows.append(np.hstack([caption(driver, f"driver, {what} ({k})")]
+                              + [caption(o[k], STRIP_CAPTIONS.get(m, m)) for m, o in outputs.items()]))
     with atomic_path(path) as tmp:
         ok, buf = cv2.imencode(Path(path).suffix or ".png", np.vstack(rows))
         tmp.write_bytes(buf.tobytes())

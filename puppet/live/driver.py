@@ -10,7 +10,10 @@ from puppet.live.retarget import Continuity, NeutralCalibrator, RelativeRetarget
 # The One Euro filter works on the target's landmarks scaled to this size, so its parameters
 # (min_cutoff in Hz, beta per pixel/s) mean the same at every image_size.
 FILTER_UNITS = 256.0
-OPEN_FILTER = {"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 4.0}  # the openings' One Euro filter (same units)
+# The openings' One Euro filters (same units): the lids' lets a blink (2-4 frames) through; the inner lips'
+# is a little steadier (syllables last longer, and lips flicker more in the tracker).
+OPEN_FILTERS = ({"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 4.0},
+                {"min_cutoff": 0.7, "beta": 0.1, "d_cutoff": 4.0})
 
 
 class Driver:
@@ -27,7 +30,7 @@ class Driver:
         self.filter = OneEuroFilter(min_cutoff=1.0, beta=0.05)
         # Blinks and syllables last a few frames, which the landmarks' filter would smooth away: in openness
         # mode the eyes' and lips' openings take a filter of their own that lets fast changes through.
-        self.open_filter = OneEuroFilter(**OPEN_FILTER)
+        self.open_filters = [OneEuroFilter(**f) for f in OPEN_FILTERS]
         self.neutral: np.ndarray | None = None
         self._blend = False
         self.set_target(target)
@@ -40,7 +43,8 @@ class Driver:
         # A fresh Continuity starts from the new target's neutral and blends into the live pose.
         self.continuity = Continuity(target.ref)
         self.filter.reset()
-        self.open_filter.reset()
+        for f in self.open_filters:
+            f.reset()
 
     def recalibrate(self) -> None:
         """Record a new neutral (relative) / start a new crop (absolute) from the next frames."""
@@ -51,7 +55,8 @@ class Driver:
     def __call__(self, lms: np.ndarray | None, t: float) -> np.ndarray:
         if lms is None:
             self.filter.reset()
-            self.open_filter.reset()
+            for f in self.open_filters:
+                f.reset()
             self.calibrator.run.clear()  # steadiness has to be consecutive frames of a face
             return self.continuity(None, t)
         if self._blend:  # after a recalibration the pose may jump: blend into it instead
@@ -70,5 +75,7 @@ class Driver:
         k = FILTER_UNITS / self.size
         smooth = self.filter(mapped * k, t) / k
         if self.openness and not self.absolute:
-            smooth = with_openings(smooth, self.open_filter(openings(mapped) * k, t) / k)
+            g = openings(mapped) * k
+            lids, lips = self.open_filters
+            smooth = with_openings(smooth, np.concatenate([lids(g[:4], t), lips(g[4:], t)]) / k)
         return self.continuity(smooth, t)

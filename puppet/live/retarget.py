@@ -92,6 +92,7 @@ class RelativeRetargeter:
         self.neutral = np.asarray(neutral, np.float64)
         self._nf = FaceFrame.of(self.neutral)
         self._n_local = self._nf.to_local(self.neutral)
+        self._n_eyes = eye_openness(self._n_local)
 
     def __call__(self, lms: np.ndarray) -> np.ndarray:
         if self.neutral is None:
@@ -103,7 +104,7 @@ class RelativeRetargeter:
             # The neutral's eyes may have been caught mid-blink or squinting: an eye open wider than that for
             # most of the last frames is the open eye.
             self._eyes_seen.append(eye_openness(local))
-            eyes = eye_openness(self._n_local)
+            eyes = self._n_eyes
             if len(self._eyes_seen) >= EYE_HISTORY // 4:
                 eyes = np.maximum(eyes, np.median(self._eyes_seen, axis=0))
             expression = transfer_openness(expression, self.ref_local, local, self._n_local, eyes)
@@ -144,19 +145,22 @@ def _up(lms: np.ndarray) -> np.ndarray:
     return u if float(np.dot(f.centre - lms[CHIN], u)) >= 0 else -u
 
 
-def gaps(lms: np.ndarray, pairs) -> np.ndarray:
-    """Each (upper, lower) pair's opening along the face's up direction, in pixels: positive when open,
-    negative when the upper point has crossed below the lower one."""
+def gaps(lms: np.ndarray, pairs, up: np.ndarray | None = None) -> np.ndarray:
+    """Each (upper, lower) pair's opening along the face's up direction (`up`, or _up's), in pixels:
+    positive when open, negative when the upper point has crossed below the lower one."""
     lms = np.asarray(lms, np.float64)
-    up = _up(lms)
-    return np.array([float(np.dot(lms[a] - lms[b], up)) for a, b in pairs])
+    if up is None:
+        up = _up(lms)
+    a, b = np.asarray(pairs).T
+    return (lms[a] - lms[b]) @ up
 
 
 def eye_openness(lms: np.ndarray) -> np.ndarray:
     """Each eye's opening over its width (the eye aspect ratio; the left of the image first): about 0.3 open,
     0 closed, on any face size."""
     lms = np.asarray(lms, np.float64)
-    return np.array([gaps(lms, pairs).mean() / max(float(np.linalg.norm(lms[a] - lms[b])), 1e-6)
+    up = _up(lms)
+    return np.array([gaps(lms, pairs, up).mean() / max(float(np.linalg.norm(lms[a] - lms[b])), 1e-6)
                      for pairs, (a, b) in zip(EYE_LIDS, EYE_CORNERS)])
 
 
@@ -221,9 +225,9 @@ def transfer_openness(expression: np.ndarray, ref: np.ndarray, driver: np.ndarra
 OPENINGS = (*EYE_LIDS[0], *EYE_LIDS[1], *INNER_LIPS)  # the pairs whose opening carries a blink or a word
 
 
-def openings(lms: np.ndarray) -> np.ndarray:
+def openings(lms: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
     """The OPENINGS pairs' openings (gaps), in pixels."""
-    return gaps(lms, OPENINGS)
+    return gaps(lms, OPENINGS, up)
 
 
 def with_openings(lms: np.ndarray, want: np.ndarray) -> np.ndarray:
@@ -231,23 +235,24 @@ def with_openings(lms: np.ndarray, want: np.ndarray) -> np.ndarray:
     by their shares, the outer lips following the inner ones' mean), then uncrossed."""
     out = np.array(lms, np.float64)
     up = _up(out)
-    change = np.asarray(want, np.float64) - openings(out)
+    change = np.asarray(want, np.float64) - openings(out, up)
     for (u, lo), c in zip(OPENINGS[:4], change[:4]):
         _set_gap(out, up, [u], [lo], c, UPPER_LID_SHARE)
     for (u, lo), c in zip(OPENINGS[4:], change[4:]):
         _set_gap(out, up, [u], [lo], c, UPPER_LIP_SHARE)
     _set_gap(out, up, UPPER_LIP[3:], LOWER_LIP[3:], float(change[4:].mean()), UPPER_LIP_SHARE)
-    return uncross(out)
+    return uncross(out, up)
 
 
-def uncross(lms: np.ndarray) -> np.ndarray:
+def uncross(lms: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
     """The landmarks with no upper lid below its lower lid and no inner upper lip below the lower one: a
     crossed pair meets where it crossed (split by the same shares as an opening)."""
     out = np.array(lms, np.float64)
-    up = _up(out)
+    if up is None:
+        up = _up(out)
     for pairs, share in ((EYE_LIDS[0], UPPER_LID_SHARE), (EYE_LIDS[1], UPPER_LID_SHARE),
                          (INNER_LIPS, UPPER_LIP_SHARE)):
-        for (u, lo), g in zip(pairs, gaps(out, pairs)):
+        for (u, lo), g in zip(pairs, gaps(out, pairs, up)):
             if g < 0:
                 _set_gap(out, up, [u], [lo], -g, share)
     return out
