@@ -175,6 +175,42 @@ def test_score_pair_counts_blinks_and_mouth_openings_the_output_follows(grace_ho
     assert score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf)["face_found"] == (n - 1) / n
 
 
+def test_cross_model_rows_drive_a_fine_tuned_generator(two_clips, tmp_path):
+    """With --checkpoint: each photo fine-tuned (T = 1, tiny-warp from a random tiny-warp checkpoint, 0
+    steps), driven at its config's size through the same live driving, upscaled to 256 and scored beside
+    the warp; the landmark recalls come from the landmarks it was driven with."""
+    import json
+
+    import torch
+
+    from bench.quality import main
+    from models.discriminator import Discriminator
+    from models.embedder import Embedder
+    from models.generator import Generator
+    from puppet.files import torch_save_atomic
+    from puppet.training.train import FORMAT, VERSION
+
+    torch.manual_seed(1)
+    E, G, D = Embedder("tiny-warp"), Generator("tiny-warp"), Discriminator("tiny-warp", 3)
+    meta = tmp_path / "meta.pt"
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+                       "embedder": E.state_dict(), "generator": G.state_dict(),
+                       "discriminator": D.state_dict()}, meta)
+    a, b = two_clips
+    out = tmp_path / "cross.json"
+    assert main(["--cross", "--clip", str(a), "--clip", str(b), "--cross-frames", "16", "--drivers", "1",
+                 "--retarget", "openness", "--checkpoint", str(meta), "--steps", "0", "--device", "cpu",
+                 "--quiet", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    rows = {(t["row"], t["retarget"]): t for t in r["table"]}
+    assert set(rows) == {("warp", "openness"), ("meta steps=0", "openness")}
+    model = rows[("meta steps=0", "openness")]
+    assert model["pairs"] == 2 and 0.0 <= model["face_found"] <= 1.0 and -1.0 <= model["csim"] <= 1.0
+    for pair in r["per_pair"]:
+        s = pair["rows"]["meta steps=0 | openness"]
+        assert s["frames"] == 16 and "landmarks_mouth_opens_followed" in s
+
+
 def test_cross_one_line_errors(two_clips):
     from bench.quality import main, parse_args
     from puppet.errors import PuppetError
