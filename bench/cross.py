@@ -1,7 +1,8 @@
 """Cross-reenactment: each person's photo driven by other people's clips, the way the app is used.
 
     python -m bench.quality --cross (--corpus DIR [--split dev_eval] | --clip CLIP --clip CLIP ...)
-        [--cross-frames 150] [--drivers 2] [--retarget relative,openness] [--checkpoint META --steps 0]
+        [--cross-frames 150] [--drivers 2] [--warmup 1] [--retarget relative,openness]
+        [--checkpoint META --steps 0]
 
 Each clip is tracked (the shared tracker, video mode, as the live loop tracks a camera) over its first
 --cross-frames frames. A person's photo is the first frame with a face and the eyes open (not mid-blink),
@@ -13,7 +14,9 @@ continuity), once per --retarget mode. Rows:
 - `warp`: the photo warped piecewise-affinely to the driven landmarks at 256 (no learning);
 - a model row per (--checkpoint, --steps) when a --checkpoint is given: fine-tuned on the photo alone
   (T = 1), driven at its config's size, upscaled to 256.
-Scored from mediapipe (image mode) on each output at 256, against the driver's own tracked landmarks:
+Scored from mediapipe (image mode) on each output at 256, against the driver's own tracked landmarks,
+after the first --warmup seconds (default 1: the live driving's calibration of the driver's neutral and its
+blend-in from the photo, where the output is meant to be the photo whatever the driver does):
 - r eye, r mouth: Pearson correlation of the output's eye opening (both eyes' mean aspect ratio,
   puppet.live.retarget.eye_openness) and mouth opening (inner lips over the inter-ocular distance,
   mouth_openness) with the driver's, over frames where both have a face; the table's mean is over the pairs
@@ -194,35 +197,36 @@ def _events(eye: np.ndarray, mouth: np.ndarray, threshold: float) -> tuple[np.nd
 
 
 def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf: Performance,
-               driven: list[np.ndarray] | None = None) -> dict:
-    """An output sequence scored against its driver (see the module's docstring): each side's blinks and
-    mouth openings are found by the same rule on its own signal. `driven`: the landmarks the output was
-    drawn from, whose blinks and mouth openings are counted too (the retargeting alone, before any
-    picture)."""
+               driven: list[np.ndarray] | None = None, start: int = 0) -> dict:
+    """An output sequence scored against its driver (see the module's docstring) from frame `start` on
+    (the series in the result are whole): each side's blinks and mouth openings are found by the same rule
+    on its own signal. `driven`: the landmarks the output was drawn from, whose blinks and mouth openings
+    are counted too (the retargeting alone, before any picture)."""
     from puppet.live.retarget import STABLE
 
     found = [scorer.redetect(o) for o in outputs]
     o_eye, o_mouth = signals(found)
     d_eye, d_mouth = signals(perf.lms)
-    d_shut, d_open = _events(d_eye, d_mouth, MOUTH_OPEN)
+    s = slice(start, None)
+    d_shut, d_open = _events(d_eye[s], d_mouth[s], MOUTH_OPEN)
     blinks, opens = runs(d_shut), runs(d_open)
-    o_shut, o_open = _events(o_eye, o_mouth, MOUTH_OPEN / 2)
+    o_shut, o_open = _events(o_eye[s], o_mouth[s], MOUTH_OPEN / 2)
     extra = {}
     if driven is not None:
-        l_shut, l_open = _events(*signals(driven), MOUTH_OPEN / 2)
+        l_shut, l_open = _events(*signals(driven[s]), MOUTH_OPEN / 2)
         extra = {"landmarks_blinks_followed": followed(blinks, l_shut),
                  "landmarks_mouth_opens_followed": followed(opens, l_open)}
-    csim = torch.nn.functional.cosine_similarity(scorer.descriptors(outputs), photo_desc, dim=-1)
+    csim = torch.nn.functional.cosine_similarity(scorer.descriptors(outputs[s]), photo_desc, dim=-1)
     return {
-        "r_eye": pearson(d_eye, o_eye),
-        "r_mouth": pearson(d_mouth, o_mouth),
+        "r_eye": pearson(d_eye[s], o_eye[s]),
+        "r_mouth": pearson(d_mouth[s], o_mouth[s]),
         "blinks": len(blinks), "blinks_followed": followed(blinks, o_shut),
         "mouth_opens": len(opens), "mouth_opens_followed": followed(opens, o_open),
-        "face_found": sum(f is not None for f in found) / len(found),
+        "face_found": sum(f is not None for f in found[s]) / len(found[s]),
         "csim": float(csim.mean()),
-        "jitter": jitter(found),
-        "jitter_head": jitter(found, STABLE),
-        "frames": len(outputs),
+        "jitter": jitter(found[s]),
+        "jitter_head": jitter(found[s], STABLE),
+        "frames": len(outputs), "scored_from": start,
         "driver_frames_with_face": int(np.isfinite(d_eye).sum()),
         **extra,
         "series": {k: [None if not np.isfinite(v) else round(float(v), 4) for v in s]
@@ -301,6 +305,7 @@ def run_cross(a) -> dict:
                 if t2 != ti:
                     continue
                 drv = perfs[di]
+                warmup = min(int(round(a.warmup * drv.fps)), len(drv.lms) - 3)
                 entry = {"target": tgt.name, "driver": drv.name, "rows": {}}
                 shown: dict[str, dict[str, list]] = {}
                 for mode in a.retarget:
@@ -312,7 +317,7 @@ def run_cross(a) -> dict:
                     for label, (outputs, d) in outs.items():
                         if a.save:
                             shown.setdefault(label, {})[mode] = outputs
-                        s = score_pair(scorer, outputs, photo_desc, drv, d)
+                        s = score_pair(scorer, outputs, photo_desc, drv, d, warmup)
                         entry["rows"][f"{label} | {mode}"] = s
                         rows.setdefault((label, mode), []).append(s)
                         log.info(f"{tgt.name} driven by {drv.name}: {label}, {mode}: r eye "
@@ -330,6 +335,7 @@ def run_cross(a) -> dict:
     return {"mode": "cross", "eval_size": EVAL_SIZE,
             "clips": [{"name": p.name, "path": str(p.path), "photo_frame": p.photo_index} for p in perfs],
             "split": a.split, "corpus": a.corpus, "cross_frames": a.cross_frames, "drivers": a.drivers,
+            "warmup_s": a.warmup,
             "retarget": a.retarget, "pairs": [[perfs[t].name, perfs[d].name] for t, d in pairs],
             "thresholds": {"blink": BLINK, "mouth_open": MOUTH_OPEN, "follow_frames": FOLLOW},
             "table": table, "per_pair": per_pair, "seconds": round(time.perf_counter() - t_start, 1)}
@@ -398,7 +404,8 @@ def markdown(r: dict) -> str:
     lines = [
         f"Cross-reenactment on {where}: each person's photo (first face frame with the eyes open) driven by "
         f"the next {min(r['drivers'], n - 1)} people's clips ({len(r['pairs'])} pairs, the first "
-        f"{r['cross_frames']} frames each) through the live loop's driving; mediapipe on each output at "
+        f"{r['cross_frames']} frames each) through the live loop's driving, scored after its first "
+        f"{r['warmup_s']:g} s (calibration, blend-in); mediapipe on each output at "
         f"{r['eval_size']}x{r['eval_size']} against the driver's tracked landmarks.",
         "",
         "| row | retarget | r eye ↑ | r mouth ↑ | blink recall ↑ | mouth-open recall ↑ | face found ↑ "

@@ -634,6 +634,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "(default 150)")
     p.add_argument("--drivers", type=int, default=2, help="--cross: clips driving each person's photo, the "
                    "next people in the list (default 2)")
+    p.add_argument("--warmup", type=float, default=1.0, help="--cross: seconds at the start of each drive "
+                   "left unscored, while the live driving calibrates and blends in (default 1)")
     p.add_argument("--retarget", default=None, help="--cross: retargeting modes, comma-separated (default: "
                    "all of bench.cross.RETARGET_MODES)")
     a = p.parse_args(argv)
@@ -666,9 +668,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if bad or not a.retarget:
             raise PuppetError(f"--retarget {','.join(a.retarget)}: use one or more of "
                               f"{', '.join(RETARGET_MODES)}")
-        if a.cross_frames < 10 or a.drivers < 1:
-            raise PuppetError(f"--cross-frames {a.cross_frames} --drivers {a.drivers}: need cross-frames "
-                              f">= 10 and drivers >= 1")
+        if a.cross_frames < 10 or a.drivers < 1 or a.warmup < 0:
+            raise PuppetError(f"--cross-frames {a.cross_frames} --drivers {a.drivers} --warmup {a.warmup}: "
+                              f"need cross-frames >= 10, drivers >= 1, warmup >= 0")
         if a.baselines_only:
             a.checkpoint = []
     elif not a.checkpoint:

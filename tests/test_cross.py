@@ -116,9 +116,11 @@ def test_cross_reenactment_end_to_end(two_clips, tmp_path, capsys):
     assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye_all"] > 0.3
     assert row["r_mouth"] is not None and 0 <= row["jitter_head"] < 0.05
     assert 0 <= row["jitter"] < 0.05
+    assert r["warmup_s"] == 1.0
     for pair in r["per_pair"]:
         s = pair["rows"]["warp | relative"]
         assert s["frames"] == FRAMES and all(len(v) == FRAMES for v in s["series"].values())
+        assert s["scored_from"] == 25  # the first second (25 fps) is the live driving's warm-up
     assert r["clips"][0]["photo_frame"] >= 0
 
 
@@ -171,6 +173,8 @@ def test_score_pair_counts_blinks_and_mouth_openings_the_output_follows(grace_ho
     assert same["r_eye"] == pytest.approx(1.0) and same["r_mouth"] == pytest.approx(1.0)
     assert same["blinks_followed"] == 3 and same["mouth_opens_followed"] == 2
     assert s["jitter"] == pytest.approx(0.0, abs=1e-6)  # most frames stand still
+    late = score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf, start=10)
+    assert (late["blinks"], late["blinks_followed"]) == (2, 0)  # the first blink is before `start`
     output[10] = None  # no face found in an output
     assert score_pair(_Seen(output), list(range(n)), torch.ones(1, 4), perf)["face_found"] == (n - 1) / n
 
@@ -218,6 +222,8 @@ def test_cross_one_line_errors(two_clips):
     a, _ = two_clips
     with pytest.raises(PuppetError, match="--retarget nope: use one or more of"):
         parse_args(["--cross", "--clip", str(a), "--retarget", "nope"])
+    with pytest.raises(PuppetError, match="--warmup -1.0"):
+        parse_args(["--cross", "--clip", str(a), "--warmup", "-1"])
     with pytest.raises(PuppetError, match="--cross-frames 3"):
         parse_args(["--cross", "--clip", str(a), "--cross-frames", "3"])
     with pytest.raises(PuppetError, match="at least two people"):
