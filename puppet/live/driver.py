@@ -13,7 +13,7 @@ FILTER_UNITS = 256.0
 # The openings' One Euro filters (same units): the lids' lets a blink (2-4 frames) through; the inner lips'
 # is a little steadier (syllables last longer, and lips flicker more in the tracker).
 OPEN_FILTERS = ({"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 4.0},
-                {"min_cutoff": 0.7, "beta": 0.1, "d_cutoff": 4.0})
+                {"min_cutoff": 1.0, "beta": 0.15, "d_cutoff": 4.0})
 
 
 class Driver:
