@@ -1,16 +1,15 @@
 """Cross-reenactment: each person's photo driven by other people's clips, the way the app is used.
 
     python -m bench.quality --cross (--corpus DIR [--split dev_eval] | --clip CLIP --clip CLIP ...)
-        [--cross-frames 150] [--drivers 2] [--warmup 1] [--retarget relative,openness]
+        [--cross-frames 150] [--drivers 2] [--warmup 1] [--retarget offsets,openness]
         [--checkpoint META --steps 0]
 
 Each clip is tracked (the shared tracker, video mode, as the live loop tracks a camera) over its first
 --cross-frames frames. A person's photo is the first frame with a face and the eyes open (not mid-blink),
 cropped with the shared crop (puppet.training.finetune.crop_face, as puppet.finetune crops a photo). Person
 i is driven by the clips of the --drivers people after it in the list (cyclically), through the live loop's
-own driving
-(puppet.live.driver.Driver: neutral calibration, relative retargeting, One Euro filter, face-lost
-continuity), once per --retarget mode. Rows:
+own driving (puppet.live.driver.Driver: neutral calibration, relative retargeting, One Euro filters,
+face-lost continuity), once per --retarget mode. Rows:
 - `warp`: the photo warped piecewise-affinely to the driven landmarks at 256 (no learning);
 - a model row per (--checkpoint, --steps) when a --checkpoint is given: fine-tuned on the photo alone
   (T = 1), driven at its config's size, upscaled to 256.
@@ -56,12 +55,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
-CROSS_FRAMES = 150
 BLINK = 0.5  # eye opening under this fraction of the face's own neutral: a blink
 MOUTH_OPEN = 0.15  # inner-lip opening above the closed level, in inter-ocular distances: an open mouth
 FOLLOW = 2  # frames either side of a driver's event within which the output must follow it
-RETARGET_MODES = ("relative", "openness")  # RelativeRetargeter's openness False / True
-STRIP_CAPTIONS = {"relative": "offsets (--no-openness)", "openness": "openness (default)"}
+# The eyes and mouth moved by the driver's offsets like the rest of the face, or by openness:
+# RelativeRetargeter's openness False / True (puppet.live's --no-openness / its default).
+RETARGET_MODES = ("offsets", "openness")
+STRIP_CAPTIONS = {"offsets": "offsets (--no-openness)", "openness": "openness (default)"}
 PHOTO_EYES = 0.8  # a person's photo: the first frame whose eyes are at least this open (of the median)
 
 

@@ -98,27 +98,27 @@ def test_cross_reenactment_end_to_end(two_clips, tmp_path, capsys):
     text = capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["mode"] == "cross" and r["pairs"] == [["talk1", "talk10"], ["talk10", "talk1"]]
-    assert "| warp | relative |" in text and "| warp | openness |" in text and "blink recall" in text
+    assert "| warp | offsets |" in text and "| warp | openness |" in text and "blink recall" in text
     row, new = r["table"]
-    assert row["row"] == "warp" and row["retarget"] == "relative" and row["pairs"] == 2
+    assert row["row"] == "warp" and row["retarget"] == "offsets" and row["pairs"] == 2
     assert new["row"] == "warp" and new["retarget"] == "openness" and new["pairs"] == 2
     assert new["face_found"] == 1.0 and new["csim"] > 0.9
     assert 0.0 <= new["landmarks_mouth_open_recall"] <= 1.0 and "landmarks, blink" not in text
     assert "landmarks: blink, mouth-open recall" in text
-    # Strips: driver | relative | openness, on the driver's deepest blink and widest mouth.
+    # Strips: driver | offsets | openness, on the driver's deepest blink and widest mouth.
     strips = sorted(p.name for p in (tmp_path / "strips").iterdir())
     assert strips == ["talk10_by_talk1_warp.png", "talk1_by_talk10_warp.png"]
     assert cv2.imread(str(tmp_path / "strips" / strips[0])).shape == (2 * 256, 3 * 256, 3)
     # The warp-drawn synthetic blinks read as half-closed to mediapipe, so they are not counted as blinks
     # here (score_pair's counting is tested on landmarks below); the mouths open.
-    assert row["mouth_opens"] >= 1 and row["blinks"] == sum(p["rows"]["warp | relative"]["blinks"]
+    assert row["mouth_opens"] >= 1 and row["blinks"] == sum(p["rows"]["warp | offsets"]["blinks"]
                                                             for p in r["per_pair"])
     assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye_all"] > 0.3
     assert row["r_mouth"] is not None and 0 <= row["jitter_head"] < 0.05
     assert 0 <= row["jitter"] < 0.05
     assert r["warmup_s"] == 1.0
     for pair in r["per_pair"]:
-        s = pair["rows"]["warp | relative"]
+        s = pair["rows"]["warp | offsets"]
         assert s["frames"] == FRAMES and all(len(v) == FRAMES for v in s["series"].values())
         assert s["scored_from"] == 25  # the first second (25 fps) is the live driving's warm-up
     assert r["clips"][0]["photo_frame"] >= 0
