@@ -3,6 +3,7 @@
     python -m bench.quality (--corpus DIR [--split dev_eval] | --clip CLIP [--clip CLIP ...])
         [--frames 1,8] [--steps 0,20] [--config cpu-warp] [--checkpoint meta.pt|scratch ...]
         [--baselines-only] [--eval-frames 16] [--seed 0] [--threads 1] [--json out.json] [--save DIR]
+    python -m bench.quality --cross ...   # cross-reenactment: see bench/cross.py
 
 Each clip is tracked (the shared tracker, video mode, every frame); frames without a face are left out. Face
 frame 0 is the reference. Held-out frames: `--eval-frames` evenly spaced among the face frames after the
@@ -622,8 +623,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="clips scored in parallel, one process each (default 1; e.g. the number of cores)")
     p.add_argument("--json", metavar="OUT.json", help="write the results (every clip's, every frame's) here")
     p.add_argument("--save", metavar="DIR",
-                   help="write real | sketch | warp | output strips per clip and row")
+                   help="write real | sketch | warp | output strips per clip and row (--cross: driver | "
+                        "each retargeting mode's output, on the driver's deepest blink and widest mouth)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--cross", action="store_true",
+                   help="cross-reenactment instead (bench/cross.py): each person's photo driven by other "
+                        "people's clips through the live loop's driving, scored by how the output follows "
+                        "the driver's eyes and mouth; model rows only for a given --checkpoint")
+    p.add_argument("--cross-frames", type=int, default=150, help="--cross: frames of each driving clip "
+                   "(default 150)")
+    p.add_argument("--drivers", type=int, default=2, help="--cross: clips driving each person's photo, the "
+                   "next people in the list (default 2)")
+    p.add_argument("--warmup", type=float, default=1.0, help="--cross: seconds at the start of each drive "
+                   "left unscored, while the live driving calibrates and blends in (default 1)")
+    p.add_argument("--retarget", default=None, help="--cross: retargeting modes, comma-separated (default: "
+                   "all of bench.cross.RETARGET_MODES)")
     a = p.parse_args(argv)
     if bool(a.clip) == bool(a.corpus):
         raise PuppetError("python -m bench.quality: pass either --corpus DIR (with --split) or one or more "
@@ -645,7 +659,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--eval-frames {a.eval_frames} --batch {a.batch} --threads {a.threads} "
                           f"--max-frames {a.max_frames}: need eval-frames >= 1, batch >= 1, threads >= 1, "
                           f"max-frames >= 2")
-    if not a.checkpoint:
+    if a.cross:
+        from bench.cross import RETARGET_MODES
+
+        a.retarget = RETARGET_MODES if a.retarget is None else tuple(
+            m.strip() for m in a.retarget.split(",") if m.strip())
+        bad = [m for m in a.retarget if m not in RETARGET_MODES]
+        if bad or not a.retarget:
+            raise PuppetError(f"--retarget {','.join(a.retarget)}: use one or more of "
+                              f"{', '.join(RETARGET_MODES)}")
+        if a.cross_frames < 10 or a.drivers < 1 or a.warmup < 0:
+            raise PuppetError(f"--cross-frames {a.cross_frames} --drivers {a.drivers} --warmup {a.warmup}: "
+                              f"need cross-frames >= 10, drivers >= 1, warmup >= 0")
+        if a.baselines_only:
+            a.checkpoint = []
+    elif not a.checkpoint:
         a.checkpoint = [SCRATCH]
     if len(set(a.checkpoint)) < len(a.checkpoint):
         raise PuppetError(f"--checkpoint: {', '.join(a.checkpoint)} names one more than once; pass each once")
@@ -658,8 +686,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    r = run(a)
-    print(markdown(r))
+    if a.cross:
+        from bench.cross import markdown as cross_markdown
+        from bench.cross import run_cross
+
+        r = run_cross(a)
+        print(cross_markdown(r))
+    else:
+        r = run(a)
+        print(markdown(r))
     if a.json:
         write_json(a.json, r)
         log.info(f"wrote {a.json}")

@@ -3,7 +3,21 @@
 import numpy as np
 import pytest
 
-from puppet.live.retarget import Continuity, FaceFrame, NeutralCalibrator, RelativeRetargeter, motion
+from puppet.live.retarget import (
+    EYE_LIDS,
+    INNER_LIPS,
+    LOWER_LIP,
+    MOUTH_CORNERS,
+    UPPER_LIP,
+    Continuity,
+    FaceFrame,
+    NeutralCalibrator,
+    RelativeRetargeter,
+    eye_openness,
+    gaps,
+    motion,
+    uncross,
+)
 
 
 def _rot(deg):
@@ -63,10 +77,19 @@ def test_face_frame_round_trip(faces):
 
 
 def test_neutral_maps_to_reference(faces):
+    """The driver's neutral gives the target's reference; with openness, the eyes too, and the mouth as open
+    as the driver's (in each face's mouth widths)."""
     driver, ref = faces
-    r = RelativeRetargeter(ref)
+    r = RelativeRetargeter(ref, openness=False)
     r.set_neutral(driver)
     np.testing.assert_allclose(r(driver), ref, atol=1e-4)
+    o = RelativeRetargeter(ref)
+    o.set_neutral(driver)
+    out = o(driver)
+    lips = UPPER_LIP + LOWER_LIP
+    rest = [i for i in range(68) if i not in lips]
+    np.testing.assert_allclose(out[rest], ref[rest], atol=1e-3)
+    assert _mouth_in_widths(out) == pytest.approx(max(_mouth_in_widths(driver), 0.0), abs=1e-3)
 
 
 @pytest.mark.parametrize("scale,shift", [(1.8, (230, 90)), (0.45, (-40, 15)), (1.0, (-300, 0))])
@@ -87,7 +110,7 @@ def test_shifted_scaled_driver_drives_like_the_original(faces, scale, shift):
 def test_expression_transfers_in_target_units(faces):
     driver, ref = faces
     fd, fr = FaceFrame.of(driver), FaceFrame.of(ref)
-    r = RelativeRetargeter(ref)
+    r = RelativeRetargeter(ref, openness=False)  # the offsets themselves (openness replaces the lips')
     r.set_neutral(driver)
     open_mouth = driver.copy()
     lower = [56, 57, 58, 65, 66]
@@ -120,7 +143,7 @@ def test_roll_transfers_unless_removed(faces):
     driver, ref = faces
     fd, fr = FaceFrame.of(driver), FaceFrame.of(ref)
     tilted = similarity(driver - fd.centre, 1.0, 15) + fd.centre
-    on, off = RelativeRetargeter(ref), RelativeRetargeter(ref, roll=False)
+    on, off = RelativeRetargeter(ref), RelativeRetargeter(ref, roll=False, openness=False)
     on.set_neutral(driver)
     off.set_neutral(driver)
     assert np.rad2deg(FaceFrame.of(on(tilted)).angle - fr.angle) == pytest.approx(15, abs=0.1)
@@ -172,3 +195,133 @@ def test_continuity_holds_eases_and_resumes(faces):
     back = c2(live + 1.0, 1.5)
     np.testing.assert_allclose(back, mid, atol=1e-5)
     np.testing.assert_allclose(c2(live + 1.0, 1.8), live + 1.0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ openness
+def _mouth_in_widths(lms):
+    lms = np.asarray(lms, np.float64)
+    return gaps(lms, INNER_LIPS).mean() / np.linalg.norm(lms[MOUTH_CORNERS[0]] - lms[MOUTH_CORNERS[1]])
+
+
+def _width(lms):
+    return np.linalg.norm(np.asarray(lms, np.float64)[MOUTH_CORNERS[0]] - lms[MOUTH_CORNERS[1]])
+
+
+def _eyes_scaled(lms, k):
+    """The same face with each eye opened k times as wide (lids moved apart about the eye's middle line)."""
+    out = np.array(lms, np.float64)
+    for pairs in EYE_LIDS:
+        for u, lo in pairs:
+            mid = (out[u] + out[lo]) / 2
+            out[u], out[lo] = mid + k * (out[u] - mid), mid + k * (out[lo] - mid)
+    return out
+
+
+def _lid_gaps(lms):
+    return gaps(np.asarray(lms, np.float64), EYE_LIDS[0] + EYE_LIDS[1])
+
+
+@pytest.mark.parametrize("driver_eyes,target_eyes", [(0.6, 1.0), (1.0, 1.6), (0.5, 1.5), (1.5, 0.6)])
+def test_a_shut_driver_shuts_any_target(faces, driver_eyes, target_eyes):
+    """A driver that shuts its eyes shuts the target's, whatever the two faces' eye sizes; half shut is
+    partly shut. Relative offsets alone leave a wide-eyed target's eyes open under a narrow-eyed driver, or
+    push a narrow-eyed target's lids through each other under a wide-eyed one."""
+    from puppet.faces.pose import Motion, move
+
+    driver, ref = faces
+    driver, ref = _eyes_scaled(driver, driver_eyes), _eyes_scaled(ref, target_eyes)
+    shut = move(driver, Motion(blink=1.0))
+    half = move(driver, Motion(blink=0.5))
+    assert np.abs(_lid_gaps(shut)).max() < 1e-3 * FaceFrame.of(driver).scale
+    new, old = RelativeRetargeter(ref), RelativeRetargeter(ref, openness=False)
+    new.set_neutral(driver)
+    old.set_neutral(driver)
+    open_gaps, scale = _lid_gaps(ref), FaceFrame.of(ref).scale
+    assert np.abs(_lid_gaps(new(shut))).max() < 0.01 * scale  # shut
+    assert (0.1 * open_gaps < _lid_gaps(new(half))).all() and (_lid_gaps(new(half)) < 0.7 * open_gaps).all()
+    np.testing.assert_allclose(_lid_gaps(new(driver)), open_gaps, atol=1e-3 * scale)  # open is open
+    was = _lid_gaps(old(shut))
+    assert was.max() > 0.05 * scale or was.min() < -0.05 * scale  # the offsets: left open, or crossed
+
+
+def test_the_mouth_opens_in_mouth_widths_and_closes_on_any_face(faces):
+    """The target's mouth opens as far as the driver's in each face's mouth widths, and shuts when the
+    driver's does, even where the driver's neutral was open (offsets would cross the target's lips)."""
+    from puppet.faces.pose import Motion, move
+
+    driver, ref = faces
+    talking = move(driver, Motion(mouth=0.5))  # a neutral caught mid-word
+    wide, shut = move(driver, Motion(mouth=1.0)), driver
+    new, old = RelativeRetargeter(ref), RelativeRetargeter(ref, openness=False)
+    new.set_neutral(talking)
+    old.set_neutral(talking)
+    def opening(lms, neutral):  # in the neutral's mouth widths
+        return _mouth_in_widths(lms) * _width(lms) / _width(neutral)
+
+    for f in (wide, talking, shut):
+        assert opening(new(f), ref) == pytest.approx(max(opening(f, talking), 0.0), abs=0.005)
+    assert gaps(new(shut), INNER_LIPS).min() >= -1e-6  # never crossed
+    assert gaps(old(shut), INNER_LIPS).min() < -0.02 * FaceFrame.of(ref).scale  # offsets cross them
+
+
+def test_no_crossing_under_an_exaggerating_driver(faces):
+    """A driver whose lids and lips move far past the neutral (an exaggerated squeeze, lips pressed through
+    each other): the target's upper lids stay above the lower ones and its inner lips never cross."""
+    from puppet.faces.pose import Motion, move
+
+    driver, ref = faces
+    squeeze = _eyes_scaled(driver, -0.8)  # the lids pushed through each other
+    lips = driver.copy()
+    lips[[61, 62, 63]], lips[[67, 66, 65]] = driver[[67, 66, 65]] + [0, 4], driver[[61, 62, 63]] - [0, 4]
+    r = RelativeRetargeter(_eyes_scaled(ref, 0.5))
+    r.set_neutral(_eyes_scaled(driver, 1.8))
+    for f in (squeeze, lips, _eyes_scaled(driver, 3.0)):
+        out = r(f)
+        assert _lid_gaps(out).min() >= -1e-6 and gaps(out, INNER_LIPS).min() >= -1e-6
+        assert (eye_openness(out) <= 1.52 * eye_openness(r.ref)).all()  # at most EYE_MAX as open
+    crossed = driver.copy()
+    crossed[[37, 38, 61]], crossed[[41, 40, 67]] = driver[[41, 40, 67]], driver[[37, 38, 61]]
+    fixed = uncross(crossed)
+    assert _lid_gaps(fixed).min() >= -1e-3 and gaps(fixed, INNER_LIPS).min() >= -1e-3  # pixels
+    talking = move(driver, Motion(mouth=0.5))
+    assert _lid_gaps(talking).min() > 0 and gaps(talking, INNER_LIPS).min() > 0
+    np.testing.assert_allclose(uncross(talking), talking)  # nothing crossed: unchanged
+
+
+def test_a_neutral_caught_mid_blink_is_outgrown(faces):
+    """A neutral recorded with the eyes half shut: after a second of open eyes the open eye is the neutral
+    again (not an EYE_MAX stare), and a blink still shuts the target's."""
+    from puppet.faces.pose import Motion, move
+
+    driver, ref = faces
+    r = RelativeRetargeter(ref)
+    r.set_neutral(move(driver, Motion(blink=0.5)))
+    first = r(driver)
+    assert (eye_openness(first) > 1.3 * eye_openness(ref)).all()  # at first: wider than the target's own
+    for _ in range(30):
+        out = r(driver)
+    np.testing.assert_allclose(eye_openness(out), eye_openness(ref), rtol=0.02)
+    assert np.abs(_lid_gaps(r(move(driver, Motion(blink=1.0))))).max() < 0.01 * FaceFrame.of(ref).scale
+
+
+def test_the_live_driving_lets_a_blink_through(faces):
+    """Through the live loop's Driver (calibration, One Euro filter, continuity) at 25 fps: a blink of three
+    frames shuts the target's eyes to under a fifth of their opening; the landmarks' filter alone (the
+    offsets, no openness) leaves them more than half open."""
+    from puppet.faces.pose import Motion, move
+    from puppet.live.driver import Driver
+
+    driver, ref = faces
+
+    class Face:
+        size = 64
+
+    Face.ref = ref.astype(np.float32)
+    blink = [0.0] * 12 + [0.6, 1.0, 0.6] + [0.0] * 5
+    least = {}
+    for openness in (True, False):
+        d = Driver(Face, absolute=False, fps=25.0, openness=openness)
+        out = [d(move(driver, Motion(blink=b)).astype(np.float32), k / 25) for k, b in enumerate(blink)]
+        least[openness] = min(eye_openness(o).mean() for o in out[12:17]) / eye_openness(ref).mean()
+        np.testing.assert_allclose(eye_openness(out[-1]), eye_openness(ref), rtol=0.15)  # open again
+    assert least[True] < 0.2 and least[False] > 0.5, least

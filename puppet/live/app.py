@@ -49,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-idle", action="store_true",
                    help="when the face is lost, hold the still neutral "
                         "(default: the avatar blinks and breathes)")
+    p.add_argument("--no-openness", action="store_true",
+                   help="move the eyes and the mouth by the driver's offsets like the rest of the face, "
+                        "instead of by how open they are (a blink then may not close the target's eyes)")
     p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at exit")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N source frames")
     p.add_argument("--vcam-device", metavar="DEV",
@@ -219,7 +222,8 @@ def main(argv: list[str]) -> int:
                       face_size=targets[0].face,
                       output=f"{size[0]}x{size[1]} {a.output_mode}" + (f" ({a.fit})" if framing else ""))
         live = Live(targets, source, outputs, window, stats, mirror=a.mirror, absolute=a.absolute,
-                    max_frames=a.max_frames, idle=not a.no_idle, settings=settings)
+                    max_frames=a.max_frames, idle=not a.no_idle, settings=settings,
+                    openness=not a.no_openness)
         for t in targets:  # (only now: a failed start prints its one error line and nothing else)
             describe = getattr(t.backend, "describe", None)
             log.info(f"{t.path}: {describe() if describe else t.backend.name}")

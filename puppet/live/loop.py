@@ -137,9 +137,10 @@ class Controls:
 class Live:
     def __init__(self, targets: list[LiveTarget], source: Source, outputs: list, window: PreviewWindow | None,
                  stats: Stats, mirror: bool = False, absolute: bool = False, max_frames: int | None = None,
-                 idle: bool = True, settings=None):
+                 idle: bool = True, settings=None, openness: bool = True):
         """idle: the idle motion while no face drives (puppet.live.idle); settings: a
-        puppet.live.settings.Settings that remembers the gains changed with the keys (None: not kept)."""
+        puppet.live.settings.Settings that remembers the gains changed with the keys (None: not kept);
+        openness: the eyes and mouth follow how open the driver's are (puppet.live.retarget)."""
         from puppet.faces.track import Tracker
 
         self.targets = targets
@@ -155,7 +156,8 @@ class Live:
         self.q_sketch = Slot(live, self.stop)
         self.q_out = Slot(live, self.stop)
         self.tracker = Tracker(mode="video")
-        self.driver = Driver(targets[0], absolute, source.fps, gains=targets[0].gains, idle=idle)
+        self.driver = Driver(targets[0], absolute, source.fps, gains=targets[0].gains, idle=idle,
+                             openness=openness)
         self.settings = settings
         self.error: BaseException | None = None
         first = targets[0]  # what the outputs show until the first generated frame: the target's picture

@@ -9,6 +9,9 @@ distance (between the eye centres), roll = angle of the eye line. Each driver fr
 Both are applied to the target's reference landmarks, so a driver whose face is larger, elsewhere in the
 picture, tilted at rest or shaped differently produces the same target motion: only the *change* from the
 neutral transfers.
+The eyes and the mouth are the exception (transfer_openness, on by default): they move by how open they
+are, each eye as a fraction of the driver's own neutral opening, the mouth in mouth widths, so a blink
+closes any target's eyes and no lid or lip crosses its partner.
 
 Also here: the steady-neutral calibrator and the face-lost hold/ease/resume logic, so the live loop is
 plumbing and this math is unit-tested on its own.
@@ -16,6 +19,7 @@ plumbing and this math is unit-tested on its own.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,27 +72,42 @@ class RelativeRetargeter:
     max_shift: head translation limit, in inter-ocular distances (keeps the face inside the crop).
     scale_range: limits on the head's scale ratio to the neutral (leaning in/out).
     roll: transfer head roll (False removes it; the target keeps its own).
+    openness: the eyes and the mouth follow how open the driver's are (transfer_openness), and no lid or lip
+        crosses its partner (uncross); False: they move by the driver's offsets like the rest of the face.
     """
 
-    def __init__(self, ref: np.ndarray, max_shift: float = 0.6, scale_range=(0.75, 1.33), roll: bool = True):
+    def __init__(self, ref: np.ndarray, max_shift: float = 0.6, scale_range=(0.75, 1.33), roll: bool = True,
+                 openness: bool = True):
         self.ref = np.asarray(ref, np.float64)
         self.ref_frame = FaceFrame.of(self.ref)
         self.ref_local = self.ref_frame.to_local(self.ref)
         self.max_shift = max_shift
         self.scale_range = scale_range
         self.roll = roll
+        self.openness = openness
         self.neutral: np.ndarray | None = None
+        self._eyes_seen: deque = deque(maxlen=EYE_HISTORY)
 
     def set_neutral(self, neutral: np.ndarray) -> None:
         self.neutral = np.asarray(neutral, np.float64)
         self._nf = FaceFrame.of(self.neutral)
         self._n_local = self._nf.to_local(self.neutral)
+        self._n_eyes = eye_openness(self._n_local)
 
     def __call__(self, lms: np.ndarray) -> np.ndarray:
         if self.neutral is None:
             raise RuntimeError("set_neutral() first")
         cf = FaceFrame.of(lms)
-        expression = cf.to_local(lms) - self._n_local
+        local = cf.to_local(lms)
+        expression = local - self._n_local
+        if self.openness:
+            # The neutral's eyes may have been caught mid-blink or squinting: an eye open wider than that for
+            # most of the last frames is the open eye.
+            self._eyes_seen.append(eye_openness(local))
+            eyes = self._n_eyes
+            if len(self._eyes_seen) >= EYE_HISTORY // 4:
+                eyes = np.maximum(eyes, np.median(self._eyes_seen, axis=0))
+            expression = transfer_openness(expression, self.ref_local, local, self._n_local, eyes)
         # Head translation in image axes (sideways stays sideways even if the neutral head is tilted),
         # in units of the neutral's inter-ocular distance.
         shift = (cf.centre - self._nf.centre) / self._nf.scale
@@ -103,7 +122,140 @@ class RelativeRetargeter:
             scale=rf.scale * ratio,
             angle=rf.angle + droll,
         )
-        return out_frame.from_local(self.ref_local + expression).astype(np.float32)
+        out = out_frame.from_local(self.ref_local + expression)
+        if self.openness:
+            out = uncross(out)
+        return out.astype(np.float32)
+
+
+# How open the eyes and the mouth are: (upper, lower) point pairs across each eye and the inner lips, and the
+# corners that span them.
+EYE_LIDS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
+EYE_CORNERS = ((36, 39), (42, 45))
+INNER_LIPS = ((61, 67), (62, 66), (63, 65))
+MOUTH_CORNERS = (48, 54)  # the outer corners: the mouth's width, which opening the jaw hardly changes
+CHIN = 8
+
+
+def _up(lms: np.ndarray) -> np.ndarray:
+    """The face's up direction: perpendicular to the eye line, away from the chin (so it holds for a
+    mirrored face too)."""
+    f = FaceFrame.of(lms)
+    u = np.array([np.sin(f.angle), -np.cos(f.angle)])  # the eye line turned a quarter towards image-up
+    return u if float(np.dot(f.centre - lms[CHIN], u)) >= 0 else -u
+
+
+def gaps(lms: np.ndarray, pairs, up: np.ndarray | None = None) -> np.ndarray:
+    """Each (upper, lower) pair's opening along the face's up direction (`up`, or _up's), in pixels:
+    positive when open, negative when the upper point has crossed below the lower one."""
+    lms = np.asarray(lms, np.float64)
+    if up is None:
+        up = _up(lms)
+    a, b = np.asarray(pairs).T
+    return (lms[a] - lms[b]) @ up
+
+
+def eye_openness(lms: np.ndarray) -> np.ndarray:
+    """Each eye's opening over its width (the eye aspect ratio; the left of the image first): about 0.3 open,
+    0 closed, on any face size."""
+    lms = np.asarray(lms, np.float64)
+    up = _up(lms)
+    return np.array([gaps(lms, pairs, up).mean() / max(float(np.linalg.norm(lms[a] - lms[b])), 1e-6)
+                     for pairs, (a, b) in zip(EYE_LIDS, EYE_CORNERS)])
+
+
+def mouth_openness(lms: np.ndarray) -> float:
+    """The inner lips' mean opening over the inter-ocular distance (eye centres): 0 closed."""
+    lms = np.asarray(lms, np.float64)
+    return float(gaps(lms, INNER_LIPS).mean() / FaceFrame.of(lms).scale)
+
+
+# How an opening that changes is shared between the two sides: the upper lid does most of a blink (as
+# puppet.faces.pose draws one), the jaw most of a mouth opening.
+UPPER_LID_SHARE = 0.75
+UPPER_LIP_SHARE = 0.3
+UPPER_LIP = [61, 62, 63, 49, 50, 51, 52, 53]  # inner and outer upper lip, between the corners
+LOWER_LIP = [65, 66, 67, 55, 56, 57, 58, 59]
+# A tracker never sees a shut eye fully shut (mediapipe reads a blink's closed lids at 0-25 % of the open
+# eye): at or under this fraction of its neutral opening an eye is shut, and the fractions above it are
+# stretched to keep neutral at neutral.
+EYE_SHUT = 0.2
+EYE_MAX = 1.5  # the widest an eye opens, as a multiple of its neutral opening (a surprised stare)
+EYE_HISTORY = 60  # frames of the driver's eye openings kept to check its neutral's (about 2 s)
+
+
+def _set_gap(shape: np.ndarray, up: np.ndarray, upper, lower, change: float, upper_share: float) -> None:
+    """Open the points `upper` away from `lower` by `change` along `up` (negative: close), in place."""
+    shape[upper] += up * change * upper_share
+    shape[lower] -= up * change * (1.0 - upper_share)
+
+
+def transfer_openness(expression: np.ndarray, ref: np.ndarray, driver: np.ndarray, neutral: np.ndarray,
+                      neutral_eyes: np.ndarray | None = None) -> np.ndarray:
+    """The expression with the eyes and the mouth moved by how open the driver's are, on the target's scale.
+
+    All four are (68, 2) in normalised face frames (FaceFrame.to_local): `expression` the driver's offsets
+    from its neutral, `ref` the target's reference, `driver` the driver's frame, `neutral` its neutral.
+    - Each eye: its opening (eye_openness) as a fraction of the driver's neutral opening (EYE_SHUT and
+      under: shut), applied to the same eye of the target (each lid pair's own opening times that
+      fraction, at most EYE_MAX): a driver with narrow eyes shuts a wide-eyed target's fully, a wide-eyed
+      one doesn't push its lids through.
+    - The mouth: the inner lips' mean opening in units of each face's own neutral mouth width (corner to
+      corner), so closed is closed and half open is half open on any face (a mouth's neutral is usually
+      shut, so a fraction of it would mean nothing); the lips keep the shape the offsets gave them.
+    Everything else is the expression as given. `neutral_eyes`: the driver's neutral eye openings, where
+    known better than from `neutral` alone (RelativeRetargeter's)."""
+    shape = ref + expression
+    if neutral_eyes is None:
+        neutral_eyes = eye_openness(neutral)
+    fraction = eye_openness(driver) / np.maximum(neutral_eyes, 1e-6)
+    fraction = np.where(fraction < 1.0, (fraction - EYE_SHUT) / (1.0 - EYE_SHUT), fraction)
+    fraction = np.clip(fraction, 0.0, EYE_MAX)
+    eyes = np.concatenate([np.maximum(gaps(ref, pairs), 0.0) * f for pairs, f in zip(EYE_LIDS, fraction)])
+    width = max(float(np.linalg.norm(neutral[MOUTH_CORNERS[0]] - neutral[MOUTH_CORNERS[1]])), 1e-6)
+    ref_width = float(np.linalg.norm(ref[MOUTH_CORNERS[0]] - ref[MOUTH_CORNERS[1]]))
+    mouth = max(float(gaps(driver, INNER_LIPS).mean()), 0.0) / width * ref_width
+    # The lips' opening profile from the offsets, uncrossed: shifted to open further, scaled to close.
+    lips = np.maximum(gaps(shape, INNER_LIPS), 0.0)
+    m = float(lips.mean())
+    lips = lips + (mouth - m) if mouth >= m else lips * (mouth / m)
+    return with_openings(shape, np.concatenate([eyes, lips])) - ref
+
+
+OPENINGS = (*EYE_LIDS[0], *EYE_LIDS[1], *INNER_LIPS)  # the pairs whose opening carries a blink or a word
+
+
+def openings(lms: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
+    """The OPENINGS pairs' openings (gaps), in pixels."""
+    return gaps(lms, OPENINGS, up)
+
+
+def with_openings(lms: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """The landmarks with each OPENINGS pair opened or closed to `want` (the lids and lips split the change
+    by their shares, the outer lips following the inner ones' mean), then uncrossed."""
+    out = np.array(lms, np.float64)
+    up = _up(out)
+    change = np.asarray(want, np.float64) - openings(out, up)
+    for (u, lo), c in zip(OPENINGS[:4], change[:4]):
+        _set_gap(out, up, [u], [lo], c, UPPER_LID_SHARE)
+    for (u, lo), c in zip(OPENINGS[4:], change[4:]):
+        _set_gap(out, up, [u], [lo], c, UPPER_LIP_SHARE)
+    _set_gap(out, up, UPPER_LIP[3:], LOWER_LIP[3:], float(change[4:].mean()), UPPER_LIP_SHARE)
+    return uncross(out, up)
+
+
+def uncross(lms: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
+    """The landmarks with no upper lid below its lower lid and no inner upper lip below the lower one: a
+    crossed pair meets where it crossed (split by the same shares as an opening)."""
+    out = np.array(lms, np.float64)
+    if up is None:
+        up = _up(out)
+    for pairs, share in ((EYE_LIDS[0], UPPER_LID_SHARE), (EYE_LIDS[1], UPPER_LID_SHARE),
+                         (INNER_LIPS, UPPER_LIP_SHARE)):
+        for (u, lo), g in zip(pairs, gaps(out, pairs, up)):
+            if g < 0:
+                _set_gap(out, up, [u], [lo], -g, share)
+    return out
 
 
 def motion(a: np.ndarray, b: np.ndarray) -> float:
