@@ -183,7 +183,7 @@ def _tiny_meta(path):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.training.train import FORMAT, VERSION
+    from puppet.training.checkpoint import FORMAT, VERSION
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)

@@ -23,7 +23,8 @@ import torch
 from _data import child_env, prepared
 
 from puppet.errors import PuppetError
-from puppet.training.train import load_meta, main, weights_digest
+from puppet.training.checkpoint import load_meta, weights_digest
+from puppet.training.train import main
 
 STEPS = 20
 # Tests ask for random VGG weights on purpose; the warning that says so is expected here.
