@@ -32,6 +32,7 @@ import torch
 
 from export.cache import timing_cache_path, write_engine
 from puppet.cli import Parser
+from puppet.devices import device_type, resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.files import atomic_write_bytes
 from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with the runtime; re-exported here
@@ -114,17 +115,10 @@ def select_device(device: str | None) -> None:
     cache key names it. None keeps the current one."""
     if device is None:
         return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        dev = None
-    if dev is None or dev.type != "cuda":
+    if device_type(device) != "cuda":
         raise PuppetError(f"--device {device}: TensorRT builds on an NVIDIA GPU; use cuda or cuda:N")
-    count = torch.cuda.device_count()
-    if dev.index is not None and not 0 <= dev.index < count:
-        raise PuppetError(f"--device {device}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
-    if dev.index is not None:
-        torch.cuda.set_device(dev.index)
+    if str(device) != "cuda":  # plain cuda (or auto): the current device stays
+        torch.cuda.set_device(resolve_device(device, local_rank=None))
 
 
 def save_build(out: Path, data: bytes, key: str, info: dict, timing: Path, timing_data: bytes | None) -> None:
