@@ -1,7 +1,7 @@
 """Build the TensorRT engine for a target or an ONNX file.
 
 The code follows NVIDIA's documented Python API:
-- TensorRT >= 10.12 (and 11.x, where every network is strongly typed and BuilderFlag.FP16 no longer exists):
+- TensorRT >= 10.12 (and 11.x, where every network is strongly typed and there is no BuilderFlag.FP16):
   a strongly typed network parsed from the FP16 ONNX (export.onnx --precision fp16: FP16 weights and compute,
   instance norm and softmax in FP32, float32 I/O); precision comes from the graph, not from builder flags.
   10.12-10.x ask for it with NetworkDefinitionCreationFlag.STRONGLY_TYPED; 11.x is strongly typed always and

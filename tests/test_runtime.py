@@ -67,7 +67,7 @@ def test_stale_or_foreign_engine_is_never_loaded(tmp_path):
     # another GPU / TensorRT / ONNX: a different key, so not loaded (the caller rebuilds)
     foreign = engine_key(DeviceIdentity("10.13.3", "NVIDIA L4", "8.9"), SHA, BuildSettings())
     assert not is_fresh(path, foreign) and load_fresh_engine(path, foreign) is None
-    # the file replaced behind the cache's back (sha256 no longer the sidecar's)
+    # the file replaced behind the cache's back (its sha256 differs from the sidecar's)
     path.write_bytes(b"something else")
     assert not is_fresh(path, key) and load_fresh_engine(path, key) is None
     # an engine without a sidecar (e.g. killed between the two writes) is not trusted either

@@ -361,7 +361,7 @@ def finetune(
         lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
         lr_d = float(meta.get("train", {}).get("lr_d", PAPER_LR_D)) if meta is not None else FROM_SCRATCH_LR_D
-    # The region term as the model was meta-learned with it (none for models made before it existed);
+    # The region term as the model was meta-learned with it (none where the checkpoint records none);
     # from scratch, the default for appearance generators, whose job those regions are.
     if meta is not None:
         region_weight = float(meta.get("train", {}).get("region_weight", 0.0))

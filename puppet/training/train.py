@@ -14,7 +14,7 @@ Choices the paper leaves open, and where this follows the authors' code over the
 - Adam's betas: PyTorch's defaults (0.9, 0.999), as in the public reproductions (the paper names none).
 - D steps per E/G step: 2 (--d-steps), as both public reproductions do.
 - The embedding match trains E only (W detached), per frame, as in the authors' code: D minimises only its
-  hinge loss. Moving W with it dragged W to 0 together with the embeddings (models.losses).
+  hinge loss. Moving W with it drags W to 0 together with the embeddings (models.losses).
 - The unit of W is the video (--group folder, the default): a folder of clips is one row. Files directly in
   DATA and synthetic clips are rows of their own.
 - Content loss (--content): the paper's VGG19 + VGGFace where their weight files are found, else the
