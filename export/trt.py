@@ -57,7 +57,7 @@ from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with t
     version_tuple,
 )
 
-if TYPE_CHECKING:  # mypy checks this module against TensorRT's stubs (stubs/, tests/test_trt_api.py)
+if TYPE_CHECKING:  # mypy checks this module against TensorRT's stubs (tests/trt_stubs/, test_trt_api.py)
     import tensorrt as trt
 
 

@@ -39,7 +39,7 @@ from puppet.errors import PuppetError
 from puppet.live import artifacts
 from puppet.target import load_target
 
-if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (stubs/, tests/test_trt_api.py)
+if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (tests/trt_stubs/)
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
