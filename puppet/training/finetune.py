@@ -151,7 +151,7 @@ def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[n
 
 
 # ----------------------------------------------------------------------------------------------- losses
-CONTENT_CHOICES = ("auto", "vgg", "face", "l1", "paper")  # paper: the old name of vgg
+CONTENT_CHOICES = ("auto", "vgg", "face", "l1", "paper")  # paper: another name for vgg (kept for scripts)
 
 
 def _content_loss(kind: str, vgg19, vggface) -> nn.Module:
