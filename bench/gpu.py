@@ -148,7 +148,7 @@ def train(a, out: Path, scratch: Path) -> dict:
     if proc.returncode != 0:
         tail = (out / "train.log").read_text(errors="replace").splitlines()[-5:]
         raise RuntimeError(f"puppet.train exited {proc.returncode}: {' | '.join(tail)}")
-    from puppet.training.train import load_meta
+    from puppet.training.checkpoint import load_meta
 
     meta = load_meta(shipped)
     first = rows[0] if rows else {}

@@ -14,13 +14,13 @@ SERIAL_STAGES = ("decode", "track", "filter_retarget", "rasterise", "warp", "com
 
 def run_live(source, target, backend, max_frames: int | None, out_path: str | Path,
              face_cap: int | None = None, framing=None) -> dict:
-    """puppet.live.Live from `source` (a puppet.sources.Source) with `target` (its backend already loaded),
+    """puppet.live.Live from `source` (a puppet.live.sources.Source) with `target` (backend already loaded),
     writing an mp4 to `out_path` of the frames puppet.live sends by default (the face pasted back into the
     target's picture, 1280x720 fitted, or `framing`; the face crop sized as puppet.live sizes it, up to
     `face_cap`, as its --face-size).
 
-    Returns the loop's own statistics (puppet.stats.Stats.summary()): fps, end-to-end latency and per-stage
-    times as measured inside the running pipeline, plus the wall time.
+    Returns the loop's own statistics (puppet.live.stats.Stats.summary()): fps, end-to-end latency and
+    per-stage times as measured inside the running pipeline, plus the wall time.
     """
     import os
 

@@ -88,7 +88,7 @@ def targets(config: str, kind: str, n: int, photos: list[str], steps: int = 20):
             yield finetune([crop], [lms], config, steps=0 if kind == "scratch" else steps, seed=seed,
                            content="l1", progress=False, threads=1)
         else:
-            from puppet.training.train import shipped_meta
+            from puppet.training.checkpoint import shipped_meta
 
             yield finetune([crop], [lms], None, checkpoint=str(shipped_meta()), steps=0, seed=seed,
                            content="l1", progress=False, threads=1)
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     from export.checks import tolerance
     from models.config import get_config
     from puppet.assets import astronaut, grace_hopper
-    from puppet.training.train import load_meta, shipped_meta
+    from puppet.training.checkpoint import load_meta, shipped_meta
 
     p = Parser(prog="python -m bench.onnx_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="tiny,tiny-warp,cpu,cpu-warp")

@@ -17,7 +17,7 @@ from bench.timing import summary
 
 
 def demo_clip(path: str | Path, n_frames: int, height: int = 480, fps: float = 25.0) -> Path:
-    """A synthetic talking clip of the packaged portrait (puppet.sources.demo_frames), written as mp4."""
+    """A synthetic talking clip of the packaged portrait (puppet.live.sources.demo_frames), written as mp4."""
     from puppet.data.clips import write_video
     from puppet.live.sources import demo_frames
 

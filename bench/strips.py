@@ -56,7 +56,7 @@ def person_row(clip, meta_path: str, size: int) -> np.ndarray:
 
 
 def main(argv: list[str]) -> int:
-    from puppet.training.train import load_meta
+    from puppet.training.checkpoint import load_meta
 
     p = Parser(prog="python -m bench.strips", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", required=True, help="the faces corpus")

@@ -2,9 +2,9 @@
 
     python -m bench.warp [--sizes 256,512] [--runs 30] [--json out.json]
 
-The reference builds the same map as puppet.faces.warp did before its maps were built with cv2.LUT into
-reused buffers: the per-pixel coefficients gathered with numpy fancy indexing into a fresh (H, W, 6)
-array. Both run on a real face (matplotlib's grace_hopper.jpg, the shared crop at each size) over the same
+The reference builds the same map the direct way: the per-pixel coefficients gathered with numpy fancy
+indexing into a fresh (H, W, 6) array, where puppet.faces.warp looks them up with cv2.LUT into reused
+buffers. Both run on a real face (matplotlib's grace_hopper.jpg, the shared crop at each size) over the same
 driving poses, taking turns (one round of the poses each) so that load from other processes falls on all
 alike. Prints median / p95 ms per size and the ratios to the reference at the smallest size;
 tests/test_warp.py checks the two agree pixel for pixel.
@@ -27,7 +27,7 @@ def reference_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> 
     """(H, W, 2) float32: each pixel's source position through its destination triangle's inverse affine
     (labels rasterised in triangle order like puppet.faces.warp; uncovered pixels map to themselves). The
     inverses are vectorised as in puppet.faces.warp; the per-pixel coefficients are gathered with numpy
-    fancy indexing into an (H, W, 6) array, as the warp did before it used cv2.LUT."""
+    fancy indexing into an (H, W, 6) array (puppet.faces.warp uses cv2.LUT instead)."""
     h, w = shape
     label = np.full((h, w), len(tris), np.int32)
     coef = np.zeros((len(tris) + 1, 6), np.float64)

@@ -78,8 +78,8 @@ def sample_landmarks(target, n: int = 3, seed: int = 0) -> list[np.ndarray] | No
 
 
 def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    """A few real-looking sketches: `sample_landmarks` drawn by the one rasteriser (puppet.sketch); uniform
-    random tensors only where that is unavailable."""
+    """A few real-looking sketches: `sample_landmarks` drawn by the one rasteriser (puppet.faces.sketch);
+    uniform random tensors only where that is unavailable."""
     size = int(target.config["image_size"])
     try:
         from puppet.faces.sketch import sketch_tensor

@@ -2,12 +2,11 @@
 half precision kept in FP32 behind explicit Cast nodes, and float32 I/O: the form TensorRT's strongly typed
 networks take.
 
-Kept hand-written: onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types=True,
-op_block_list=FP32_OPS) was tried in its place on a tiny random target. Its onnxruntime output was within the
-fp16 tolerance at 64 px (max |diff| 5.5e-3 vs 1e-2), but its graph fails onnx.checker, which every export
-runs (the casts it adds for the graph inputs are appended after their consumers: nodes not topologically
-sorted), and it has no rule for the attention logits (the MatMul feeding each Softmax), which this pass keeps
-in FP32.
+Hand-written rather than onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types=True,
+op_block_list=FP32_OPS): on a tiny random target that one's onnxruntime output is within the fp16 tolerance
+at 64 px (max |diff| 5.5e-3 vs 1e-2), but its graph fails onnx.checker, which every export runs (the casts
+it adds for the graph inputs are appended after their consumers: nodes not topologically sorted), and it has
+no rule for the attention logits (the MatMul feeding each Softmax), which this pass keeps in FP32.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Build the TensorRT engine for a target or an ONNX file.
 
 The code follows NVIDIA's documented Python API:
-- TensorRT >= 10.12 (and 11.x, where every network is strongly typed and BuilderFlag.FP16 no longer exists):
+- TensorRT >= 10.12 (and 11.x, where every network is strongly typed and there is no BuilderFlag.FP16):
   a strongly typed network parsed from the FP16 ONNX (export.onnx --precision fp16: FP16 weights and compute,
   instance norm and softmax in FP32, float32 I/O); precision comes from the graph, not from builder flags.
   10.12-10.x ask for it with NetworkDefinitionCreationFlag.STRONGLY_TYPED; 11.x is strongly typed always and
@@ -32,6 +32,7 @@ import torch
 
 from export.cache import timing_cache_path, write_engine
 from puppet.cli import Parser
+from puppet.devices import device_type, resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.files import atomic_write_bytes
 from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with the runtime; re-exported here
@@ -56,7 +57,7 @@ from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with t
     version_tuple,
 )
 
-if TYPE_CHECKING:  # mypy checks this module against TensorRT's stubs (stubs/, tests/test_trt_api.py)
+if TYPE_CHECKING:  # mypy checks this module against TensorRT's stubs (tests/trt_stubs/, test_trt_api.py)
     import tensorrt as trt
 
 
@@ -114,17 +115,10 @@ def select_device(device: str | None) -> None:
     cache key names it. None keeps the current one."""
     if device is None:
         return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        dev = None
-    if dev is None or dev.type != "cuda":
+    if device_type(device) != "cuda":
         raise PuppetError(f"--device {device}: TensorRT builds on an NVIDIA GPU; use cuda or cuda:N")
-    count = torch.cuda.device_count()
-    if dev.index is not None and not 0 <= dev.index < count:
-        raise PuppetError(f"--device {device}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
-    if dev.index is not None:
-        torch.cuda.set_device(dev.index)
+    if str(device) != "cuda":  # plain cuda (or auto): the current device stays
+        torch.cuda.set_device(resolve_device(device, local_rank=None))
 
 
 def save_build(out: Path, data: bytes, key: str, info: dict, timing: Path, timing_data: bytes | None) -> None:

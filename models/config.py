@@ -22,7 +22,7 @@ Fields (all networks share `image_size` and `emb_dim`):
   fine detail; G draws what a warp can't: the inside of the mouth, closing eyes, shading). "none" is the
   paper's generator, which draws every pixel from the sketch.
 - head_norm (optional, default False): an affine instance norm before the correction head's ReLU (see
-  models.generator). The appearance configs have it; checkpoints made before it existed load without it.
+  models.generator). The appearance configs have it; a checkpoint whose config lacks it loads with False.
 - correction (optional, default "full"): where an appearance generator's correction acts: "full" (the whole
   frame), "regions" (around the eyes and the mouth only, a mask read off the sketch: models.generator) or
   "mouth" (around the mouth only).

@@ -13,9 +13,9 @@ With cfg["appearance"] == "warp" G also takes the reference picture warped to th
 (`warped`, same size as the output). It sees it beside the sketch and returns warped + delta, clipped to
 [-1, 1]: delta is what the warp gets wrong (the inside of the mouth, closing eyes, disocclusions, shading).
 The delta head is a plain convolution that starts at zero, so an untrained G gives exactly the warp, and its
-weights still get full gradients from the first step (its input is not zero). A sigmoid mask blending the
-warp with a generated colour image was tried first: starting it near "all warp" scaled the colour branch's
-gradients by 1 - m = 0.02, and 800 CPU steps of meta-learning left the output equal to the warp. This is the
+weights still get full gradients from the first step (its input is not zero). Not a sigmoid mask blending the
+warp with a generated colour image: started near "all warp", a mask scales the colour branch's gradients by
+1 - m = 0.02, and 800 CPU steps of meta-learning leave the output equal to the warp. This is the
 idea of the authors' follow-up (Zakharov et al. 2020, bi-layer model: a warped high-frequency texture
 beside a generated layer), kept inside the 2019 generator: AdaIN with psi = P e_hat is unchanged.
 
@@ -26,7 +26,7 @@ With cfg["correction"] == "regions" delta acts only around the eyes and the mout
 can't open a mouth or close a lid), and with "mouth" only around the mouth: a soft mask read off the sketch
 itself (`RegionGate`: the eye and lip lines by their colours, dilated and feathered), so the output is
 exactly the warp everywhere else and no caller passes anything new. A full-frame correction learnt in
-minutes of GPU added a faint haze over the whole face that cost more SSIM than the mouth gained
+minutes of GPU adds a faint haze over the whole face that costs more SSIM than the mouth gains
 (BENCHMARKS.md, "Meta-learning on a GPU").
 """
 

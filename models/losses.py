@@ -226,9 +226,10 @@ def generator_losses(D: nn.Module | None, content: nn.Module, fake: torch.Tensor
 def discriminator_losses(D: nn.Module, fake: torch.Tensor, real: torch.Tensor, y: torch.Tensor,
                          i: torch.Tensor | None = None,
                          w: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """D's hinge objective for one batch (the generated images are detached): {"real", "fake", "total"},
-    where "real"/"fake" are the mean scores (for logging)."""
+    """D's hinge objective for one batch (the generated images are detached): {"real", "fake", "margin",
+    "total"}, where "real"/"fake" are the mean scores and "margin" their mean difference (for logging)."""
     score_real, _ = D(real, y, i=i, w=w)
     score_fake, _ = D(fake.detach(), y, i=i, w=w)
     return {"real": score_real.mean().detach(), "fake": score_fake.mean().detach(),
+            "margin": (score_real - score_fake).mean().detach(),
             "total": hinge_d_loss(score_real, score_fake)}

@@ -7,7 +7,7 @@
    --from-scratch trains a small model from random weights instead. Cached: a second run with the same
    photo and settings starts at once.
 2. A driving clip: a synthetic talking head made from another packaged portrait (scikit-image's astronaut,
-   animated by puppet.synthetic), or --source.
+   animated by puppet.data.motion), or --source.
 3. The live loop (puppet.live, the same threads and stages as with a webcam) drives the target with the clip
    and writes `demo.mp4`: driver | sketch | output frame side by side (the face pasted back into the whole
    photo, 16:9), `output.mp4` (what a virtual camera would get: 1280x720), `demo.png` (a few frames, stacked)
@@ -48,7 +48,7 @@ def target_cache_path(photo: Path, config: str | None, steps: int, seed: int) ->
     puppet's version. config None: fine-tuned from the shipped model."""
     from puppet import __version__
     from puppet.target import FORMAT_VERSION
-    from puppet.training.train import SHIPPED_META
+    from puppet.training.checkpoint import SHIPPED_META
 
     h = hashlib.sha256(photo.read_bytes())
     shipped = hashlib.sha256(SHIPPED_META.read_bytes()).hexdigest() if config is None else ""
@@ -66,8 +66,8 @@ def make_target(photo: Path, config: str | None, steps: int, seed: int, device: 
     from puppet.faces.images import read_image
     from puppet.faces.track import detect
     from puppet.target import load_target, save_target
+    from puppet.training.checkpoint import load_meta, shipped_meta
     from puppet.training.finetune import finetune
-    from puppet.training.train import load_meta, shipped_meta
 
     path = target_cache_path(photo, config, steps, seed)
     if path.exists():

@@ -1,4 +1,4 @@
-"""The one reading of a --device value (train, finetune, and what passes theirs on): a torch.device or a
+"""The one reading of a --device value (train, finetune, the live backends, export.trt): a torch.device or a
 one-line error."""
 
 from __future__ import annotations
@@ -8,25 +8,35 @@ import torch
 from puppet.errors import PuppetError
 
 
-def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """auto (CUDA where torch sees a GPU, else the CPU), cpu, cuda or cuda:N, as a torch.device.
-
-    CUDA devices always carry their index (torch.cuda.set_device refuses one without): plain `cuda` is GPU
-    local_rank modulo the GPUs visible, torchrun's one GPU per rank on a node (GPU 0 outside torchrun).
-    """
-    name = str(name)
+def device_type(name: str | torch.device | None) -> str:
+    """"cpu" or "cuda" for auto (or None), cpu, cuda or cuda:N, without asking for the GPU itself (auto: CUDA
+    where torch sees a GPU); anything else is a one-line error."""
+    name = "auto" if name is None else str(name)
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
-        return torch.device("cpu")
+        return "cpu"
     if name != "cuda" and not name.startswith("cuda:"):
         raise PuppetError(f"--device {name}: unknown; use auto, cpu, cuda or cuda:N")
+    return "cuda"
+
+
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int | None = 0) -> torch.device:
+    """auto (or None: CUDA where torch sees a GPU, else the CPU), cpu, cuda or cuda:N, as a torch.device.
+
+    CUDA devices always carry their index (torch.cuda.set_device refuses one without): plain `cuda` is GPU
+    local_rank modulo the GPUs visible, torchrun's one GPU per rank on a node (GPU 0 outside torchrun), or
+    with local_rank=None the current CUDA device (the one torch.cuda.set_device chose).
+    """
+    if device_type(name) == "cpu":
+        return torch.device("cpu")
+    name = "cuda" if name is None or str(name) == "auto" else str(name)
     if not torch.cuda.is_available():
-        raise PuppetError(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise PuppetError(f"--device {name}: no CUDA GPU visible to torch; use --device cpu")
     count = torch.cuda.device_count()
     if name == "cuda":
-        return torch.device("cuda", local_rank % count)
+        return torch.device("cuda", torch.cuda.current_device() if local_rank is None else local_rank % count)
     index = name[len("cuda:"):]
     if not index.isdigit() or int(index) >= count:
-        raise PuppetError(f"--device {name}: no such GPU here (torch sees {count}: cuda:0..cuda:{count - 1})")
+        raise PuppetError(f"--device {name}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", int(index))

@@ -21,8 +21,8 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
                    warps whichever reference is nearest in shape to the driving landmarks (warped_reference)
     face_size      (optional, any version) int: the largest crop side the live loop warps and pastes this
                    target's face at (puppet.live picks it per output frame from how large the face is shown
-                   there, never under image_size; the generator still runs at its own size). Absent (targets
-                   made before it): the crop at image_size, as generated
+                   there, never under image_size; the generator still runs at its own size). Absent: the
+                   crop at image_size, as generated
 
 Version 1 files (no picture) still load: their live output is the face pasted onto the reference crop.
 Version 2 files (one reference) load as they are.

@@ -211,10 +211,10 @@ def run_code_paths() -> None:
         expected = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         check(expected == 2, f"STRONGLY_TYPED is bit {expected} in TensorRT 10")
     check(flags == expected, f"network_flags {flags}, expected {expected}")
-    if TRT11:  # the flag 10.x passed would mean something else here (its value moved to 0)
+    if TRT11:  # the flag 10.x passes would mean something else here (its value is 0)
         check(int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 0
               and "deprecated" in (trt.NetworkDefinitionCreationFlag.__doc__ or "").lower(),
-              "TensorRT 11: STRONGLY_TYPED no longer the deprecated value 0")
+              "TensorRT 11: STRONGLY_TYPED is not the deprecated value 0")
     # the progress monitor: a real IProgressMonitor subclass, driven as TensorRT would drive it
     monitor, close_bars = build.progress_monitor()
     check(isinstance(monitor, trt.IProgressMonitor), "progress_monitor: not an IProgressMonitor")

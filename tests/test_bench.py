@@ -183,7 +183,7 @@ def _tiny_meta(path):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.training.train import FORMAT, VERSION
+    from puppet.training.checkpoint import FORMAT, VERSION
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
@@ -305,11 +305,11 @@ def test_quality_jobs_give_the_serial_table(moving_clip, tmp_path):
 
 def test_quality_scores_at_256_whatever_the_config_size():
     """A 64x64 output is upscaled bicubically to 256 before scoring; the scorer refuses anything else."""
-    from bench.quality import EVAL_SIZE, Scorer, to_eval_size
+    from bench.quality import Scorer, to_eval_size
 
     small = _image(0, 64)
     big = to_eval_size(small)
-    assert EVAL_SIZE == 256 and big.shape == (256, 256, 3) and big.dtype == np.uint8
+    assert big.shape == (256, 256, 3) and big.dtype == np.uint8
     assert to_eval_size(big) is big
     scorer = Scorer()
     try:

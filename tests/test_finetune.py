@@ -98,7 +98,7 @@ def test_feed_forward_from_a_meta_checkpoint(grace, tmp_path):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.training.train import FORMAT, VERSION
+    from puppet.training.checkpoint import FORMAT, VERSION
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
@@ -204,7 +204,7 @@ def _meta_file(path, cfg="tiny", seed=1):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.training.train import FORMAT, VERSION
+    from puppet.training.checkpoint import FORMAT, VERSION
 
     torch.manual_seed(seed)
     E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, 3)

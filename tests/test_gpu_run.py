@@ -36,7 +36,7 @@ def test_gpu_script_dry_run_brings_back_a_model_and_the_tables(tmp_path):
     assert report["parts"]["stages"]["compose_720p"]["frame"] == [1280, 720]
 
     # The model that comes back is a meta-learned checkpoint fine-tuning starts from.
-    from puppet.training.train import load_meta
+    from puppet.training.checkpoint import load_meta
 
     meta = load_meta(out / "meta_tiny_warp.pt")
     assert meta["step"] == 6 and "opt_eg" not in meta

@@ -200,6 +200,7 @@ def test_meta_learning_objective_reaches_every_network(content):
     D.zero_grad()
     d_terms = L.discriminator_losses(D, fake, x_t, y_t, i=i)
     assert all(torch.isfinite(v) for v in d_terms.values())
+    assert float(d_terms["margin"]) == pytest.approx(float(d_terms["real"] - d_terms["fake"]), abs=1e-5)
     d_terms["total"].backward()
     assert _grad_norm(D) > 0
 

@@ -219,9 +219,9 @@ def test_flops_counts_a_conv():
 
 def test_appearance_head_keeps_its_inputs_alive():
     """The correction head's input is instance-normalised before its ReLU: even when the up path's output
-    has drifted all negative (what meta-learning once did, so that the output was the warp and no gradient
-    came back), about half of the head's inputs stay positive and the layers below get gradients. Without
-    the norm (a config without head_norm: checkpoints from before it) the same drift kills them all."""
+    has drifted all negative (then, without the norm, the output is the warp and no gradient comes back),
+    about half of the head's inputs stay positive and the layers below get gradients. Without the norm (a
+    config without head_norm) the same drift kills them all; every appearance config builds G with it."""
     torch.manual_seed(0)
     s = 64
     y, warped = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s) * 2 - 1
@@ -244,7 +244,10 @@ def test_appearance_head_keeps_its_inputs_alive():
             assert 0.3 < alive < 0.7 and grad > 0
         else:
             assert alive == 0.0 and grad == 0.0
-    assert get_config("cpu-warp")["head_norm"] and get_config("paper-warp")["head_norm"]
+    warp_configs = [name for name in CONFIGS if get_config(name).get("appearance") == "warp"]
+    assert {"cpu-warp", "paper-warp"} <= set(warp_configs)  # the shipped model's and the paper-size one
+    for name in warp_configs:
+        assert isinstance(Generator(name, spectral=False).body.head_norm, nn.InstanceNorm2d), name
 
 
 def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_path):

@@ -1,4 +1,4 @@
-"""Retargeting math (puppet/retarget.py): relative motion transfer, calibration, face-lost continuity."""
+"""Retargeting math (puppet/live/retarget.py): relative motion transfer, calibration, face-lost continuity."""
 
 import numpy as np
 import pytest

@@ -67,7 +67,7 @@ def test_stale_or_foreign_engine_is_never_loaded(tmp_path):
     # another GPU / TensorRT / ONNX: a different key, so not loaded (the caller rebuilds)
     foreign = engine_key(DeviceIdentity("10.13.3", "NVIDIA L4", "8.9"), SHA, BuildSettings())
     assert not is_fresh(path, foreign) and load_fresh_engine(path, foreign) is None
-    # the file replaced behind the cache's back (sha256 no longer the sidecar's)
+    # the file replaced behind the cache's back (its sha256 differs from the sidecar's)
     path.write_bytes(b"something else")
     assert not is_fresh(path, key) and load_fresh_engine(path, key) is None
     # an engine without a sidecar (e.g. killed between the two writes) is not trusted either
@@ -173,8 +173,30 @@ def test_untrained_warp_generator_gives_back_its_warped_input(tmp_path):
             assert l1 < 0.1 * (out - to_tensor(target.ref_image)).abs().mean().item()
 
 
+@pytest.mark.parametrize("gpu, trt, device, picked", [
+    (True, True, None, "tensorrt"),  # TensorRT imports and a GPU is there
+    (True, True, "cuda:0", "tensorrt"),
+    (True, False, None, "torch"),  # a GPU without TensorRT
+    (True, True, "cpu", "onnxruntime"),  # --device cpu wins over the GPU
+    (False, False, None, "onnxruntime"),  # no GPU
+    (False, False, "auto", "onnxruntime"),
+])
+def test_auto_rule(monkeypatch, gpu, trt, device, picked):
+    """`auto` follows the module's rule on the machine's facts (stood in here), not on this machine's."""
+    from puppet.live import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(runtime, "tensorrt_available", lambda: trt)
+    assert auto_backend_name(device) == picked
+
+
+def test_auto_names_a_bad_device_in_one_line():
+    with pytest.raises(PuppetError, match="--device gpu0: unknown; use auto, cpu, cuda or cuda:N"):
+        auto_backend_name("gpu0")
+
+
 def test_auto_picks_and_says_so(target_path, caplog):
-    expected = auto_backend_name()
+    expected = auto_backend_name()  # its rule: test_auto_rule; here, that load_backend follows it and logs it
     if not torch.cuda.is_available():
         assert expected == "onnxruntime"
     logger = logging.getLogger("puppet.live.runtime")

@@ -89,7 +89,7 @@ def test_warped_face_is_where_its_landmarks_say(portrait, motion):
     dst = move(lms, motion)
     out = warp(img, lms, dst)
     found = detect(out)
-    assert found is not None, "the warped portrait no longer looks like a face to the tracker"
+    assert found is not None, "the warped portrait doesn't look like a face to the tracker"
     err = np.linalg.norm(found - dst, axis=1).mean() / _width(dst)
     moved = np.linalg.norm(dst - lms, axis=1).mean() / _width(dst)
     # The detector's own error on a real face is a few % of the width; the motion is larger than that.

@@ -23,7 +23,8 @@ import torch
 from _data import child_env, prepared
 
 from puppet.errors import PuppetError
-from puppet.training.train import load_meta, main, weights_digest
+from puppet.training.checkpoint import load_meta, weights_digest
+from puppet.training.train import main
 
 STEPS = 20
 # Tests ask for random VGG weights on purpose; the warning that says so is expected here.
@@ -108,7 +109,8 @@ LONG_STEPS = 300
 
 @pytest.fixture(scope="module")
 def long_run(data, tmp_path_factory, one_thread):
-    """Long enough for the old collapse (e_hat all 0 within 500 steps at MCH weight 80, mostly by 300)."""
+    """Long enough to show the embedding collapse (at MCH weight 80: e_hat all 0 within 500 steps, mostly by
+    300)."""
     out = tmp_path_factory.mktemp("long") / "meta.pt"
     assert ARGS[-2:] == ["--log-every", "1"]
     args = ARGS[:-2] + ["--log-every", "10"]

@@ -109,7 +109,7 @@ def capture_env(monkeypatch):
 def test_failed_enqueue_in_capture_falls_back_to_no_graph(capture_env):
     state, backend = capture_env
     b = backend(fail_in_capture=True)
-    graph, note = b._capture_graph()  # was: PuppetError escaped the `except RuntimeError`, the backend failed
+    graph, note = b._capture_graph()  # a PuppetError in capture is caught: no graph, no failure
     assert graph is None and note.startswith("no CUDA graph (") and "execute_async_v3 failed" in note
     assert FakeGraph.made[0].ended  # the capture was ended, not left open on the stream
     assert state["current"] == "default stream"
@@ -189,7 +189,7 @@ def test_every_io_buffer_stays_referenced(fake_trt_enums):
     inputs, outputs = _bind_io(engine, context, torch.device("cpu"), "mona.engine")
     assert list(inputs) == ["sketch", "warped"] and list(outputs) == ["image", "mask"]
     kept = {**inputs, **outputs}
-    # every address TensorRT was given belongs to a buffer the caller keeps (was: only the last in/out)
+    # every address TensorRT was given belongs to a buffer the caller keeps (every input and output)
     assert context.addresses == {name: buf.data_ptr() for name, buf in kept.items()}
     assert outputs["image"].dtype == torch.float16 and inputs["sketch"].dtype == torch.float32
 
@@ -198,7 +198,7 @@ def test_unexpected_tensor_type_is_a_one_line_error(fake_trt_enums):
     dt, io = fake_trt_enums.DataType, fake_trt_enums.TensorIOMode
     engine = EngineIO([("sketch", (1, 3, 8, 8), dt.INT8, io.INPUT)])
     with pytest.raises(PuppetError, match=r"mona.engine: I/O tensor `sketch` is DataType.INT8") as e:
-        _bind_io(engine, AddressBook(), torch.device("cpu"), "mona.engine")  # was: KeyError
+        _bind_io(engine, AddressBook(), torch.device("cpu"), "mona.engine")  # a one-line error (no KeyError)
     assert "\n" not in str(e.value) and "python -m export.trt --force" in str(e.value)
     dynamic = EngineIO([("sketch", (1, 3, -1, -1), dt.FLOAT, io.INPUT)])
     with pytest.raises(PuppetError, match="fixed-shape"):
@@ -230,7 +230,7 @@ def test_refused_timing_cache_is_replaced_by_a_fresh_one(tmp_path, capsys):
     path = tmp_path / "mona.engine.abc.timing"
     path.write_bytes(b"foreign")
     config = FakeConfig()
-    assert build.attach_timing_cache(config, path)  # was: the False was ignored, the build ran without one
+    assert build.attach_timing_cache(config, path)  # a refused cache is replaced by an empty one, not dropped
     assert config.attached == [b"foreign", b""]
     assert "another GPU or TensorRT" in capsys.readouterr().out
     fresh = FakeConfig()
@@ -238,7 +238,7 @@ def test_refused_timing_cache_is_replaced_by_a_fresh_one(tmp_path, capsys):
 
 
 def test_engine_is_written_before_and_without_the_timing_cache(tmp_path, capsys):
-    assert build.timing_cache_bytes(FakeConfig(kept=None)) is None  # was: None.serialize() after the build
+    assert build.timing_cache_bytes(FakeConfig(kept=None)) is None  # no cache kept: None, no serialize() call
     kept = SimpleNamespace(serialize=lambda: b"timings")
     assert build.timing_cache_bytes(FakeConfig(kept=kept)) == b"timings"
     key = engine_key(DeviceIdentity("10.13.3", "NVIDIA H200", "9.0"), "ab" * 32, BuildSettings())
@@ -262,7 +262,7 @@ def test_device_identity_is_the_current_gpu(two_gpus, monkeypatch):
              1: SimpleNamespace(name="NVIDIA H200", major=9, minor=0)}
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: asked.append(d) or names[d])
     current[0] = 1  # the runtime's torch.cuda.set_device(cuda:1), or export.trt --device cuda:1
-    ident = artifacts.device_identity("10.13.3")  # was: always device 0
+    ident = artifacts.device_identity("10.13.3")  # the current device, not device 0
     assert asked == [1] and ident == DeviceIdentity("10.13.3", "NVIDIA H200", "9.0")
     build.select_device("cuda:1")  # export.trt --device (the runtime passes its own device to the build)
     assert calls == [1]

@@ -5,7 +5,8 @@ For each TensorRT version in _trt_bindings.VERSIONS:
   are imported in a subprocess against a null stand-in for TensorRT's libraries, and _trt_api_check.py checks
   every TensorRT name the code uses (enums, classes, methods and their pybind11 signatures, properties) and
   runs the code that needs no engine (route, network flags, the progress monitor, buffer binding);
-- mypy checks export/trt.py and puppet/live/runtime.py against the stubs of those bindings in stubs/.
+- mypy checks export/trt.py and puppet/live/runtime.py against the stubs of those bindings
+  (tests/trt_stubs/, generated).
 
 Names and signatures only: no engine is built or run here (no machine here can). The checks skip only when
 the wheels are not fetched (tests download nothing); a missing C compiler or a failed check fails.
@@ -39,7 +40,7 @@ def bindings(tmp_path_factory):
 
 
 def test_tensorrt_stubs_is_not_installed():
-    """tensorrt-stubs makes `import tensorrt` succeed as an empty package; the stubs live in stubs/."""
+    """tensorrt-stubs makes `import tensorrt` succeed as an empty package; ours are in tests/trt_stubs/."""
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.distribution("tensorrt-stubs")
 

@@ -13,9 +13,9 @@ Layout of a DATA folder (written by `python -m puppet.prepare`):
                                   landmarks float32 (N, 68, 2)   in the S x S crop's pixels
                                   size     int64 ()              S
 
-Frames are the shared crop (puppet.crop) of the video, at `size` (default 256); training resizes them to its
-config's image_size. Everything is plain arrays: read with np.load(allow_pickle=False). Every file is written
-through a temporary file and a rename, so a killed run leaves either a whole file or none.
+Frames are the shared crop (puppet.faces.crop) of the video, at `size` (default 256); training resizes them to
+its config's image_size. Everything is plain arrays: read with np.load(allow_pickle=False). Every file is
+written through a temporary file and a rename, so a killed run leaves either a whole file or none.
 """
 
 from __future__ import annotations

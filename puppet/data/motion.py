@@ -118,8 +118,9 @@ def animate(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A talking-head clip from one portrait: (frames: uint8 BGR like `bgr`, landmarks: (68, 2) float32 each).
 
-    `lms` are the portrait's landmarks (e.g. `puppet.track.detect(bgr)`); the returned landmarks are exact
-    (they drove the warp). `ranges` go to `trajectory` (max_yaw, max_pitch, max_roll, max_mouth, max_shift).
+    `lms` are the portrait's landmarks (e.g. `puppet.faces.track.detect(bgr)`); the returned landmarks are
+    exact (they drove the warp). `ranges` go to `trajectory` (max_yaw, max_pitch, max_roll, max_mouth,
+    max_shift).
     """
     lms = np.asarray(lms, np.float32)
     frames, out_lms = [], []

@@ -14,7 +14,7 @@ Nothing stops the run: unreadable or corrupt videos, videos without a face, and 
 files that aren't videos (by extension) are counted and ignored. Resumable: finished videos (prepared or
 skipped) are recorded in DATA/journal.jsonl as they finish, and a second run skips them.
 
---synthetic N makes N talking-head clips with no camera by animating still portraits (puppet.synthetic:
+--synthetic N makes N talking-head clips with no camera by animating still portraits (puppet.data.motion:
 landmark-driven piecewise-affine warps with head turns, talking and blinks): the packaged portraits, or the
 --portrait images given. Their landmarks are exact (they drove the warp), so they are not tracked.
 """

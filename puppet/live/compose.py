@@ -145,7 +145,7 @@ def face_size(target, framing: Framing | None, cap: int | None = None) -> int:
     """The side of the face crop to warp and paste at for `target` in `framing`: about as many pixels as the
     face's crop covers in the output frame (rounded up to a multiple of FACE_STEP), at most the target's
     face_size and `cap`, never under the generator's image_size. The image_size itself for a target without
-    a face_size (made before it was recorded), for the square crop output (framing None) and for a
+    a face_size, for the square crop output (framing None) and for a
     generator without the appearance path."""
     S = int(target.image_size)
     top = int(target.face_size or S)

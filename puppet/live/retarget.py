@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# iBUG-68 indices (see puppet/landmarks.py): eye corners and the nose move little with expressions.
+# iBUG-68 indices (see puppet/faces/landmarks.py): eye corners and the nose move little with expressions.
 LEFT_EYE = list(range(36, 42))
 RIGHT_EYE = list(range(42, 48))
 STABLE = [36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35]

@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from puppet.devices import device_type, resolve_device
 from puppet.errors import PuppetError
 from puppet.live import artifacts
 from puppet.target import load_target
 
-if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (stubs/, tests/test_trt_api.py)
+if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (tests/trt_stubs/)
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
@@ -99,25 +100,10 @@ def _check_inputs(sketch: torch.Tensor, warped: torch.Tensor | None, size: int,
 
 
 def _cuda_device(device) -> torch.device | None:
-    """The CUDA device to use, always with its index (plain `cuda` is the current device; set_device refuses
-    a device without an index), or None for the CPU; asking for CUDA without one is a one-line error."""
-    if device is None:
-        if not torch.cuda.is_available():
-            return None
-        device = "cuda"
-    device = torch.device(device)
-    if device.type == "cpu":
-        return None
-    if device.type != "cuda":
-        raise PuppetError(f"device {device}: not supported; use cpu or cuda")
-    if not torch.cuda.is_available():
-        raise PuppetError(f"device {device}: no CUDA GPU visible to torch; use --device cpu")
-    if device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    count = torch.cuda.device_count()
-    if device.index >= count:
-        raise PuppetError(f"device {device}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
-    return device
+    """The CUDA device to use, with its index (plain `cuda` is the current device), or None for the CPU;
+    None asks for the GPU where there is one (puppet.devices.resolve_device)."""
+    dev = resolve_device(device, local_rank=None)
+    return None if dev.type == "cpu" else dev
 
 
 class TorchBackend:
@@ -180,7 +166,7 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
-        want_cuda = device is not None and torch.device(device).type == "cuda"
+        want_cuda = device is not None and device_type(device) == "cuda"
         if want_cuda and "CUDAExecutionProvider" not in available:
             raise PuppetError(f"onnxruntime: no CUDAExecutionProvider (have {', '.join(available)}); "
                               "pip install onnxruntime-gpu, or use --device cpu")
@@ -395,7 +381,7 @@ def tensorrt_available() -> bool:
 
 def auto_backend_name(device=None) -> str:
     """tensorrt (TensorRT + GPU) > torch on the GPU > onnxruntime on the CPU (see the module docstring)."""
-    cpu_only = device is not None and torch.device(device).type == "cpu"
+    cpu_only = device is not None and device_type(device) == "cpu"
     if not cpu_only and torch.cuda.is_available():
         return "tensorrt" if tensorrt_available() else "torch"
     return "onnxruntime"

@@ -190,7 +190,8 @@ class FramesSource(Source):
 
 
 def demo_frames(n_frames: int = 75, seed: int = 0, height: int = 360) -> list[np.ndarray]:
-    """A talking-head stand-in made from a packaged portrait (no webcam needed): puppet.synthetic warps it."""
+    """A talking-head stand-in made from a packaged portrait (no webcam needed): puppet.data.motion
+    animates it."""
     from puppet.assets import grace_hopper
     from puppet.data.motion import animate
     from puppet.faces.images import read_image

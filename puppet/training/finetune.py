@@ -151,7 +151,7 @@ def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[n
 
 
 # ----------------------------------------------------------------------------------------------- losses
-CONTENT_CHOICES = ("auto", "vgg", "face", "l1", "paper")  # paper: the old name of vgg
+CONTENT_CHOICES = ("auto", "vgg", "face", "l1", "paper")  # paper: another name for vgg (kept for scripts)
 
 
 def _content_loss(kind: str, vgg19, vggface) -> nn.Module:
@@ -216,7 +216,7 @@ def cpu_threads() -> int:
 def _load_checkpoint(checkpoint) -> dict:
     if isinstance(checkpoint, dict):
         return checkpoint
-    from puppet.training.train import load_meta
+    from puppet.training.checkpoint import load_meta
 
     return load_meta(checkpoint)
 
@@ -319,7 +319,7 @@ def finetune(
 ) -> Target:
     """Fine-tune on T already-cropped frames (uint8 BGR (S, S, 3)) and their landmarks (68, 2, crop pixels).
 
-    checkpoint: a meta.pt path (or the dict puppet.train.load_meta returns); None means from scratch
+    checkpoint: a meta.pt path (or the dict checkpoint.load_meta returns); None means from scratch
     (randomly initialised E, G, D; then `config` names the networks). steps=0 gives the feed-forward model.
     picture, crop_box: the whole source picture of frame 0 and its crop's box (puppet.faces.crop.Crop), kept
     in the target for the live paste-back. threads: torch CPU threads (default cpu_threads()).
@@ -331,7 +331,7 @@ def finetune(
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
-    from models.losses import REGION_WEIGHT, generator_losses, hinge_d_loss
+    from models.losses import REGION_WEIGHT, discriminator_losses, generator_losses
     from models.spectral import remove_spectral_norm
 
     t0 = time.time()
@@ -361,7 +361,7 @@ def finetune(
         lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
         lr_d = float(meta.get("train", {}).get("lr_d", PAPER_LR_D)) if meta is not None else FROM_SCRATCH_LR_D
-    # The region term as the model was meta-learned with it (none for models made before it existed);
+    # The region term as the model was meta-learned with it (none where the checkpoint records none);
     # from scratch, the default for appearance generators, whose job those regions are.
     if meta is not None:
         region_weight = float(meta.get("train", {}).get("region_weight", 0.0))
@@ -419,13 +419,11 @@ def finetune(
         if adversarial:
             # D steps: hinge on the real frames and G's (detached) outputs
             for _ in range(D_STEPS):
-                score_real, _ = D(x, y, w=w.expand(B, -1))
-                score_fake, _ = D(fake.detach(), y, w=w.expand(B, -1))
-                loss_d = hinge_d_loss(score_real, score_fake)
+                d_terms = discriminator_losses(D, fake, x, y, w=w)
                 opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
+                d_terms["total"].backward()
                 opt_d.step()
-            losses.update({"d": loss_d.item(), "d_margin": float((score_real - score_fake).mean().detach())})
+            losses.update({"d": d_terms["total"].item(), "d_margin": float(d_terms["margin"])})
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
     bar.close()
 
@@ -528,7 +526,7 @@ def main(argv: list[str]) -> int:
     if args.from_scratch and args.steps == 0:
         log.warning("--from-scratch with --steps 0: the generator is untrained noise")
     from models.config import get_config
-    from puppet.training.train import shipped_meta
+    from puppet.training.checkpoint import shipped_meta
 
     checkpoint = None if args.from_scratch else (args.checkpoint or shipped_meta())
     meta = _load_checkpoint(checkpoint) if checkpoint else None

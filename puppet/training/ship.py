@@ -4,7 +4,7 @@
 
 Keeps what fine-tuning needs, E, G with P, and D, in fp16: no optimiser state, RNG or per-video W (one
 zero row stands in for W so that the discriminator loads unchanged; fine-tuning uses w0 + e_hat). The result
-is an ordinary meta-learned checkpoint (puppet.training.train.load_meta), with the training facts kept in
+is an ordinary meta-learned checkpoint (puppet.training.checkpoint.load_meta), with the training facts kept in
 "train" for the model card.
 """
 
@@ -17,7 +17,7 @@ import torch
 from puppet.cli import Parser
 from puppet.errors import run_cli
 from puppet.files import torch_save_atomic
-from puppet.training.train import FORMAT, VERSION, load_meta
+from puppet.training.checkpoint import FORMAT, VERSION, load_meta
 
 
 def _half(sd: dict) -> dict:

@@ -14,7 +14,7 @@ Choices the paper leaves open, and where this follows the authors' code over the
 - Adam's betas: PyTorch's defaults (0.9, 0.999), as in the public reproductions (the paper names none).
 - D steps per E/G step: 2 (--d-steps), as both public reproductions do.
 - The embedding match trains E only (W detached), per frame, as in the authors' code: D minimises only its
-  hinge loss. Moving W with it dragged W to 0 together with the embeddings (models.losses).
+  hinge loss. Moving W with it drags W to 0 together with the embeddings (models.losses).
 - The unit of W is the video (--group folder, the default): a folder of clips is one row. Files directly in
   DATA and synthetic clips are rows of their own.
 - Content loss (--content): the paper's VGG19 + VGGFace where their weight files are found, else the
@@ -38,19 +38,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import random
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -59,86 +56,14 @@ from models.losses import CONTENT_KINDS, REGION_WEIGHT
 from puppet.cli import Parser
 from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
-from puppet.files import check_format
+from puppet.training.checkpoint import FORMAT, VERSION, load_meta, rng_state, set_rng_state, weights_digest
 
 log = logging.getLogger(__name__)
 
-FORMAT = "puppet-meta"
-VERSION = 1
 LR_EG = 5e-5  # the paper's learning rate for E and G (and P)
 LR_D = 2e-4  # the paper's learning rate for D
 BETAS = (0.9, 0.999)  # PyTorch's defaults: the paper doesn't name any; public reproductions use these
 D_STEPS = 2  # D updates per E/G update, as in the public reproductions
-
-
-# ------------------------------------------------------------------------------------------ checkpoints
-
-
-SHIPPED_META = Path(__file__).resolve().parents[2] / "models" / "weights" / "meta_cpu_warp.pt"
-
-
-def shipped_meta() -> Path:
-    """The meta-learned model that ships with puppet (MODEL_CARD.md); a one-line error if it is missing."""
-    if not SHIPPED_META.is_file():
-        raise PuppetError(f"{SHIPPED_META}: the shipped meta-learned model is missing (a partial install?); "
-                          f"reinstall puppet, pass --checkpoint META, or --from-scratch --config NAME")
-    return SHIPPED_META
-
-
-def load_meta(path: str | os.PathLike) -> dict:
-    """Read a meta-learned checkpoint (weights_only): {"config", "num_videos", "embedder", "generator",
-    "discriminator", "step", ...}. A missing, unreadable or foreign file is a one-line PuppetError. Weights
-    may be stored in fp16 (the shipped model): load_state_dict casts them to the networks' fp32."""
-    path = Path(path)
-    fix = "train one with python -m puppet.train --data DATA --config tiny|small|cpu|paper --out meta.pt"
-    if not path.is_file():
-        raise PuppetError(f"{path}: meta-learned checkpoint not found; {fix}")
-    try:
-        meta = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, not a torch file, or a pickle with code in it
-        raise PuppetError(f"{path}: not a readable checkpoint ({type(e).__name__}); {fix}") from None
-    check_format(meta, path, FORMAT, VERSION, "meta-learned checkpoint", fix)
-    for key in ("config", "num_videos", "embedder", "generator", "discriminator"):
-        if key not in meta:
-            raise PuppetError(f"{path}: checkpoint lacks '{key}' (damaged or from another tool); {fix}")
-    return meta
-
-
-def weights_digest(embedder: dict, generator: dict, discriminator: dict) -> str:
-    """sha256 over every tensor of the three state dicts (key order sorted): equal digests, equal weights."""
-    h = hashlib.sha256()
-    for name, sd in (("E", embedder), ("G", generator), ("D", discriminator)):
-        for k in sorted(sd):
-            t = sd[k].detach().to("cpu").contiguous()
-            h.update(f"{name}.{k}:{t.dtype}:{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _rng_state() -> dict:
-    """Every RNG's state as plain tensors and values (weights_only loadable)."""
-    np_state = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": int(py_version), "state": [int(v) for v in py_state], "gauss": py_gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ------------------------------------------------------------------------------------------ the networks
@@ -452,7 +377,7 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
             log.warning("resuming with batch %d, %d ranks, seed %d, K %d (the run used %d, %d, %d, %d): "
                         "training goes on, but not with the data order an uninterrupted run would have had",
                         batch, d.world, a.seed, a.K, old["batch"], old["world_size"], old["seed"], old["K"])
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
     if d.enabled:
         # find_unused_parameters stays off: every parameter takes part in every forward.
         ids = [d.device.index] if d.device.type == "cuda" else None
@@ -653,7 +578,7 @@ def _checkpoint(r: Run, optimisers: bool = True) -> dict:
     if optimisers:
         ckpt.update({"opt_eg": r.opt_eg.state_dict(), "opt_d": r.opt_d.state_dict(),
                      "scaler_eg": r.scaler_eg.state_dict(), "scaler_d": r.scaler_d.state_dict(),
-                     "rng": _rng_state()})
+                     "rng": rng_state()})
     return ckpt
 
 
