@@ -17,7 +17,7 @@ Scored from mediapipe (image mode) on each output at 256, against the driver's o
 after the first --warmup seconds (default 1: the live driving's calibration of the driver's neutral and its
 blend-in from the photo, where the output is meant to be the photo whatever the driver does):
 - r eye, r mouth: Pearson correlation of the output's eye opening (both eyes' mean aspect ratio,
-  puppet.live.retarget.eye_openness) and mouth opening (inner lips over the inter-ocular distance,
+  puppet.faces.regions.eye_openness) and mouth opening (inner lips over the inter-ocular distance,
   mouth_openness) with the driver's, over frames where both have a face; the table's mean is over the pairs
   whose driver blinks (r eye) or opens its mouth (r mouth) at least once: a driver's still eyes give a
   signal of tracker noise whose r means nothing (the JSON has the mean over all pairs too);
@@ -171,7 +171,7 @@ def pearson(a, b) -> float | None:
 
 def signals(lms: list) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: eye opening (both eyes' mean) and mouth opening; NaN without a face."""
-    from puppet.live.retarget import eye_openness, mouth_openness
+    from puppet.faces.regions import eye_openness, mouth_openness
 
     eye = np.array([np.nan if p is None else float(eye_openness(p).mean()) for p in lms])
     mouth = np.array([np.nan if p is None else mouth_openness(p) for p in lms])
@@ -181,7 +181,7 @@ def signals(lms: list) -> tuple[np.ndarray, np.ndarray]:
 def jitter(lms: list, points=slice(None)) -> float | None:
     """Median over frames of the landmarks' (`points`') mean |p[t+1] - 2 p[t] + p[t-1]| over the
     inter-ocular distance (frames with a face in all three)."""
-    from puppet.live.retarget import FaceFrame
+    from puppet.faces.pose import FaceFrame
 
     vals = [float(np.linalg.norm((c - 2 * b + a)[points], axis=1).mean() / FaceFrame.of(b).scale)
             for a, b, c in zip(lms, lms[1:], lms[2:]) if a is not None and b is not None and c is not None]
@@ -202,7 +202,7 @@ def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf
     (the series in the result are whole): each side's blinks and mouth openings are found by the same rule
     on its own signal. `driven`: the landmarks the output was drawn from, whose blinks and mouth openings
     are counted too (the retargeting alone, before any picture)."""
-    from puppet.live.retarget import STABLE
+    from puppet.faces.pose import STABLE
 
     found = [scorer.redetect(o) for o in outputs]
     o_eye, o_mouth = signals(found)

@@ -95,7 +95,7 @@ def retargeted(lms: np.ndarray, ref: np.ndarray) -> np.ndarray:
 def still_frames(lms: np.ndarray) -> np.ndarray:
     """Frames whose surrounding 2 * STILL_WINDOW + 1 frames all have a face whose frame centre stays within
     STILL_IOD inter-ocular distances."""
-    from puppet.live.retarget import FaceFrame
+    from puppet.faces.pose import FaceFrame
 
     n = len(lms)
     centres = np.full((n, 2), np.nan)
@@ -132,7 +132,7 @@ def filtered(drive: np.ndarray, times: np.ndarray, min_cutoff: float, beta: floa
 def jitter_px(out: np.ndarray, still: np.ndarray) -> float:
     """Mean size of the rigid points' second difference x[i+1] - 2 x[i] + x[i-1] on still frames: what the
     points shake by, with any steady drift (a filter still catching up, a slow sway) taken out."""
-    from puppet.live.retarget import STABLE
+    from puppet.faces.pose import STABLE
 
     acc = np.linalg.norm(out[2:, STABLE] - 2 * out[1:-1, STABLE] + out[:-2, STABLE], axis=2).mean(1)
     mid = still[1:-1]
@@ -141,7 +141,7 @@ def jitter_px(out: np.ndarray, still: np.ndarray) -> float:
 
 def lag_ms(raw: np.ndarray, out: np.ndarray, times: np.ndarray, max_ms: float = 200.0) -> float:
     """The delay d minimising |out(t) - raw(t - d)|² over the rigid points (raw linearly interpolated)."""
-    from puppet.live.retarget import STABLE
+    from puppet.faces.pose import STABLE
 
     ok = ~np.isnan(raw[:, 0, 0]) & ~np.isnan(out[:, 0, 0])
     t = times[ok]

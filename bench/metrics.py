@@ -6,9 +6,10 @@ Images are uint8 BGR (H, W, 3) or (H, W), compared on the 0..255 scale, as the p
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from puppet.faces.regions import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -36,8 +37,6 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     return float(peak_signal_noise_ratio(a.astype(np.float64), b.astype(np.float64), data_range=data_range))
 
 
-# Outer eye corners in the 68-point iBUG layout: the inter-ocular normaliser of 300-W's NME.
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
 
 
 def nme(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -50,34 +49,6 @@ def nme(pred: np.ndarray, ref: np.ndarray) -> float:
     if iod <= 0:
         raise ValueError("reference landmarks have zero inter-ocular distance")
     return float(np.linalg.norm(pred - ref, axis=1).mean() / iod)
-
-
-# Regions where expression acts, in the 68-point iBUG layout: each eye and the inner lips.
-EYE_POINTS = (tuple(range(36, 42)), tuple(range(42, 48)))
-MOUTH_POINTS = tuple(range(60, 68))
-REGION_DILATE = 0.1  # dilation in inter-ocular distances: a closed mouth or eye still has a band around it
-
-
-def region_masks(lms: np.ndarray, size: int | tuple[int, int], dilate: float = REGION_DILATE) -> dict:
-    """Boolean (H, W) masks of the mouth (the inner-lip polygon 60-67) and the eyes (the polygons 36-41 and
-    42-47), each dilated by `dilate` inter-ocular distances (outer eye corners), so a closed mouth or eye
-    still covers the lips' or lids' seam. lms: (68, 2) pixels of an image of `size` (S or (H, W))."""
-    lms = np.asarray(lms, np.float64)
-    if lms.shape != (68, 2):
-        raise ValueError(f"expected (68, 2) landmarks, got {lms.shape}")
-    h, w = (size, size) if np.isscalar(size) else size
-    r = max(1, int(round(dilate * float(np.linalg.norm(lms[LEFT_EYE_OUTER] - lms[RIGHT_EYE_OUTER])))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-    def mask(polys) -> np.ndarray:
-        m = np.zeros((h, w), np.uint8)
-        for p in polys:
-            pts = np.round(lms[list(p)]).astype(np.int32)
-            cv2.fillPoly(m, [cv2.convexHull(pts)], 1)
-            cv2.polylines(m, [pts], True, 1)  # a collapsed polygon (closed lids, lips) still marks its line
-        return cv2.dilate(m, kernel).astype(bool)
-
-    return {"mouth": mask([MOUTH_POINTS]), "eyes": mask(EYE_POINTS)}
 
 
 def region_scores(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 255.0) -> dict:

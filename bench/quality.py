@@ -36,9 +36,9 @@ Metrics, per held-out frame and then averaged per clip:
   net, same-person pairs ~0.96-0.975 (models/weights/FACE_RECOGNITION_CARD.md): read differences of a few
   hundredths as large.
 - the same SSIM and PSNR, and L1 (mean absolute difference, 0..255), inside the mouth and inside the eyes:
-  bench.metrics.region_masks of the real frame's landmarks (the inner-lip polygon 60-67, the eye polygons
-  36-41 and 42-47, each dilated by a tenth of the inter-ocular distance so a closed mouth or eye keeps a
-  region), where expression acts and the whole 256² crop hardly looks.
+  puppet.faces.regions.region_masks of the real frame's landmarks (the inner-lip polygon 60-67, the eye
+  polygons 36-41 and 42-47, each dilated by a tenth of the inter-ocular distance so a closed mouth or eye
+  keeps a region), where expression acts and the whole 256² crop hardly looks.
 The table gives, per row, the mean ± std over clips of the per-clip means; --json keeps every clip's numbers
 (and every frame's). FID is not computed: on 16 frames a clip it means nothing, and no Inception weights ship.
 A run is deterministic for a fixed --seed and --threads (fine-tuning on the CPU).
@@ -58,9 +58,10 @@ import cv2
 import numpy as np
 import torch
 
-from bench.metrics import REGION_DILATE, nme, psnr, region_masks, region_scores, ssim
+from bench.metrics import nme, psnr, region_scores, ssim
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.faces.regions import REGION_DILATE, region_masks
 from puppet.files import write_json
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ SPLIT_FILE = Path(__file__).resolve().parent / "corpus_split.json"
 CORPUS_CLIP = "01.mp4"  # the clip of each person a corpus run takes
 SCRATCH = "scratch"  # --checkpoint scratch: fine-tune from randomly initialised networks of --config
 STRIP_FRAMES = 6  # held-out frames in a --save strip
-REGIONS = ("mouth", "eyes")  # bench.metrics.region_masks
+REGIONS = ("mouth", "eyes")  # puppet.faces.regions.region_masks
 REGION_METRICS = tuple(f"{r}_{k}" for r in REGIONS for k in ("ssim", "psnr", "l1"))
 CSIM_RANGE = "any two faces ~0.86-0.88, same person ~0.96-0.975 (FACE_RECOGNITION_CARD.md)"
 
@@ -347,7 +348,7 @@ def _sources(a: argparse.Namespace) -> tuple[dict[str, dict], dict[str, str]]:
             metas[src] = {"meta": None, "config": cfg}
             names[src] = f"scratch {cfg.get('name', 'config')}"
         else:
-            from puppet.training.train import load_meta
+            from puppet.training.checkpoint import load_meta
 
             meta = load_meta(src)
             metas[src] = {"meta": meta, "config": get_config(meta["config"])}

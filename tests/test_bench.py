@@ -55,10 +55,10 @@ def test_region_masks_cover_mouth_and_eyes_even_when_closed(grace_hopper_path):
     """On a real face cropped at 256: the mouth mask holds the inner lips, the eye mask both eyes, neither
     the other; a closed mouth (inner lips collapsed to a line) still gets a band of twice the dilation; an
     open one a larger region."""
-    from bench.metrics import region_masks
     from puppet.faces.crop import Crop
     from puppet.faces.images import read_image
     from puppet.faces.pose import Motion, move
+    from puppet.faces.regions import region_masks
     from puppet.faces.track import detect
 
     lms = detect(read_image(grace_hopper_path))

@@ -64,8 +64,8 @@ def test_openness_measures_on_a_real_face(grace_hopper_path):
     mouth opens with puppet.faces.pose's jaw; both the same on the mirrored face and at any scale."""
     from puppet.faces.images import read_image
     from puppet.faces.pose import Motion, move
+    from puppet.faces.regions import eye_openness, gaps, mouth_openness
     from puppet.faces.track import detect
-    from puppet.live.retarget import eye_openness, gaps, mouth_openness
 
     lms = detect(read_image(grace_hopper_path)).astype(np.float64)
     eyes = eye_openness(lms)
@@ -192,7 +192,7 @@ def test_cross_model_rows_drive_a_fine_tuned_generator(two_clips, tmp_path):
     from models.embedder import Embedder
     from models.generator import Generator
     from puppet.files import torch_save_atomic
-    from puppet.training.train import FORMAT, VERSION
+    from puppet.training.checkpoint import FORMAT, VERSION
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny-warp"), Generator("tiny-warp"), Discriminator("tiny-warp", 3)

@@ -10,9 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from puppet.faces.pose import Motion, move
+from puppet.faces.pose import FaceFrame, Motion, move
 from puppet.live.gains import BROWS, EYES, JAW, MOUTH, PARTS, Gains, PartGains, _frame, parse_gain, soft_limit
-from puppet.live.retarget import FaceFrame
 
 SIZE = 256
 

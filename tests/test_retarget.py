@@ -3,18 +3,14 @@
 import numpy as np
 import pytest
 
+from puppet.faces.pose import FaceFrame
+from puppet.faces.regions import EYE_LIDS, INNER_LIPS, MOUTH_CORNERS, eye_openness, gaps
 from puppet.live.retarget import (
-    EYE_LIDS,
-    INNER_LIPS,
     LOWER_LIP,
-    MOUTH_CORNERS,
     UPPER_LIP,
     Continuity,
-    FaceFrame,
     NeutralCalibrator,
     RelativeRetargeter,
-    eye_openness,
-    gaps,
     motion,
     uncross,
 )

@@ -128,3 +128,41 @@ def move(lms: np.ndarray, motion: Motion) -> np.ndarray:
     v = v * motion.scale + motion.dy
     out = c + w * (u[:, None] * ex + v[:, None] * ey)
     return out.astype(np.float32)
+
+
+# Points whose image positions say where the face is, its size and roll, and that expressions barely move:
+# the eye corners and the nose (iBUG-68, puppet/faces/landmarks.py).
+STABLE = [36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35]
+LEFT_EYE = list(range(36, 42))
+RIGHT_EYE = list(range(42, 48))
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """A face's similarity frame: image point p <-> normalised q = R(-angle) (p - centre) / scale."""
+
+    centre: np.ndarray  # (2,)
+    scale: float
+    angle: float  # radians, roll of the eye line
+
+    @classmethod
+    def of(cls, lms: np.ndarray) -> FaceFrame:
+        lms = np.asarray(lms, dtype=np.float64)
+        left, right = lms[LEFT_EYE].mean(0), lms[RIGHT_EYE].mean(0)
+        d = right - left
+        scale = float(np.hypot(*d))
+        if not np.isfinite(scale) or scale < 1e-6:
+            # Degenerate (all points on top of each other): fall back to the RMS spread.
+            scale = max(float(np.sqrt(((lms - lms.mean(0)) ** 2).sum(1).mean())), 1e-6)
+        return cls(lms[STABLE].mean(0), scale, float(np.arctan2(d[1], d[0])))
+
+    def to_local(self, pts: np.ndarray) -> np.ndarray:
+        return (np.asarray(pts, np.float64) - self.centre) @ _rot(-self.angle).T / self.scale
+
+    def from_local(self, q: np.ndarray) -> np.ndarray:
+        return np.asarray(q, np.float64) * self.scale @ _rot(self.angle).T + self.centre
+
+
+def _rot(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s], [s, c]])

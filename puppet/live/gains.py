@@ -2,7 +2,7 @@
 
 Applied to the target's driving landmarks (after retargeting and the One Euro filter), relative to the
 target's own neutral (its reference landmarks). The landmarks are split the way the retargeter splits the
-driver: a head frame (centre, scale, roll; puppet.live.retarget.FaceFrame) and an expression (each point in
+driver: a head frame (centre, scale, roll; puppet.faces.pose.FaceFrame) and an expression (each point in
 that frame, minus the neutral's). Each part's gain scales its share:
 
     eyes 36-47, brows 17-26, mouth 48-67 with the lower jaw 4-12: the expression of those points
@@ -35,8 +35,9 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from puppet.faces.pose import STABLE, FaceFrame
 from puppet.faces.warp import _control_points, _mesh
-from puppet.live.retarget import STABLE, FaceFrame, _wrap
+from puppet.live.retarget import _wrap
 
 EYES = list(range(36, 48))
 BROWS = list(range(17, 27))

@@ -20,45 +20,18 @@ plumbing and this math is unit-tested on its own.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-# iBUG-68 indices (see puppet/faces/landmarks.py): eye corners and the nose move little with expressions.
-LEFT_EYE = list(range(36, 42))
-RIGHT_EYE = list(range(42, 48))
-STABLE = [36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35]
-
-
-@dataclass(frozen=True)
-class FaceFrame:
-    """A face's similarity frame: image point p <-> normalised q = R(-angle) (p - centre) / scale."""
-
-    centre: np.ndarray  # (2,)
-    scale: float
-    angle: float  # radians, roll of the eye line
-
-    @classmethod
-    def of(cls, lms: np.ndarray) -> FaceFrame:
-        lms = np.asarray(lms, dtype=np.float64)
-        left, right = lms[LEFT_EYE].mean(0), lms[RIGHT_EYE].mean(0)
-        d = right - left
-        scale = float(np.hypot(*d))
-        if not np.isfinite(scale) or scale < 1e-6:
-            # Degenerate (all points on top of each other): fall back to the RMS spread.
-            scale = max(float(np.sqrt(((lms - lms.mean(0)) ** 2).sum(1).mean())), 1e-6)
-        return cls(lms[STABLE].mean(0), scale, float(np.arctan2(d[1], d[0])))
-
-    def to_local(self, pts: np.ndarray) -> np.ndarray:
-        return (np.asarray(pts, np.float64) - self.centre) @ _rot(-self.angle).T / self.scale
-
-    def from_local(self, q: np.ndarray) -> np.ndarray:
-        return np.asarray(q, np.float64) * self.scale @ _rot(self.angle).T + self.centre
-
-
-def _rot(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s], [s, c]])
+from puppet.faces.pose import FaceFrame
+from puppet.faces.regions import (
+    EYE_LIDS,
+    INNER_LIPS,
+    MOUTH_CORNERS,
+    eye_openness,
+    face_up,
+    gaps,
+)
 
 
 def _wrap(a: float) -> float:
@@ -128,48 +101,6 @@ class RelativeRetargeter:
         return out.astype(np.float32)
 
 
-# How open the eyes and the mouth are: (upper, lower) point pairs across each eye and the inner lips, and the
-# corners that span them.
-EYE_LIDS = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
-EYE_CORNERS = ((36, 39), (42, 45))
-INNER_LIPS = ((61, 67), (62, 66), (63, 65))
-MOUTH_CORNERS = (48, 54)  # the outer corners: the mouth's width, which opening the jaw hardly changes
-CHIN = 8
-
-
-def _up(lms: np.ndarray) -> np.ndarray:
-    """The face's up direction: perpendicular to the eye line, away from the chin (so it holds for a
-    mirrored face too)."""
-    f = FaceFrame.of(lms)
-    u = np.array([np.sin(f.angle), -np.cos(f.angle)])  # the eye line turned a quarter towards image-up
-    return u if float(np.dot(f.centre - lms[CHIN], u)) >= 0 else -u
-
-
-def gaps(lms: np.ndarray, pairs, up: np.ndarray | None = None) -> np.ndarray:
-    """Each (upper, lower) pair's opening along the face's up direction (`up`, or _up's), in pixels:
-    positive when open, negative when the upper point has crossed below the lower one."""
-    lms = np.asarray(lms, np.float64)
-    if up is None:
-        up = _up(lms)
-    a, b = np.asarray(pairs).T
-    return (lms[a] - lms[b]) @ up
-
-
-def eye_openness(lms: np.ndarray) -> np.ndarray:
-    """Each eye's opening over its width (the eye aspect ratio; the left of the image first): about 0.3 open,
-    0 closed, on any face size."""
-    lms = np.asarray(lms, np.float64)
-    up = _up(lms)
-    return np.array([gaps(lms, pairs, up).mean() / max(float(np.linalg.norm(lms[a] - lms[b])), 1e-6)
-                     for pairs, (a, b) in zip(EYE_LIDS, EYE_CORNERS)])
-
-
-def mouth_openness(lms: np.ndarray) -> float:
-    """The inner lips' mean opening over the inter-ocular distance (eye centres): 0 closed."""
-    lms = np.asarray(lms, np.float64)
-    return float(gaps(lms, INNER_LIPS).mean() / FaceFrame.of(lms).scale)
-
-
 # How an opening that changes is shared between the two sides: the upper lid does most of a blink (as
 # puppet.faces.pose draws one), the jaw most of a mouth opening.
 UPPER_LID_SHARE = 0.75
@@ -234,7 +165,7 @@ def with_openings(lms: np.ndarray, want: np.ndarray) -> np.ndarray:
     """The landmarks with each OPENINGS pair opened or closed to `want` (the lids and lips split the change
     by their shares, the outer lips following the inner ones' mean), then uncrossed."""
     out = np.array(lms, np.float64)
-    up = _up(out)
+    up = face_up(out)
     change = np.asarray(want, np.float64) - openings(out, up)
     for (u, lo), c in zip(OPENINGS[:4], change[:4]):
         _set_gap(out, up, [u], [lo], c, UPPER_LID_SHARE)
@@ -249,7 +180,7 @@ def uncross(lms: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
     crossed pair meets where it crossed (split by the same shares as an opening)."""
     out = np.array(lms, np.float64)
     if up is None:
-        up = _up(out)
+        up = face_up(out)
     for pairs, share in ((EYE_LIDS[0], UPPER_LID_SHARE), (EYE_LIDS[1], UPPER_LID_SHARE),
                          (INNER_LIPS, UPPER_LIP_SHARE)):
         for (u, lo), g in zip(pairs, gaps(out, pairs, up)):
