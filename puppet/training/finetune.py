@@ -68,8 +68,8 @@ PAPER_LR_D = 2e-4
 FROM_SCRATCH_LR_G = 1e-3
 FROM_SCRATCH_LR_D = 2e-4
 # From the shipped model: 0, the paper's feed-forward model (psi' = P e_hat, nothing trained). The photos'
-# only truth is their own mouth, so fine-tuning teaches the learned mouth correction to vanish: measured on the
-# 10 dev-eval people (BENCHMARKS.md), 25 steps bring every T = 1 and T = 8 row back to the warp's.
+# only truth is their own mouth, so fine-tuning teaches the learned mouth correction to vanish: measured on
+# the 10 dev-eval people (BENCHMARKS.md), 25 steps bring every T = 1 and T = 8 row back to the warp's.
 DEFAULT_STEPS_META = 0
 DEFAULT_STEPS_SCRATCH = 600  # tiny, one photo: held-out warp L1 0.115 (identity 0.196); ~3 min on a CPU core
 PIXEL_WEIGHT = 10.0  # the pixel-only content loss (--content l1); like feature matching's weight 10
