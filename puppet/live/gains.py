@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from puppet.faces.pose import STABLE, FaceFrame
+from puppet.faces.regions import EYE_LIDS, INNER_LIPS
 from puppet.faces.warp import _control_points, _mesh
 from puppet.live.retarget import _wrap
 
@@ -52,9 +53,6 @@ PARTS = ("eyes", "brows", "mouth", "position", "scale", "roll")
 MAX_GAIN = 3.0
 STEP = 0.1
 
-# (upper lid, lower lid) point pairs of each eye; upper and lower inner lip pairs
-_LIDS = ([(37, 41), (38, 40)], [(43, 47), (44, 46)])
-_INNER = [(61, 67), (62, 66), (63, 65)]
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ class PartGains:
         src, _ = _control_points(self.shape, self.ref, self.ref)
         self._tris = _mesh(self.shape, src, self.ref.astype(np.float32))
         self._orient = np.sign(self._areas(src))
-        eye0 = [float((q[[b for _, b in lids], 1] - q[[a for a, _ in lids], 1]).mean()) for lids in _LIDS]
+        eye0 = [float((q[[b for _, b in lids], 1] - q[[a for a, _ in lids], 1]).mean()) for lids in EYE_LIDS]
         width0 = float(q[54, 0] - q[48, 0])
 
         def gap(pairs):
@@ -172,10 +170,10 @@ class PartGains:
 
         # Per part: (measure of the local landmarks, lower bound, upper bound, soft zone), in IOD.
         self.limits = {
-            "eyes": [(gap(lids), 0.0, 2.0 * g0, 0.4 * g0) for lids, g0 in zip(_LIDS, eye0)],
+            "eyes": [(gap(lids), 0.0, 2.0 * g0, 0.4 * g0) for lids, g0 in zip(EYE_LIDS, eye0)],
             "brows": [(above([18, 19, 20], [37, 38]), 0.08, 0.6, 0.1),
                       (above([23, 24, 25], [43, 44]), 0.08, 0.6, 0.1)],
-            "mouth": [(gap(_INNER), 0.0, 0.8, 0.3),
+            "mouth": [(gap(INNER_LIPS), 0.0, 0.8, 0.3),
                       (above([57], [8]), 0.15, math.inf, 0.15),  # the lower lip above the chin
                       (above([33], [51]), 0.05, math.inf, 0.05),  # the upper lip below the nose
                       (lambda x: float(x[54, 0] - x[48, 0]), 0.5 * width0, 1.5 * width0, 0.2 * width0),
