@@ -52,7 +52,7 @@ def reference_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> 
 
 
 def reference_warp(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> np.ndarray:
-    """puppet.faces.warp.warp with reference_map in place of its map (same control points, mesh, mouth)."""
+    """puppet.faces.warp.warp with reference_map in place of its map (same control points, mesh, paint)."""
     from puppet.faces import warp as W
 
     h, w = img.shape[:2]
@@ -62,7 +62,7 @@ def reference_warp(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) ->
     tris = W._mesh((h, w), src, src_lms)
     out = cv2.remap(img, reference_map((h, w), src, dst, tris), None, cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REFLECT101)
-    W._fill_mouth(out, src_lms, dst_lms)
+    W.paint(out, src_lms, dst_lms)
     return out
 
 

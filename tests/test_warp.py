@@ -58,3 +58,31 @@ def test_maps_equal_thereference_map(faces):
     tris = W._mesh((512, 512), src, ref_lms)
     mx, my = (m.copy() for m in W._dense_map((512, 512), src, dst, tris))
     np.testing.assert_allclose(np.stack([mx, my], 2), reference_map((512, 512), src, dst, tris), atol=1e-3)
+
+
+def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path):
+    """The warp squeezes a closing eye into a dark line that mediapipe still reads as half open; painting
+    the lid (skin from above the eye and a lash line) makes it read as shut. An open eye is left alone."""
+    from puppet.faces.images import read_image
+    from puppet.faces.regions import eye_openness
+    from puppet.faces.track import detect
+
+    img = read_image(astronaut_path)
+    lms = detect(img)
+    crop = Crop.from_landmarks(lms)
+    face, pts = crop.apply(img, 256), crop.to_crop(lms, 256)
+
+    def unpainted(d):
+        out = W.warp(face, pts, d, mouth_fill=False)
+        W._fill_mouth(out, pts, d)  # the mouth as warp paints it, the eyes not
+        return out
+
+    still = move(pts, Motion(yaw=5.0))
+    np.testing.assert_array_equal(W.warp(face, pts, still), unpainted(still))
+    painted, plain = [], []
+    for blink in (0.8, 1.0):
+        d = move(pts, Motion(blink=blink))
+        painted.append(eye_openness(detect(W.warp(face, pts, d))).mean())
+        plain.append(eye_openness(detect(unpainted(d))).mean())
+    assert sum(painted) < 0.75 * sum(plain), (painted, plain)
+    assert max(painted) < 0.4 * eye_openness(detect(face)).mean()

@@ -155,7 +155,8 @@ def warp(bgr: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray, mouth_fill: 
 
     Piecewise affine over a Delaunay mesh of the landmarks, forehead points, rings around the head and the
     frame border (fixed). Every output pixel is looked up through its triangle's inverse affine map in one
-    `cv2.remap` (bilinear, border reflected). `mouth_fill` darkens a mouth opened wider than in the source.
+    `cv2.remap` (bilinear, border reflected). `mouth_fill` paints a mouth opened wider and lids closed
+    further than in the source (`paint`).
     """
     if bgr.ndim != 3 or bgr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 BGR image (H, W, 3), got {bgr.dtype} {bgr.shape}")
@@ -165,8 +166,15 @@ def warp(bgr: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray, mouth_fill: 
     map_x, map_y = _dense_map((h, w), src, dst, tris)
     out = cv2.remap(bgr, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     if mouth_fill:
-        _fill_mouth(out, np.asarray(src_lms, np.float32), np.asarray(dst_lms, np.float32))
+        paint(out, np.asarray(src_lms, np.float32), np.asarray(dst_lms, np.float32))
     return out
+
+
+def paint(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
+    """What a warp can't show, painted in place: the inside of a mouth opened wider than in the source and
+    the lids of an eye closed further than in the source."""
+    _fill_mouth(img, src_lms, dst_lms)
+    _close_lids(img, src_lms, dst_lms)
 
 
 _MESHES: dict[bytes, np.ndarray] = {}
@@ -309,3 +317,59 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     t = alpha * 0.8 * teeth[..., None]
     out = out * (1 - t) + teeth_colour * t
     img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
+
+
+_EYES = ((range(36, 42), ((37, 41), (38, 40))), (range(42, 48), ((43, 47), (44, 46))))
+
+
+def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
+    """Paint the lid over an eye that closed: the warp can only squeeze the open eye (iris and white) into a
+    dark line. Lid skin (the colour just above the upper lid) covers the eye, with a lash line along where
+    the lids meet, faded in from a fifth closed to fully painted at four fifths closed."""
+    for points, lids in _EYES:
+        idx = list(points)
+        src_gap = float(np.mean([np.linalg.norm(src_lms[u] - src_lms[lo]) for u, lo in lids]))
+        dst_gap = float(np.mean([np.linalg.norm(dst_lms[u] - dst_lms[lo]) for u, lo in lids]))
+        if src_gap < 1.0:
+            continue
+        alpha = float(np.clip((1.0 - dst_gap / src_gap - 0.2) / 0.6, 0.0, 1.0))
+        if alpha <= 0.0:
+            continue
+        eye = dst_lms[idx].astype(np.float64)
+        width = float(np.linalg.norm(eye[3] - eye[0]))
+        if width < 2.0:
+            continue
+        pad = int(np.ceil(0.5 * width))
+        x0, y0 = np.floor(eye.min(0)).astype(int) - pad
+        x1, y1 = np.ceil(eye.max(0)).astype(int) + pad + 1
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, img.shape[1]), min(y1, img.shape[0])
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        off = np.array([x0, y0], np.float64)
+        roi = img[y0:y1, x0:x1].astype(np.float32)
+        # Lid skin: the median colour of a band just above the upper lid (the brow's side of the eye).
+        upper = eye[[0, 1, 2, 3]] - off
+        band = np.zeros(roi.shape[:2], np.uint8)
+        lift = np.array([0.0, 0.22 * width])
+        above = np.concatenate([upper - lift, (upper - 2 * lift)[::-1]])
+        cv2.fillPoly(band, [np.round(above).astype(np.int32)], 1)
+        if not band.any():
+            continue
+        skin = np.median(roi[band.astype(bool)], axis=0)
+        # The eye's opening, grown a little past the lid line, softened.
+        cover = np.zeros(roi.shape[:2], np.float32)
+        cv2.fillPoly(cover, [np.round((eye - off) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        grow = max(1, int(round(0.08 * width)))
+        cover = cv2.dilate(cover, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        cover = cv2.GaussianBlur(cover, (0, 0), max(0.5, 0.06 * width))
+        a = (alpha * cover)[..., None]
+        out = roi * (1 - a) + skin * a
+        # The lash line: where the lids meet (corners and the middle of each lid pair).
+        meet = np.array([eye[0], *[(dst_lms[u] + dst_lms[lo]) / 2 for u, lo in lids], eye[3]]) - off
+        lash = np.zeros(roi.shape[:2], np.float32)
+        cv2.polylines(lash, [np.round(meet * 16).astype(np.int32)], False, 1.0,
+                      max(1, int(round(0.07 * width))), cv2.LINE_AA, shift=4)
+        t = (alpha * 0.7 * lash)[..., None]
+        out = out * (1 - t) + (skin * 0.35) * t
+        img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
