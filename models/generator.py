@@ -65,13 +65,11 @@ class RegionGate(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         r, g, b = ((y[:, k : k + 1] + 1) * 0.5 for k in range(3))
-        red, blue = r * (1 - g) * (1 - b), b * (1 - r) * (1 - g)
-        magenta, cyan = r * b * (1 - g), g * b * (1 - r)
         # A line's core is near 1; anti-aliased edges and the orange/azure brows (one product term 0.5) fall
-        # below the threshold.
-        strongest = torch.maximum(magenta, cyan)
+        # below the threshold. Magenta and cyan: the lips; red and blue: the eyes.
+        strongest = torch.maximum(r * b * (1 - g), g * b * (1 - r))
         if self.eyes:
-            strongest = torch.maximum(strongest, torch.maximum(red, blue))
+            strongest = torch.maximum(strongest, torch.maximum(r * (1 - g) * (1 - b), b * (1 - r) * (1 - g)))
         lines = torch.clamp((strongest - 0.55) / 0.3, 0.0, 1.0)
         if self.down > 1:
             lines = F.max_pool2d(lines, self.down)

@@ -238,6 +238,7 @@ class _Batches:
         self.x = torch.cat([to_tensor(f) for f in self.frames])
         self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
         self._warped: dict[int, torch.Tensor] = {}
+        self._regions: dict[int, torch.Tensor] = {}  # the real frames' region masks, the same every step
 
     def _reference_for(self, i: int) -> torch.Tensor:
         """An appearance generator's input for frame i: what the live loop would give for its landmarks,
@@ -254,6 +255,14 @@ class _Batches:
                 j = others[nearest_shape([self.lms[j] for j in others], self.lms[i])]
                 self._warped[i] = to_tensor(warp(self.frames[j], self.lms[j], self.lms[i]))
         return self._warped[i]
+
+    def _region_of(self, i: int) -> torch.Tensor:
+        """Frame i's mouth and eye regions (1, 1, S, S), cached."""
+        if i not in self._regions:
+            from puppet.faces.regions import region_mask
+
+            self._regions[i] = torch.from_numpy(region_mask(self.lms[i], self.size))[None, None]
+        return self._regions[i]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(frames, sketches, warped references or None, the frames' mouth and eye regions (B, 1, S, S))."""
@@ -277,19 +286,18 @@ class _Batches:
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
                 ws.append(to_tensor(warp(detour, dst, self.lms[i])))
-                target_lms = self.lms[i]
+                rs.append(self._region_of(int(i)))
             elif augmented:
                 dst = perturb(self.lms[i], self.rng)
                 xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
                 ys.append(sketch_tensor(dst, self.size))
-                target_lms = dst
+                rs.append(torch.from_numpy(region_mask(dst, self.size))[None, None])
             else:
                 xs.append(self.x[i : i + 1])
                 ys.append(self.y[i : i + 1])
                 if self.appearance:
                     ws.append(self._reference_for(int(i)))
-                target_lms = self.lms[i]
-            rs.append(torch.from_numpy(region_mask(target_lms, self.size))[None, None])
+                rs.append(self._region_of(int(i)))
         return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None), torch.cat(rs)
 
 
