@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     from models.config import CONFIGS
 
     # every named config, cheapest first (a new one shows up here by itself)
-    named = sorted(CONFIGS, key=lambda n: (CONFIGS[n]["image_size"], sum(CONFIGS[n]["g_down_channels"])))
+    named = sorted(CONFIGS, key=lambda n: (CONFIGS[n].image_size, sum(CONFIGS[n].g_down_channels)))
     a.configs = a.configs or ("tiny" if a.quick else ",".join(named))
     if a.backends is None:
         a.backends = ",".join(gen.CPU_BACKENDS + (gen.CUDA_BACKENDS if torch.cuda.is_available() else ()))
@@ -100,22 +100,22 @@ def run(a: argparse.Namespace) -> dict:
 
         def target_for(cfg):
             """A random-weight target; with a clip, its first face is the reference (the live neutral)."""
-            ref = () if frames is None else stage_bench.reference(frames[0], lms0, cfg["image_size"])
+            ref = () if frames is None else stage_bench.reference(frames[0], lms0, cfg.image_size)
             t = gen.random_target(cfg, *ref)
             # the clip's first frame is its picture, as puppet.finetune keeps the photo
             return t if frames is None else stage_bench.with_picture(t, frames[0], lms0)
 
         # Generator rows, config by config.
         for cfg in configs:
-            log.info(f"generator {cfg.get('name')}: {', '.join(a.backends)}")
+            log.info(f"generator {cfg.name}: {', '.join(a.backends)}")
             rows = gen.bench_config(target_for(cfg), a.backends, warmup=3, runs=a.runs, budget_s=a.budget)
             result["generator"] += rows
             by = {r["backend"]: r for r in rows if "median_ms" in r}
             if "torch" in by and "onnxruntime" in by:
-                result["ratios"][f"{cfg.get('name')}: onnxruntime vs torch (CPU) speed-up"] = round(
+                result["ratios"][f"{cfg.name}: onnxruntime vs torch (CPU) speed-up"] = round(
                     by["torch"]["median_ms"] / by["onnxruntime"]["median_ms"], 2)
             if "torch-cuda-fp32" in by and "torch-cuda-fp16-graph" in by:
-                result["ratios"][f"{cfg.get('name')}: fp16+graph vs fp32 (CUDA) speed-up"] = round(
+                result["ratios"][f"{cfg.name}: fp16+graph vs fp32 (CUDA) speed-up"] = round(
                     by["torch-cuda-fp32"]["median_ms"] / by["torch-cuda-fp16-graph"]["median_ms"], 2)
 
         # Stages and the live loop, on the live config.
@@ -127,7 +127,7 @@ def run(a: argparse.Namespace) -> dict:
             backend = load_backend(a.live_backend, target, verbose=False)
             bname = getattr(backend, "name", a.live_backend)
             result["live_backend"] = backend.describe() if hasattr(backend, "describe") else bname
-            log.info(f"stages on {len(frames)} frames ({cfg.get('name')}, {bname})")
+            log.info(f"stages on {len(frames)} frames ({cfg.name}, {bname})")
             stages = stage_bench.run_stages(frames, decode_ms, fps, target, backend.generate,
                                             tmp / "stages.mp4")
             xs = gen.random_inputs(target)
@@ -138,7 +138,7 @@ def run(a: argparse.Namespace) -> dict:
             runs = live_bench.file_and_paced(clip, frames, fps, target, backend, tmp)
             serial = live_bench.serial_sum_ms(stages, stages["generate"]["median_ms"])
             result["live"] = {
-                "config": cfg.get("name"),
+                "config": cfg.name,
                 "backend": bname,
                 "source_fps": round(fps, 2),
                 "serial_sum_ms": round(serial, 3),

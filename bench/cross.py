@@ -292,15 +292,17 @@ def run_cross(a) -> dict:
             photo_desc = scorer.descriptors([photo])
             models = {}
             for src, m in metas.items():
-                size = m["config"]["image_size"]
+                size = m["config"].image_size
                 for steps in a.steps:
-                    from puppet.training.finetune import finetune
+                    from puppet.training.finetune import FinetuneOptions, finetune
 
                     crop, crop_lms = tgt.photo(size)
+                    options = FinetuneOptions(steps=steps, augment=not a.no_augment, device=a.device,
+                                              seed=a.seed, batch_size=a.batch, threads=a.threads,
+                                              progress=not a.quiet)
                     models[(names[src], steps)] = finetune(
-                        [crop], [crop_lms], None if m["meta"] is not None else m["config"], steps=steps,
-                        augment=not a.no_augment, checkpoint=m["meta"], device=a.device, seed=a.seed,
-                        batch_size=a.batch, threads=a.threads, progress=not a.quiet)
+                        [crop], [crop_lms], None if m["meta"] is not None else m["config"],
+                        checkpoint=m["meta"], options=options)
             for t2, di in pairs:
                 if t2 != ti:
                     continue

@@ -30,7 +30,7 @@ def parity(config: str) -> dict:
     cpu = target.person_generator("cpu")
     cuda32 = target.person_generator("cuda")
     graph16 = load_backend("torch", target, device="cuda", verbose=False)
-    row = {"config": config, "image_size": target.config["image_size"], "backend": graph16.describe()}
+    row = {"config": config, "image_size": target.image_size, "backend": graph16.describe()}
     d32, d16 = [], []
     with torch.inference_mode():
         for xs in samples:

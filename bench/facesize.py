@@ -7,7 +7,7 @@ For each source rate, the clip's frames are played like a camera (stale frames d
 puppet.live's threaded loop once per face size (its --face-size), the sizes taking turns so that load from
 other processes falls on all alike. Each run reports what puppet.live's own statistics say: frames in / out
 / dropped, output fps, end-to-end latency p50 / p95 and every stage's p50 / p95. The face size is what
-puppet.live picks for the target in the frame (puppet.live.compose.face_size): the size asked for only when
+puppet.live picks for the target in the frame (puppet.live.framing.face_size): the size asked for only when
 the face is shown that large and the photo has the pixels.
 
 --strip: the face's box in the output frame, for one driven pose (mouth open, head turned a little), at each
@@ -66,17 +66,16 @@ def strip(target, backend, sizes: list[int], framing) -> np.ndarray:
 
     from puppet.faces.images import to_bgr
     from puppet.faces.pose import Motion, move
-    from puppet.faces.sketch import sketch_tensor
     from puppet.live.app import live_target
 
     panels, names = [], []
     for cap in sorted(sizes):
         t = live_target("strip", target, backend, framing, cap)
         pose = move(t.ref, Motion(mouth=0.5, yaw=6.0))
-        big, small, warped_t = t.warp(pose)
+        feed = t.feeder(pose)
         with torch.inference_mode():
-            img = backend.generate(sketch_tensor(pose, t.size), warped_t)
-        face = t.face_image(to_bgr(torch.as_tensor(np.asarray(img))[0]), big, small)
+            img = backend.generate(*feed.tensors)
+        face = t.feeder.face(to_bgr(torch.as_tensor(np.asarray(img))[0]), feed)
         frame = t.compositor(face)
         box = t.compositor.bbox  # the largest face's (last): the same frame region for every panel
         panels.append(frame)
@@ -117,7 +116,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     from bench.stages import demo_clip, read_frames
-    from puppet.live.compose import FITS, Framing
+    from puppet.live.framing import FITS, Framing
     from puppet.live.runtime import BACKENDS, load_backend
     from puppet.target import load_target
 

@@ -29,14 +29,15 @@ _CHILD = r"""
 import json, sys, time
 import torch
 from puppet.assets import grace_hopper
-from puppet.training.finetune import finetune, prepare_photos
+from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos
 from models.config import get_config
 config, steps, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 threads = torch.get_num_threads() if which == "torch" else None  # None: finetune's own choice
-crops, lms = prepare_photos([grace_hopper()], get_config(config)["image_size"])
+crops, lms = prepare_photos([grace_hopper()], get_config(config).image_size)
 def timed(n):
     t0 = time.perf_counter()
-    finetune(crops, lms, config, steps=n, seed=0, content="face", progress=False, threads=threads)
+    finetune(crops, lms, config,
+             options=FinetuneOptions(steps=n, seed=0, content="face", progress=False, threads=threads))
     return time.perf_counter() - t0
 timed(1)  # warm-up
 setup, total = timed(0), timed(steps)

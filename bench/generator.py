@@ -52,13 +52,13 @@ def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np
     from puppet.target import Target
 
     cfg = get_config(config)
-    size = cfg["image_size"]
+    size = cfg.image_size
     torch.manual_seed(seed)
     G = Generator(cfg).eval()
     remove_spectral_norm(G)
     with torch.no_grad():
-        psi = G.psi_from_embedding(torch.randn(1, cfg["emb_dim"]))
-        if G.appearance:
+        psi = G.psi_from_embedding(torch.randn(1, cfg.emb_dim))
+        if cfg.takes_warp:
             # The correction head starts at zero (the output is then the warp itself): give it random
             # weights, so that parity checks see the network's arithmetic, not only the warp passed through.
             torch.nn.init.normal_(G.body.delta.weight, std=0.02)
@@ -73,7 +73,7 @@ def random_target(config, ref_landmarks: np.ndarray | None = None, ref_image: np
         ref_landmarks=np.asarray(ref_landmarks, np.float32),
         ref_image=ref_image,
         meta={"sources": [], "steps": 0, "note": "random weights (bench)",
-              "path": f"random:{cfg.get('name')}"},
+              "path": f"random:{cfg.name}"},
     )
 
 
@@ -92,13 +92,12 @@ def random_sketch(size: int, device="cpu") -> torch.Tensor:
 
 
 def random_inputs(target) -> tuple[torch.Tensor, ...]:
-    """generate()'s arguments for a speed run: (sketch,), or (sketch, warped) for a target with the
-    appearance path (its reference picture warped to its landmarks moved a little)."""
-    x = random_sketch(target.image_size)
-    if not target.appearance:
-        return (x,)
+    """generate()'s arguments for a speed run: what puppet.feed builds for the target's landmarks moved a
+    little (the sketch, and the reference warped to them for a generator that takes it)."""
+    from puppet.feed import Feeder
+
     moved = np.asarray(target.ref_landmarks, np.float32) + np.float32(0.01 * target.image_size)
-    return x, target.warped_reference(moved)
+    return Feeder(target)(moved).tensors
 
 
 class _CudaEager:
@@ -111,13 +110,12 @@ class _CudaEager:
         self.name = name
 
     @torch.inference_mode()
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        xs = (sketch,) if warped is None or not self.pg.appearance else (sketch, warped)
-        return self.pg(*(x.to("cuda", self.dtype) for x in xs)).float().cpu()
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.pg(*(x.to("cuda", self.dtype) for x in inputs)).float().cpu()
 
 
 def load(name: str, target):
-    """A backend with .generate(sketch[, warped]) -> image, or raise with the reason it is unavailable.
+    """A backend with .generate(*inputs) -> image, or raise with the reason it is unavailable.
 
     torch and onnxruntime: the live runtime's CPU backends; torch-cuda-fp16-graph: its torch backend on a GPU
     (fp16 replayed from a CUDA graph); onnxruntime-cuda: its onnxruntime backend with the CUDA provider (FP16
@@ -143,7 +141,7 @@ def load(name: str, target):
 def bench_backend(name: str, target, warmup: int, runs: int, budget_s: float, flops: int) -> dict:
     """Latency of backend `name` on `target`: a result row, or a row with `skipped` and the reason."""
     cfg = target.config
-    row = {"config": cfg.get("name", "custom"), "image_size": target.image_size, "backend": name}
+    row = {"config": cfg.name, "image_size": target.image_size, "backend": name}
     t0 = time.perf_counter()
     try:
         backend = load(name, target)

@@ -210,7 +210,7 @@ def stages(a, budget_s: float) -> dict:
     video = Video(pack / manifest["videos"][0]["file"])
     frame, lms = video.frame(0), video.landmarks[0]
     config = "tiny-warp" if a.dry_run else "cpu-warp"
-    size = gen.parse_config(config)["image_size"]
+    size = gen.parse_config(config).image_size
     target = gen.random_target(config, *stage_bench.reference(frame, lms, size))
     ref_lms = np.asarray(target.ref_landmarks, np.float32)
     scale = size / video.size  # the clip's later expressions, moved onto the reference

@@ -27,7 +27,7 @@ def run_live(source, target, backend, max_frames: int | None, out_path: str | Pa
     import torch
 
     from puppet.live.app import live_target
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
     from puppet.live.loop import Live
     from puppet.live.sinks import FileSink
     from puppet.live.stats import Stats

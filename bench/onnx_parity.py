@@ -67,9 +67,9 @@ def faces(photos: list[str], size: int):
 def targets(config: str, kind: str, n: int, photos: list[str], steps: int = 20):
     from bench.generator import random_target
     from models.config import get_config
-    from puppet.training.finetune import finetune
+    from puppet.training.finetune import FinetuneOptions, finetune
 
-    size = get_config(config)["image_size"]
+    size = get_config(config).image_size
     if kind == "random":
         for seed in range(n):
             t = random_target(config, seed=seed)
@@ -85,13 +85,14 @@ def targets(config: str, kind: str, n: int, photos: list[str], steps: int = 20):
     for seed in range(n):
         crop, lms = crops[seed % len(crops)]
         if kind in ("scratch", "trained"):
-            yield finetune([crop], [lms], config, steps=0 if kind == "scratch" else steps, seed=seed,
-                           content="l1", progress=False, threads=1)
+            options = FinetuneOptions(steps=0 if kind == "scratch" else steps, seed=seed, content="l1",
+                                      progress=False, threads=1)
+            yield finetune([crop], [lms], config, options=options)
         else:
             from puppet.training.checkpoint import shipped_meta
 
-            yield finetune([crop], [lms], None, checkpoint=str(shipped_meta()), steps=0, seed=seed,
-                           content="l1", progress=False, threads=1)
+            options = FinetuneOptions(steps=0, seed=seed, content="l1", progress=False, threads=1)
+            yield finetune([crop], [lms], None, checkpoint=str(shipped_meta()), options=options)
 
 
 def main(argv: list[str]) -> int:
@@ -120,7 +121,7 @@ def main(argv: list[str]) -> int:
                 diffs = [max_diff(t, seed, Path(tmp)) for seed, t in enumerate(made)]
                 row = {"config": config, "kind": kind, "n": len(diffs), "max": max(diffs),
                        "median": statistics.median(diffs),
-                       "tolerance": tolerance("fp32", get_config(config)["image_size"]),
+                       "tolerance": tolerance("fp32", get_config(config).image_size),
                        "seconds": round(time.time() - t0, 1)}
                 rows.append(row)
                 print(f"{config:10s} {kind:8s} n={row['n']:3d} max {row['max']:.2e} "

@@ -25,7 +25,7 @@ model's output at a smaller image size is upscaled bicubically to 256. Rows:
   the first T face frames cropped at the config's image size (an appearance config keeps them all as
   references and warps the nearest), then drive the person's generator with each held-out frame's
   landmarks (absolute: the clip's own, in the crop; an appearance generator also gets
-  Target.warped_reference of them).
+  puppet.feed of them).
 Metrics, per held-out frame and then averaged per clip:
 - SSIM and PSNR against the real crop (bench.metrics, scikit-image);
 - landmark NME: mediapipe (image mode) re-detects the output; its landmarks vs the driving landmarks, over the
@@ -290,16 +290,14 @@ def generate(target, driving: list[np.ndarray]) -> list[np.ndarray]:
     """The person's generator driven by landmarks in its crop (config size): uint8 BGR at the config's size.
     An appearance generator also gets the reference warped to the landmarks (as the live loop feeds it)."""
     from puppet.faces.images import to_bgr
-    from puppet.faces.sketch import sketch_tensor
+    from puppet.feed import Feeder
 
     pg = target.person_generator("cpu")
-    size = target.image_size
+    feeder = Feeder(target)
     out = []
     with torch.inference_mode():
         for d in driving:
-            sketch = sketch_tensor(d, size)
-            y = pg(sketch, target.warped_reference(d)) if target.appearance else pg(sketch)
-            out.append(to_bgr(y[0]))
+            out.append(to_bgr(pg(*feeder(d).tensors)[0]))
     return out
 
 
@@ -346,7 +344,7 @@ def _sources(a: argparse.Namespace) -> tuple[dict[str, dict], dict[str, str]]:
         if src == SCRATCH:
             cfg = get_config(a.config)
             metas[src] = {"meta": None, "config": cfg}
-            names[src] = f"scratch {cfg.get('name', 'config')}"
+            names[src] = f"scratch {cfg.name}"
         else:
             from puppet.training.checkpoint import load_meta
 
@@ -367,7 +365,7 @@ def run(a: argparse.Namespace) -> dict:
     metas, names = ({}, {}) if a.baselines_only else _sources(a)
     rows = [] if a.baselines_only else [ModelRow(s, T, k) for s in a.checkpoint for T in a.frames
                                         for k in a.steps]
-    sizes = sorted({m["config"]["image_size"] for m in metas.values()})
+    sizes = sorted({m["config"].image_size for m in metas.values()})
 
     # Track every clip first: a clip that can't be used stops the run before any fine-tuning.
     clips = []
@@ -409,8 +407,8 @@ def run(a: argparse.Namespace) -> dict:
         "clips": [{"name": c.name, "path": str(c.path)} for c in clips],
         "split": a.split, "corpus": a.corpus,
         "frames": a.frames, "steps": a.steps, "baselines_only": a.baselines_only,
-        "sources": {names[s]: {"checkpoint": None if s == SCRATCH else s, "config": m["config"].get("name"),
-                               "image_size": m["config"]["image_size"]} for s, m in metas.items()},
+        "sources": {names[s]: {"checkpoint": None if s == SCRATCH else s, "config": m["config"].name,
+                               "image_size": m["config"].image_size} for s, m in metas.items()},
         "config_sizes": sizes, "eval_frames": a.eval_frames, "seed": a.seed, "content": a.content,
         "augment": not a.no_augment, "content_only": a.content_only, "batch": a.batch,
         "threads": torch.get_num_threads(),
@@ -443,7 +441,7 @@ def _clip_job(job) -> dict:
 
 
 def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, names: dict) -> dict:
-    from puppet.training.finetune import finetune
+    from puppet.training.finetune import FinetuneOptions, finetune
 
     ref, ref_lms = clip.crop(0, EVAL_SIZE)
     reals, driving = zip(*(clip.crop(i, EVAL_SIZE) for i in clip.held))
@@ -470,19 +468,19 @@ def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, 
 
     for r in rows:
         m = metas[r.source]
-        size = m["config"]["image_size"]
+        size = m["config"].image_size
         ft = [clip.crop(i, size) for i in range(r.T)]
         drive_s = [clip.crop(i, size)[1] for i in clip.held]
         log.info(f"{clip.name}: {r.label(names)} T={r.T}: fine-tuning {r.steps} steps")
         t0 = time.perf_counter()
         extra = {k: v for k, v in (("content", a.content), ("vgg19", a.vgg19), ("vggface", a.vggface))
                  if v is not None}  # unset: puppet.finetune's own defaults
-        target = finetune(
-            [f for f, _ in ft], [p for _, p in ft], None if m["meta"] is not None else m["config"],
-            steps=r.steps, augment=not a.no_augment, checkpoint=m["meta"], device=a.device, seed=a.seed,
-            batch_size=a.batch, threads=a.threads, progress=not a.quiet, adversarial=not a.content_only,
-            **extra,
-        )
+        options = FinetuneOptions(steps=r.steps, augment=not a.no_augment, device=a.device, seed=a.seed,
+                                  batch_size=a.batch, threads=a.threads, progress=not a.quiet,
+                                  adversarial=not a.content_only, **extra)
+        start = None if m["meta"] is not None else m["config"]
+        frames, frame_lms = [f for f, _ in ft], [p for _, p in ft]
+        target = finetune(frames, frame_lms, start, checkpoint=m["meta"], options=options)
         ft_s = time.perf_counter() - t0
         outputs = [to_eval_size(o) for o in generate(target, drive_s)]
         s = scorer.score(outputs, reals, driving, real_desc)

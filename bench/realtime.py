@@ -7,12 +7,11 @@
 2. The full pipelined live loop (puppet.live on a synthetic talking clip, file source: every frame) with
    the fastest setting of each config, so the tracker and the generator compete for the cores as they do
    live.
-Configs are plain dicts (models.config.get_config takes them), so candidates need no edit of models/.
+Candidates are models.config.ModelConfig variants (replace), so they need no edit of models/
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 import time
@@ -29,13 +28,10 @@ from puppet.files import write_json
 log = logging.getLogger(__name__)
 
 
-def _variant(base: str, name: str, **changes) -> dict:
+def _variant(base: str, name: str, **changes):
     from models.config import get_config
 
-    cfg = copy.deepcopy(get_config(base))
-    cfg.update(changes)
-    cfg["name"] = name
-    return get_config(cfg)
+    return get_config(base).replace(name=name, **changes)
 
 
 def candidates() -> dict[str, dict]:
@@ -88,11 +84,9 @@ class OrtBackend:
         self.name = (f"onnxruntime intra={intra} opt={level}{' parallel' if parallel else ''}"
                      f"{' no-spin' if not spin else ''}")
 
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        feed = {"sketch": sketch.numpy()}
-        if warped is not None:  # the appearance generator's second input (export.onnx names it)
-            feed["warped"] = warped.numpy()
-        out = self.sess.run(None, feed)[0]
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
+        names = [i.name for i in self.sess.get_inputs()]  # the graph's inputs, in order (export.onnx)
+        out = self.sess.run(None, {n: x.numpy() for n, x in zip(names, inputs)})[0]
         return torch.from_numpy(out)
 
 
@@ -108,10 +102,10 @@ class TorchBackend:
         self.name = f"torch threads={threads}{' channels_last' if channels_last else ''}"
 
     @torch.inference_mode()
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        xs = (sketch,) if warped is None else (sketch, warped)
+        xs = inputs
         if self.channels_last:
             xs = tuple(x.contiguous(memory_format=torch.channels_last) for x in xs)
         return self.pg(*xs).contiguous()
@@ -148,18 +142,18 @@ def sweep(cfgs: list[dict], runs: int, budget: float, tmp: Path, ref=None) -> li
     rows = []
     default_threads = torch.get_num_threads()
     for cfg in cfgs:
-        target = gen.random_target(cfg, *(ref(cfg["image_size"]) if ref else (None, None)))
-        onnx_path = export_target(target, tmp / f"{cfg['name']}.onnx", check=False)
+        target = gen.random_target(cfg, *(ref(cfg.image_size) if ref else (None, None)))
+        onnx_path = export_target(target, tmp / f"{cfg.name}.onnx", check=False)
         xs = gen.random_inputs(target)  # (sketch,), or (sketch, warped) for the appearance path
         f = flops(target.person_generator(), *xs)
         for kind, opts in settings(physical_cores()):
             backend = make_backend(kind, opts, target, onnx_path)
             ms = time_calls(lambda b=backend, xs=xs: b.generate(*xs), 3, runs, budget)
             torch.set_num_threads(default_threads)
-            row = {"config": cfg["name"], "gflop": round(f / 1e9, 3), "backend": kind, "opts": opts,
+            row = {"config": cfg.name, "gflop": round(f / 1e9, 3), "backend": kind, "opts": opts,
                    "setting": backend.name, **summary(ms), "min_ms": round(min(ms), 3)}
             rows.append(row)
-            log.info(f"{cfg['name']:>14} {backend.name:<40} median {row['median_ms']:8.2f} ms  "
+            log.info(f"{cfg.name:>14} {backend.name:<40} median {row['median_ms']:8.2f} ms  "
                 f"min {row['min_ms']:8.2f}")
     return rows
 
@@ -168,17 +162,17 @@ def live_run(cfg: dict, kind: str, opts: dict, clip: Path, frames: list, fps: fl
     from bench.live import file_and_paced
     from export.onnx import export_target
 
-    target = gen.random_target(cfg, *ref(cfg["image_size"]))
+    target = gen.random_target(cfg, *ref(cfg.image_size))
     onnx_path = None
     if kind == "onnxruntime":
-        onnx_path = export_target(target, tmp / f"{cfg['name']}.live.onnx", check=False)
+        onnx_path = export_target(target, tmp / f"{cfg.name}.live.onnx", check=False)
     backend = make_backend(kind, opts, target, onnx_path)
     default_threads = torch.get_num_threads()
     try:
         runs = file_and_paced(clip, frames, fps, target, backend, tmp)
     finally:
         torch.set_num_threads(default_threads)
-    return {"config": cfg["name"], "setting": backend.name, **runs}
+    return {"config": cfg.name, "setting": backend.name, **runs}
 
 
 
@@ -220,7 +214,7 @@ def main(argv: list[str]) -> int:
                 best[r["config"]] = r
         lives = []
         for cfg in cfgs:
-            b = best[cfg["name"]]
+            b = best[cfg.name]
             # The fastest generator setting alone, and onnxruntime with 1 and all threads (the runtime's
             # default): in the loop the tracker competes for the same cores.
             tries = [(b["backend"], b["opts"])]
@@ -231,11 +225,11 @@ def main(argv: list[str]) -> int:
                     tries.append(("onnxruntime", opts))
             for kind, opts in tries:
                 lv = live_run(cfg, kind, opts, clip, frames, fps, tmp, ref)
-                log.info(f"live {cfg['name']} ({lv['setting']}): file {lv['file']['fps']:.1f} fps; "
+                log.info(f"live {cfg.name} ({lv['setting']}): file {lv['file']['fps']:.1f} fps; "
                     f"paced at {fps:.0f}: {lv['paced']['fps']:.1f} fps, "
                     f"latency p50 {lv['paced']['latency_p50_ms']} ms")
                 lives.append(lv)
-    result = {"sweep": rows, "live": lives, "configs": {c["name"]: c for c in cfgs},
+    result = {"sweep": rows, "live": lives, "configs": {c.name: c.to_dict() for c in cfgs},
               "seconds": round(time.perf_counter() - t0, 1)}
     print("| config | GFLOP | setting | median ms | p95 ms | min ms |\n|---|---|---|---|---|---|")
     for r in rows:

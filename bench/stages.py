@@ -1,6 +1,6 @@
 """The live loop's stages one at a time, on the frames of a clip, with the live loop's own components:
 decode (FileSource), track (Tracker video mode), filter + retarget (puppet.live.Driver), rasterise
-(draw_sketch + to_tensor), warp (Target.warped_reference: the reference picture warped to the driving
+(draw_sketch + to_tensor), warp (puppet.feed.Feeder.warped: the reference picture warped to the driving
 landmarks at the config's image size, appearance targets only), compose (puppet.live.compose: the face
 pasted back into the picture, framed at 1280x720; always with a 256² face, see COMPOSE_FACE), output (to_bgr +
 FileSink.write of the 1280x720 frame). The generator has its own module.
@@ -54,7 +54,8 @@ def compose(frame: np.ndarray, lms: np.ndarray, size: int = COMPOSE_FACE, n: int
     default 1280x720. Milliseconds per frame (after a warm-up), and where it ran: the face size, the frame
     size and the mask's box in the frame."""
     from puppet.faces.crop import Crop
-    from puppet.live.compose import Compositor, Framing
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import Framing
 
     crop = Crop.from_landmarks(lms)
     ref = crop.apply(frame, size)
@@ -108,10 +109,11 @@ def track(frames: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[float
 
 def drive(lms: list[np.ndarray | None], target, fps: float) -> tuple[list[np.ndarray], list[float]]:
     """puppet.live.Driver (neutral calibration, One Euro filter, relative retargeting) per frame."""
+    from puppet.feed import Feeder
     from puppet.live.driver import Driver
     from puppet.live.loop import LiveTarget
 
-    driver = Driver(LiveTarget("bench", target, None), absolute=False, fps=fps)
+    driver = Driver(LiveTarget("bench", target, None, Feeder(target)), absolute=False, fps=fps)
     out, ms = [], []
     for i, p in enumerate(lms):
         t0 = time.perf_counter()
@@ -135,12 +137,16 @@ def rasterise(lms: list[np.ndarray], size: int) -> tuple[list, list[float]]:
 
 
 def warp(lms: list[np.ndarray], target) -> tuple[list, list[float]]:
-    """target.warped_reference (puppet.faces.warp + to_tensor, what the live loop's process thread does for
-    an appearance target) per frame, at the target's image size."""
+    """The reference warped to each frame's landmarks and made a tensor (puppet.feed, what the live loop's
+    process thread does for an appearance target) per frame, at the target's image size."""
+    from puppet.faces.images import to_tensor
+    from puppet.feed import Feeder
+
+    feeder = Feeder(target)
     out, ms = [], []
     for p in lms:
         t0 = time.perf_counter()
-        out.append(target.warped_reference(p))
+        out.append(to_tensor(feeder.warped(p)))
         ms.append((time.perf_counter() - t0) * 1000.0)
     return out, ms
 
@@ -172,7 +178,7 @@ def output(images, path: str | Path, fps: float, compositor=None) -> list[float]
 def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, target, generate,
                out_path: str | Path) -> dict:
     """Median/p95 of each stage on this clip for `target` (its image size and reference landmarks);
-    `generate(sketch[, warped]) -> image` produces the images the output stage writes (not timed here).
+    `generate(*inputs) -> image` produces the images the output stage writes (not timed here).
     A target with the appearance path adds the `warp` stage, and its generator gets the warps."""
     import torch
 
@@ -183,7 +189,7 @@ def run_stages(frames: list[np.ndarray], decode_ms: list[float], fps: float, tar
     driven, drive_ms = drive(lms, target, fps)
     sketches, raster_ms = rasterise(driven, target.image_size)
     extra = {}
-    if getattr(target, "appearance", False):
+    if target.config.takes_warp:
         warps, warp_ms = warp(driven, target)
         extra["warp"] = summary(warp_ms)
         inputs = list(zip(sketches, warps))

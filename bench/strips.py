@@ -36,10 +36,11 @@ def _zoom(img: np.ndarray, lms: np.ndarray, idx: slice, size: int) -> np.ndarray
 
 def person_row(clip, meta_path: str, size: int) -> np.ndarray:
     from puppet.faces.regions import openness
-    from puppet.training.finetune import finetune
+    from puppet.training.finetune import FinetuneOptions, finetune
 
     ref, ref_lms = clip.crop(0, size)
-    target = finetune([ref], [ref_lms], checkpoint=meta_path, steps=0, progress=False)
+    target = finetune([ref], [ref_lms], checkpoint=meta_path,
+                      options=FinetuneOptions(steps=0, progress=False))
     later = [i for i in clip.held]
     opened = np.stack([openness(clip.crop(i, size)[1]) for i in later])
     picks = [(later[int(np.argmax(opened[:, 2]))], slice(48, 68)),

@@ -1,7 +1,7 @@
 """The engine cache, the builder's side: writing an engine with the sidecar that vouches for it.
 
 Finding a fresh engine (the key over TensorRT version, GPU, ONNX hash and build settings, and the sidecar
-check) is `puppet.live.artifacts`, which the runtime uses without importing any builder; this module adds
+check) is `puppet.artifacts`, which the runtime uses without importing any builder; this module adds
 what only a builder does: write the engine, its sidecar, and name the timing cache.
 """
 
@@ -10,18 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from puppet.files import atomic_write_bytes, write_json
-from puppet.live.artifacts import (  # noqa: F401 - the cache's lookup side, re-exported for the builders
-    KEY_FORMAT,
-    BuildSettings,
+from puppet.artifacts import (
     DeviceIdentity,
-    engine_key,
     file_sha256,
-    is_fresh,
-    load_fresh_engine,
-    read_sidecar,
     sidecar_path,
 )
+from puppet.files import atomic_write_bytes, write_json
 
 
 def timing_cache_path(engine_path: str | os.PathLike, device: DeviceIdentity) -> Path:

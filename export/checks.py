@@ -60,15 +60,12 @@ def trt_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-def sample_landmarks(target, n: int = 3, seed: int = 0) -> list[np.ndarray] | None:
+def sample_landmarks(target, n: int = 3, seed: int = 0) -> list[np.ndarray]:
     """A few real-looking driving poses: the target's reference landmarks jittered and shifted (crop
-    pixels); None when the target has no reference landmarks."""
-    ref = getattr(target, "ref_landmarks", None)
-    if ref is None:
-        return None
-    size = int(target.config["image_size"])
+    pixels)."""
+    size = target.image_size
     gen = torch.Generator().manual_seed(seed)
-    ref = torch.as_tensor(np.asarray(ref, dtype=np.float32))
+    ref = torch.as_tensor(np.asarray(target.ref_landmarks, dtype=np.float32))
     out = []
     for _ in range(n):
         jitter = (torch.rand(ref.shape, generator=gen) - 0.5) * (0.04 * size)
@@ -77,33 +74,14 @@ def sample_landmarks(target, n: int = 3, seed: int = 0) -> list[np.ndarray] | No
     return out
 
 
-def sample_sketches(target, n: int = 3, seed: int = 0) -> list[torch.Tensor]:
-    """A few real-looking sketches: `sample_landmarks` drawn by the one rasteriser (puppet.faces.sketch);
-    uniform random tensors only where that is unavailable."""
-    size = int(target.config["image_size"])
-    try:
-        from puppet.faces.sketch import sketch_tensor
-    except ImportError:
-        sketch_tensor = None
-    poses = sample_landmarks(target, n, seed) if sketch_tensor is not None else None
-    if poses is None:
-        gen = torch.Generator().manual_seed(seed)
-        return [torch.rand(1, 3, size, size, generator=gen) * 2 - 1 for _ in range(n)]
-    return [sketch_tensor(lms, size).float() for lms in poses]
-
-
 def sample_inputs(target, n: int = 3, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
-    """The generator's inputs for the self-check: (sketch,) each for the paper's generator; (sketch, warped)
-    for one with the appearance path, `warped` being the target's ref_image warped to the very landmarks the
-    sketch is drawn from (Target.warped_reference), as the live loop feeds it."""
-    sketches = sample_sketches(target, n, seed)
-    if not getattr(target, "appearance", False):
-        return [(s,) for s in sketches]
-    poses = sample_landmarks(target, n, seed)
-    if poses is None or len(poses) != len(sketches):
-        raise PuppetError("target: an appearance generator needs ref_landmarks and ref_image to check with; "
-                          "re-make the target with puppet.finetune")
-    return [(s, target.warped_reference(lms)) for s, lms in zip(sketches, poses)]
+    """The generator's inputs for the self-check at `sample_landmarks`, built as the live loop builds them
+    (puppet.feed: the sketch, and for a generator that takes it the reference warped to the same
+    landmarks)."""
+    from puppet.feed import Feeder
+
+    feeder = Feeder(target)
+    return [feeder(lms).tensors for lms in sample_landmarks(target, n, seed)]
 
 
 # Max |onnxruntime - torch| the self-check accepts, by image size (sizes in between take the next entry up).
@@ -149,8 +127,8 @@ def ort_session(path: str | os.PathLike, providers: Sequence[str] = ("CPUExecuti
 def self_check(path, module: torch.nn.Module, samples: Sequence, precision: str, name=None) -> CheckReport:
     """onnx.checker, TensorRT operator support, and onnxruntime (CPU) vs torch FP32; raises PuppetError.
 
-    `samples`: the module's inputs, each a sketch tensor or a tuple (sketch[, warped]) as `sample_inputs`
-    gives; fed to the ONNX graph's inputs in order (sketch, then warped for the appearance generator).
+    `samples`: the module's inputs, each a tuple in the graph's input order as `sample_inputs` gives (a
+    bare tensor: a one-input graph's).
     `name`: the file's name in messages (the file checked may be a temporary one, renamed after the check)."""
     path = Path(path)
     shown = Path(name) if name is not None else path

@@ -1,9 +1,10 @@
 """Export the person's generator to ONNX: `python -m export.onnx --target mona.pt [--precision fp32|fp16]`.
 
 What goes in the file is `Target.person_generator()`: the generator with psi' folded into per-layer constants,
-no projection matrix P, no embedder, no spectral norm. One input `sketch` (1, 3, S, S) float32 in [-1, 1] (the
-appearance generator has a second, `warped` (1, 3, S, S): the target's reference picture warped to the
-sketch's landmarks), one output `image` (1, 3, S, S) float32; static shapes; weights inside the file.
+no projection matrix P, no embedder, no spectral norm. Inputs as the config names them
+(models.config.ModelConfig.inputs): `sketch` (1, 3, S, S) float32 in [-1, 1], and for the appearance generator
+`warped` (1, 3, S, S), the target's reference picture warped to the sketch's landmarks; one output `image`
+(1, 3, S, S) float32; static shapes; weights inside the file.
 
 fp16 is the form TensorRT's strongly typed networks take: FP16 weights and compute, with the ops that
 overflow or lose too much in half precision (instance norm statistics, softmax and the attention logits that
@@ -28,10 +29,10 @@ from onnx import helper
 
 from export.checks import sample_inputs, self_check
 from export.fp16 import _simplify, to_fp16
+from puppet.artifacts import DEFAULT_OPSET, cached_onnx_path, is_fresh_onnx, onnx_identity
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 from puppet.files import atomic_path, atomic_write_bytes, check_output
-from puppet.live.artifacts import DEFAULT_OPSET, cached_onnx_path, is_fresh_onnx, onnx_identity
 from puppet.target import load_target
 
 
@@ -79,11 +80,6 @@ def export_module(
     return out
 
 
-def input_names(module: torch.nn.Module) -> list[str]:
-    """The graph's inputs: `sketch`, and `warped` for a generator with the appearance path."""
-    return ["sketch", "warped"] if getattr(module, "appearance", False) else ["sketch"]
-
-
 def torch_to_onnx(module: torch.nn.Module, image_size: int, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The FP32 graph, through the TorchScript exporter.
 
@@ -91,7 +87,7 @@ def torch_to_onnx(module: torch.nn.Module, image_size: int, opset: int = DEFAULT
     (dynamo=False) works offline with torch alone and gives plain InstanceNormalization nodes.
     """
     module = module.eval().float().cpu()
-    names = input_names(module)
+    names = list(module.cfg.inputs)  # models.config.ModelConfig.inputs: what the generator takes
     dummies = tuple(torch.zeros(1, 3, image_size, image_size) for _ in names)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -115,7 +111,7 @@ def export_checked(t, out, precision="fp32", opset=DEFAULT_OPSET, metadata=None,
     once the self-check passed, so that a rejected export is never found (and used) later.
     Returns (out, the CheckReport or None)."""
     gen = t.person_generator().eval()
-    size = int(t.config["image_size"])
+    size = t.image_size
     out = Path(out)
     rep = None
     with atomic_path(out) as tmp:
@@ -149,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(out, [target_path])
     else:
         out = Path(args.out)
-    size = int(target.config["image_size"])
+    size = target.image_size
     meta = onnx_identity(target, args.precision, args.opset)  # the target was read once; its hash with it
     _, rep = export_checked(target, out, args.precision, args.opset, meta)
     inputs = " + ".join(f"{name} (1,3,{size},{size})" for name in rep.inputs)

@@ -12,7 +12,7 @@ The code follows NVIDIA's documented Python API:
 The engine is built on, and keyed to, one GPU: `--device cuda:N`, by default the current CUDA device.
 
 Engines are cached: `mona.engine` plus a JSON sidecar holding a key over the TensorRT version, the GPU name
-and compute capability, the ONNX file's sha256 and the build settings (puppet.live.artifacts). An engine whose
+and compute capability, the ONNX file's sha256 and the build settings (puppet.artifacts). An engine whose
 key differs (another TensorRT, another GPU, a changed target or setting) is rebuilt, never loaded. The
 builder's timing cache is kept beside the engine (named for the TensorRT version and GPU) so rebuilds take
 seconds, not minutes.
@@ -31,18 +31,11 @@ from typing import TYPE_CHECKING, Any, SupportsInt
 import torch
 
 from export.cache import timing_cache_path, write_engine
-from puppet.cli import Parser
-from puppet.devices import device_type, resolve_device
-from puppet.errors import PuppetError, run_cli
-from puppet.files import atomic_write_bytes
-from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with the runtime; re-exported here
+from puppet.artifacts import (
     DEFAULT_WORKSPACE_GB,
-    INSTALL_HINT,
     ROUTE_FP16_FLAG,
     ROUTE_STRONG,
-    STRONGLY_TYPED_FROM,
     BuildSettings,
-    DeviceIdentity,
     Engine,
     default_engine_path,
     device_identity,
@@ -56,6 +49,10 @@ from puppet.live.artifacts import (  # noqa: F401 - the lookup side lives with t
     sidecar_path,
     version_tuple,
 )
+from puppet.cli import Parser
+from puppet.devices import device_type, resolve_device
+from puppet.errors import PuppetError, run_cli
+from puppet.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # mypy checks this module against TensorRT's stubs (tests/trt_stubs/, test_trt_api.py)
     import tensorrt as trt

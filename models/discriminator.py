@@ -1,10 +1,10 @@
 """The projection discriminator D(x, y, i) = V(x, y)^T (W_i + w0) + b.
 
 V: residual down-sampling blocks (no normalisation, spectral norm) on the frame and sketch concatenated,
-self-attention at cfg["attn_down"], residual block(s) at the lowest resolution, global sum pooling and ReLU.
+self-attention at cfg.attn_down, residual block(s) at the lowest resolution, global sum pooling and ReLU.
 W holds one emb_dim vector per training video (an nn.Embedding: DDP-friendly, rows looked up by index);
 fine-tuning passes an explicit w = w0 + e_hat instead. D also returns every block's output for the
-feature-matching loss. Inputs larger than cfg["net_size"] are resized to it first.
+feature-matching loss. Inputs larger than cfg.net_size are resized to it first.
 
 Fine-tuning from a meta-learned model starts w' at w0 + e_hat (the paper); from random weights it starts
 at w0 alone: a random embedder's e_hat is large and meaningless, the projection term then swamps D's score
@@ -17,19 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResBlock, down_path
-from .config import get_config, net_size
+from .config import ModelConfig, get_config
 
 
 class Discriminator(nn.Module):
-    def __init__(self, cfg: dict | str, num_videos: int, spectral: bool = True):
+    def __init__(self, cfg: ModelConfig | dict | str, num_videos: int, spectral: bool = True):
         super().__init__()
         self.cfg = get_config(cfg)
-        self.net_size = net_size(self.cfg)
+        self.net_size = self.cfg.inner_size
         self.num_videos = num_videos
-        c = self.cfg["emb_dim"]
-        self.blocks, _ = down_path(6, self.cfg["d_channels"], net_size(self.cfg), self.cfg["attn_down"],
+        c = self.cfg.emb_dim
+        self.blocks, _ = down_path(6, list(self.cfg.d_channels), self.net_size, list(self.cfg.attn_down),
                                    None, spectral)
-        for _ in range(self.cfg["d_res_blocks"]):
+        for _ in range(self.cfg.d_res_blocks):
             self.blocks.append(ResBlock(c, None, spectral))
         # Small init: with N(0, 1) rows the initial scores would be huge (emb_dim-long dot products).
         self.W = nn.Embedding(num_videos, c)

@@ -6,7 +6,7 @@ Unlike the paper, no ReLU follows the pooling. With it, the embedding-match term
 towards W_i, which starts near 0) drives the pooled sums negative, the ReLU then outputs exactly 0 with no
 gradient, and every video's embedding, and so every person's psi = P e_hat, collapses to 0 for good
 (reproduced: e_hat all zeros after 500 steps). A linear output can still move back. Inputs larger than
-cfg["net_size"] are resized to it first."""
+cfg.net_size are resized to it first."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import down_path
-from .config import get_config, net_size
+from .config import ModelConfig, get_config
 
 
 class Embedder(nn.Module):
-    def __init__(self, cfg: dict | str, spectral: bool = True):
+    def __init__(self, cfg: ModelConfig | dict | str, spectral: bool = True):
         super().__init__()
         self.cfg = get_config(cfg)
-        self.net_size = net_size(self.cfg)
-        self.blocks, _ = down_path(6, self.cfg["e_channels"], net_size(self.cfg), self.cfg["attn_down"],
+        self.net_size = self.cfg.inner_size
+        self.blocks, _ = down_path(6, list(self.cfg.e_channels), self.net_size, list(self.cfg.attn_down),
                                    None, spectral)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

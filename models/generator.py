@@ -2,14 +2,14 @@
 
 G maps a landmark sketch y to an image: down-sampling residual blocks with (affine) instance norm,
 AdaIN residual blocks at the bottleneck, AdaIN up-sampling residual blocks, ReLU + conv + tanh.
-Self-attention after the down block that reaches cfg["attn_down"] and the up block that reaches
-cfg["attn_up"] (32 and 64 in the paper's 256x256 config).
+Self-attention after the down block that reaches cfg.attn_down and the up block that reaches
+cfg.attn_up (32 and 64 in the paper's 256x256 config).
 
 The AdaIN parameters are person-specific: psi = P e_hat, with P a learned (n_adain x emb_dim) matrix.
 psi is laid out layer by layer as [scale offsets (C), shifts (C)]; a layer's scale is 1 + its offsets, so
 psi = 0 is plain instance norm (a gentle start for training).
 
-With cfg["appearance"] == "warp" G also takes the reference picture warped to the driving landmarks
+With cfg.appearance == "warp" G also takes the reference picture warped to the driving landmarks
 (`warped`, same size as the output). It sees it beside the sketch and returns warped + delta, clipped to
 [-1, 1]: delta is what the warp gets wrong (the inside of the mouth, closing eyes, disocclusions, shading).
 The delta head is a plain convolution that starts at zero, so an untrained G gives exactly the warp, and its
@@ -19,10 +19,10 @@ warp with a generated colour image: started near "all warp", a mask scales the c
 idea of the authors' follow-up (Zakharov et al. 2020, bi-layer model: a warped high-frequency texture
 beside a generated layer), kept inside the 2019 generator: AdaIN with psi = P e_hat is unchanged.
 
-With cfg["net_size"] < cfg["image_size"] G works at net_size inside: its inputs are resized down (area),
+With cfg.net_size < cfg.image_size G works at net_size inside: its inputs are resized down (area),
 delta is resized up (bilinear) and added to the full-size warp.
 
-With cfg["correction"] == "regions" delta acts only around the eyes and the mouth, where a warp fails (it
+With cfg.correction == "regions" delta acts only around the eyes and the mouth, where a warp fails (it
 can't open a mouth or close a lid), and with "mouth" only around the mouth: a soft mask read off the sketch
 itself (`RegionGate`: the eye and lip lines by their colours, dilated and feathered), so the output is
 exactly the warp everywhere else and no caller passes anything new. A full-frame correction learnt in
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResBlock, ResBlockUp, SelfAttention, conv, down_path
-from .config import appearance, correction, get_config, net_size
+from .config import ModelConfig, get_config
 from .spectral import has_spectral_norm, remove_spectral_norm
 
 
@@ -84,32 +84,32 @@ class RegionGate(nn.Module):
 class _Body(nn.Module):
     """G without P: the shared weights. The forward takes the per-layer AdaIN (scale, shift) pairs."""
 
-    def __init__(self, cfg: dict, spectral: bool):
+    def __init__(self, cfg: ModelConfig, spectral: bool):
         super().__init__()
-        size = net_size(cfg)
-        self.io_size = cfg["image_size"]
+        size = cfg.inner_size
+        self.io_size = cfg.image_size
         self.net_size = size
-        self.appearance = appearance(cfg) == "warp"
+        self.appearance = cfg.takes_warp
         cin = 6 if self.appearance else 3
-        self.down, size = down_path(cin, cfg["g_down_channels"], size, cfg["attn_down"], "in", spectral)
-        c = cfg["g_down_channels"][-1]
-        self.up = nn.ModuleList(ResBlock(c, "adain", spectral) for _ in range(cfg["g_res_blocks"]))
-        for cout in cfg["g_up_channels"]:
+        self.down, size = down_path(cin, list(cfg.g_down_channels), size, list(cfg.attn_down), "in", spectral)
+        c = cfg.g_down_channels[-1]
+        self.up = nn.ModuleList(ResBlock(c, "adain", spectral) for _ in range(cfg.g_res_blocks))
+        for cout in cfg.g_up_channels:
             self.up.append(ResBlockUp(c, cout, spectral))
             size *= 2
-            if size in cfg["attn_up"]:
+            if size in cfg.attn_up:
                 self.up.append(SelfAttention(cout, spectral))
             c = cout
         if self.appearance:
             # Instance norm before the head's ReLU keeps about half of its inputs alive. Without it,
             # meta-learning found that killing every feature (ReLU'd to zero) is the quickest way to output
             # the warp, which L1 favours, and dead units get no gradient back: the correction froze at 0.
-            self.head_norm = nn.InstanceNorm2d(c, affine=True, eps=1e-5) if cfg.get("head_norm") else None
+            self.head_norm = nn.InstanceNorm2d(c, affine=True, eps=1e-5) if cfg.head_norm else None
             # No spectral norm: a zero matrix has no spectral norm to divide by.
             self.delta = nn.Conv2d(c, 3, 3, padding=1)
             nn.init.zeros_(self.delta.weight)
             nn.init.zeros_(self.delta.bias)
-            kind = correction(cfg)
+            kind = cfg.correction
             self.gate = None if kind == "full" else RegionGate(self.io_size, self.net_size, kind == "regions")
         else:
             self.out = conv(c, 3, 3, spectral)
@@ -161,7 +161,7 @@ class Generator(nn.Module):
     `remove_spectral_norm` (targets store the generator that way).
     """
 
-    def __init__(self, cfg: dict | str, spectral: bool = True):
+    def __init__(self, cfg: ModelConfig | dict | str, spectral: bool = True):
         super().__init__()
         self.cfg = get_config(cfg)
         self.body = _Body(self.cfg, spectral)
@@ -169,7 +169,7 @@ class Generator(nn.Module):
         self.adain_channels = self.body.adain_channels
         self.n_adain = 2 * sum(self.adain_channels)
         # P is a plain projection (no spectral norm): its scale sets the AdaIN parameters' range.
-        self.P = nn.Linear(self.cfg["emb_dim"], self.n_adain, bias=False)
+        self.P = nn.Linear(self.cfg.emb_dim, self.n_adain, bias=False)
 
     def psi_from_embedding(self, e_hat: torch.Tensor) -> torch.Tensor:
         """psi = P e_hat: (B, emb_dim) -> (B, n_adain)."""
@@ -190,7 +190,7 @@ class Generator(nn.Module):
 
     def forward(self, y: torch.Tensor, psi: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
         """y: sketches (B, 3, S, S); psi (B, n_adain); warped (B, 3, S, S): the reference warped to y's
-        landmarks (appearance generators only). S = cfg["image_size"]."""
+        landmarks (appearance generators only). S = cfg.image_size."""
         return self.body(y, self.adain_params(psi), warped)
 
 
@@ -209,7 +209,7 @@ class PersonGenerator(nn.Module):
             if psi.shape[0] != 1:
                 raise ValueError(f"PersonGenerator takes one psi (1, n_adain), not {tuple(psi.shape)}")
             psi = psi[0]
-        self.cfg = copy.deepcopy(generator.cfg)
+        self.cfg = generator.cfg
         body = copy.deepcopy(generator.body)
         if has_spectral_norm(body):
             remove_spectral_norm(body)

@@ -67,7 +67,7 @@ def make_target(photo: Path, config: str | None, steps: int, seed: int, device: 
     from puppet.faces.track import detect
     from puppet.target import load_target, save_target
     from puppet.training.checkpoint import load_meta, shipped_meta
-    from puppet.training.finetune import finetune
+    from puppet.training.finetune import FinetuneOptions, finetune
 
     path = target_cache_path(photo, config, steps, seed)
     if path.exists():
@@ -78,7 +78,7 @@ def make_target(photo: Path, config: str | None, steps: int, seed: int, device: 
         except PuppetError as e:  # a damaged cache is rebuilt, not trusted
             log.info(f"{e}; fine-tuning again")
     meta = load_meta(shipped_meta()) if config is None else None
-    size = get_config(meta["config"] if meta is not None else config)["image_size"]
+    size = get_config(meta["config"] if meta is not None else config).image_size
     bgr = read_image(photo)
     pts = detect(bgr)
     if pts is None:
@@ -88,8 +88,9 @@ def make_target(photo: Path, config: str | None, steps: int, seed: int, device: 
     start = "the shipped model" if meta is not None else f"scratch ('{config}')"
     log.info(f"target: fine-tuning from {start} on {photo.name}, {steps} steps with warp augmentation "
              f"(once; cached in {path.parent})")
-    target = finetune(crops, lms, None if meta is not None else config, steps=steps, augment=True,
-                      checkpoint=meta, device=device, seed=seed, content="auto" if meta is not None else "l1",
+    options = FinetuneOptions(steps=steps, augment=True, device=device, seed=seed,
+                              content="auto" if meta is not None else "l1")
+    target = finetune(crops, lms, None if meta is not None else config, checkpoint=meta, options=options,
                       sources=[photo.name], picture=bgr, crop_box=box)
     save_target(path, target)
     return path
@@ -169,7 +170,7 @@ def _parser() -> Parser:
 def main(argv: list[str]) -> int:
     from puppet.assets import grace_hopper
     from puppet.live.app import load_targets
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
     from puppet.live.loop import Live
     from puppet.live.sinks import FileSink, PreviewWindow, display_available
     from puppet.live.sources import FileSource

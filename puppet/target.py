@@ -5,10 +5,10 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
 
     format         "puppet-target"
     version        FORMAT_VERSION
-    config         the model config (plain dict, models.config)
+    config         the model config (models.config.ModelConfig.to_dict(): a plain dict)
     generator      G's state dict with spectral norm removed (plain tensors)
     psi            psi' (1, n_adain): the fine-tuned AdaIN parameters, a constant of this person's generator
-    ref_landmarks  (68, 2) float32: the target's landmarks in crop pixels at config["image_size"]; the live
+    ref_landmarks  (68, 2) float32: the target's landmarks in crop pixels at config.image_size; the live
                    loop retargets the driver's motion onto these
     ref_image      (S, S, 3) uint8 BGR: the reference crop
     meta           plain metadata: sources, steps, created, puppet_version, ...
@@ -18,7 +18,7 @@ shared between people, and unpickling an arbitrary object runs code. Layout (a p
                    picture pixels, so that Crop(*crop_box).apply(picture, S) is the reference crop
     extra_images   (version 3, optional) (N, S, S, 3) uint8 BGR: a few-shot target's other photos (frames),
     extra_landmarks  cropped like ref_image, and their (N, 68, 2) float32 landmarks. An appearance generator
-                   warps whichever reference is nearest in shape to the driving landmarks (warped_reference)
+                   warps whichever reference is nearest in shape to the driving landmarks (puppet.feed)
     face_size      (optional, any version) int: the largest crop side the live loop warps and pastes this
                    target's face at (puppet.live picks it per output frame from how large the face is shown
                    there, never under image_size; the generator still runs at its own size). Absent: the
@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.config import ModelConfig, get_config
 from puppet.errors import PuppetError
 from puppet.files import check_format, torch_save_atomic
 
@@ -65,7 +66,7 @@ _MAKE = (
 
 @dataclass
 class Target:
-    config: dict
+    config: ModelConfig  # a name or a dict (e.g. read from a file) is turned into one
     generator: dict[str, torch.Tensor]
     psi: torch.Tensor
     ref_landmarks: np.ndarray
@@ -83,11 +84,10 @@ class Target:
     face_size: int | None = None
 
     def __post_init__(self) -> None:
+        self.config = get_config(self.config)
         self.picture, self.crop_box = _picture_fields(self.picture, self.crop_box)
         self.extra_images, self.extra_landmarks = _extra_fields(self.extra_images, self.extra_landmarks)
         self.face_size = _face_size_field(self.face_size, self.image_size)
-        self._current: int | None = None  # the reference warped last (warped_reference's hysteresis)
-        self._faces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # face_reference's cache
 
     @property
     def n_references(self) -> int:
@@ -110,7 +110,7 @@ class Target:
 
     @property
     def image_size(self) -> int:
-        return int(self.config["image_size"])
+        return self.config.image_size
 
     @property
     def crop(self):
@@ -118,56 +118,6 @@ class Target:
         from puppet.faces.crop import Crop
 
         return None if self.crop_box is None else Crop(*self.crop_box)
-
-    @property
-    def appearance(self) -> bool:
-        """Whether the generator also takes the reference picture warped to the driving landmarks."""
-        from models.config import appearance
-
-        return appearance(self.config) == "warp"
-
-    def face_reference(self, k: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Reference k as a crop of side `size`: (uint8 BGR (size, size, 3), landmarks (68, 2) in its pixels).
-        At image_size it is reference(k). Otherwise ref_image is cut again from the picture at that size (the
-        photo's own detail), and a reference without a picture (a few-shot target's other frames, a target
-        made before pictures were kept) is resized (cubic). Cached per (k, size)."""
-        if size == self.image_size:
-            return self.reference(k)
-        if (k, size) not in self._faces:
-            import cv2
-
-            img, lms = self.reference(k)
-            lms = to_size(lms, self.image_size, size)
-            if k == 0 and self.picture is not None:
-                img = self.crop.apply(self.picture, size)
-            else:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
-            self._faces[(k, size)] = (img, lms)
-        return self._faces[(k, size)]
-
-    def warped_face(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
-        """The reference nearest in shape to driving `landmarks` ((68, 2) pixels of the image_size crop;
-        ref_image when there is one; a few-shot target keeps the one it used last unless another is clearly
-        nearer) warped piecewise-affinely to them (puppet.faces.warp) in a crop of side `size` (default
-        image_size): uint8 BGR (size, size, 3). At a reference's own landmarks (e.g. the neutral) it is that
-        reference unchanged."""
-        from puppet.faces.warp import warp
-
-        size = self.image_size if size is None else int(size)
-        lms = np.asarray(landmarks, np.float32)
-        self._current = self.nearest_reference(lms, self._current)
-        _, ref_lms = self.reference(self._current)
-        img, face_lms = self.face_reference(self._current, size)
-        if np.array_equal(lms, ref_lms):
-            return img
-        return warp(img, face_lms, to_size(lms, self.image_size, size))
-
-    def warped_reference(self, landmarks: np.ndarray) -> torch.Tensor:
-        """The appearance generator's second input for driving `landmarks` ((68, 2) crop pixels):
-        warped_face at image_size as a (1, 3, S, S) float32 tensor in [-1, 1]."""
-        from puppet.faces.images import to_tensor
-
-        return to_tensor(self.warped_face(landmarks))
 
     def person_generator(self, device: str | torch.device = "cpu"):
         """models.generator.PersonGenerator with psi folded in, in eval mode: what export and live run."""
@@ -199,17 +149,15 @@ def to_size(points: np.ndarray, size: int, new_size: int) -> np.ndarray:
     return ((p + 0.5) * (new_size / size) - 0.5).astype(np.float32)
 
 
-def default_face_size(config: dict, picture: np.ndarray | None) -> int | None:
+def default_face_size(config: ModelConfig, picture: np.ndarray | None) -> int | None:
     """The face_size a new target records: MAX_FACE_SIZE for a generator with the appearance path and a
     picture to cut the larger crop from (the live loop then sizes the crop to how large the face is shown,
     even past the photo's own pixels there: each resampling on the way, crop, warp and paste-back, blurs a
     crop at the photo's resolution more than an oversampled one); None (image_size) without the
     appearance path, whose detail all comes from the network, or without a picture."""
-    from models.config import appearance
-
-    if picture is None or appearance(config) != "warp":
+    if picture is None or not config.takes_warp:
         return None
-    return max(MAX_FACE_SIZE, int(config["image_size"]))
+    return max(MAX_FACE_SIZE, config.image_size)
 
 
 def _face_size_field(face_size, image_size: int) -> int | None:
@@ -305,7 +253,7 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
     obj = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "config": dict(target.config),
+        "config": target.config.to_dict(),
         # clone: a state dict's tensors may be views sharing storage with others; save each on its own
         "generator": {k: v.detach().cpu().clone() for k, v in target.generator.items()},
         "psi": target.psi.detach().cpu().float().clone(),
@@ -323,7 +271,7 @@ def save_target(path: str | os.PathLike, target: Target) -> None:
                              f"got {extra_imgs.shape[1:]}")
         obj["extra_images"] = torch.from_numpy(extra_imgs.copy())
         obj["extra_landmarks"] = torch.from_numpy(extra_lms.copy())
-    face_size = _face_size_field(target.face_size, int(target.config["image_size"]))
+    face_size = _face_size_field(target.face_size, target.config.image_size)
     if face_size is not None:
         obj["face_size"] = face_size
     torch_save_atomic(obj, path)
@@ -442,7 +390,7 @@ def load_target(target: str | os.PathLike | Target) -> Target:
     meta["path"] = str(path)
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     return Target(
-        config=dict(config),
+        config=get_config(config),
         generator=gen,
         psi=psi.float(),
         ref_landmarks=lms.float().numpy(),
@@ -475,28 +423,25 @@ def _bad_zip_entry(data: bytes) -> str | None:
 def _bad_numbers(config: dict, gen: dict, psi, lms, extra_lms, picture, img) -> str | None:
     """What is out of bounds in a target's numbers: a config beyond the sizes puppet supports (it would
     allocate without limit), or a NaN/inf in the weights, psi or landmarks; None when all is well."""
-    from models.config import get_config, net_size
-
     try:
         cfg = get_config(config)
     except PuppetError as e:
         return f"its config is invalid ({e})"
-    widths = [cfg["emb_dim"]] + [w for k in ("e_channels", "g_down_channels", "g_up_channels", "d_channels")
-                                 for w in cfg[k]]
+    widths = [cfg.emb_dim, *cfg.e_channels, *cfg.g_down_channels, *cfg.g_up_channels, *cfg.d_channels]
     bounds = [
-        ("image_size", cfg["image_size"], 16, MAX_IMAGE_SIZE),
-        ("net_size", net_size(cfg), 16, MAX_IMAGE_SIZE),
+        ("image_size", cfg.image_size, 16, MAX_IMAGE_SIZE),
+        ("net_size", cfg.inner_size, 16, MAX_IMAGE_SIZE),
         ("a channel width", max(widths), 1, MAX_WIDTH),
-        ("g_res_blocks", cfg["g_res_blocks"], 0, MAX_BLOCKS),
-        ("d_res_blocks", cfg["d_res_blocks"], 0, MAX_BLOCKS),
-        ("the number of down/up blocks", max(len(cfg[k]) for k in ("e_channels", "g_down_channels",
-                                                                    "g_up_channels", "d_channels")),
+        ("g_res_blocks", cfg.g_res_blocks, 0, MAX_BLOCKS),
+        ("d_res_blocks", cfg.d_res_blocks, 0, MAX_BLOCKS),
+        ("the number of down/up blocks", max(len(cfg.e_channels), len(cfg.g_down_channels),
+                                             len(cfg.g_up_channels), len(cfg.d_channels)),
          1, MAX_BLOCKS),
     ]
     for what, value, lo, hi in bounds:
         if not lo <= value <= hi:
             return f"config {what} is {value}, puppet supports {lo}..{hi}"
-    size = cfg["image_size"]
+    size = cfg.image_size
     if tuple(img.shape[:2]) != (size, size):
         return f"its reference image is {img.shape[1]}x{img.shape[0]}, its config's image_size {size}"
     if picture is not None and max(picture.shape[:2]) > PICTURE_MAX_SIDE:

@@ -19,7 +19,8 @@ import torch
 from _trt_bindings import split_top  # tests/ is this script's folder: on sys.path
 
 from export import trt as build
-from puppet.live import artifacts, runtime
+from puppet import artifacts
+from puppet.live import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = tuple(int(p) for p in trt.__version__.split(".")[:2])

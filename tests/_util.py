@@ -26,10 +26,10 @@ def random_target(seed: int = 0, config: str = "tiny", delta: float | None = 0.0
         for m in G.modules():
             if hasattr(m, "gamma"):
                 m.gamma.fill_(0.7)  # attention on
-        if G.appearance and delta is not None:
+        if G.cfg.takes_warp and delta is not None:
             G.body.delta.weight.normal_(0.0, delta)
     G = remove_spectral_norm(copy.deepcopy(G).eval())
-    size = G.cfg["image_size"]
+    size = G.cfg.image_size
     rng = np.random.default_rng(seed)
     ref = {"ref_landmarks": rng.uniform(0.2 * size, 0.8 * size, (68, 2)).astype(np.float32),
            "ref_image": rng.integers(0, 256, (size, size, 3), dtype=np.uint8)}

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # OpenMP threads that spin while waiting starve the other processes on 2 cores (torchrun tests).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -9,6 +10,8 @@ import torch  # noqa: E402
 # Two cores in CI: keep torch from oversubscribing them.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Exports of targets made in memory are cached (puppet.artifacts): in a folder of this run, not the user's.
+os.environ["PUPPET_CACHE"] = tempfile.mkdtemp(prefix="puppet-test-cache-")
 
 
 @pytest.fixture(scope="session")

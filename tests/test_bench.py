@@ -187,7 +187,7 @@ def _tiny_meta(path):
 
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
                        "embedder": E.state_dict(), "generator": G.state_dict(),
                        "discriminator": D.state_dict()}, path)
     return path
@@ -451,7 +451,8 @@ def test_bench_facesize_runs_the_loop_at_each_face_size_and_draws_the_strip(tmp_
     assert rows[0]["face_size"] == 64 and rows[1]["face_size"] > 64
     assert "correction" not in rows[0]["stages_ms"] and rows[1]["stages_ms"]["correction"]["n"] > 0
     assert all(r["frames_out"] > 0 and r["fps"] > 0 for r in rows)
-    from puppet.live.compose import Compositor, Framing
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import Framing
 
     x0, y0, x1, y1 = Compositor.for_target(t, Framing(), size=rows[1]["face_size"]).bbox
     w, h = x1 - x0, y1 - y0

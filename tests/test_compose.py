@@ -43,7 +43,8 @@ def hopper(grace_hopper_path):
 
 
 def compositor(picture, lms, crop, size=256, framing=None, neutral="ref"):
-    from puppet.live.compose import Compositor, Framing
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import Framing
 
     ref = crop.apply(picture, size)
     c = Compositor(picture, crop, size, crop.to_crop(lms, size), framing or Framing(),
@@ -70,7 +71,7 @@ def test_paste_back_goes_through_the_exact_inverse_of_the_crop(hopper):
     """The crop's landmarks land where the picture's landmarks land in the frame, and a face pasted back is
     the picture again (to the generator's resolution) with no sub-pixel shift; outside the mask, the frame is
     the framed picture byte for byte."""
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
 
     img, lms, crop = hopper
     for framing in (Framing(), Framing(1280, 720, "fill"), Framing(480, 640, "fit")):
@@ -111,7 +112,7 @@ def _centroid(img, weight):
 
 
 def test_framing_fit_keeps_the_whole_picture_and_fill_fills_the_frame(hopper):
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
 
     img, lms, crop = hopper  # 512 x 600, portrait
     c, _ = compositor(img, lms, crop, 64, Framing())
@@ -133,7 +134,7 @@ def test_crop_beyond_the_picture_shows_no_bands(hopper):
     """A photo cut close to the face: its crop reaches outside the picture (Crop.apply replicated the border
     there). The face is pasted only onto the picture, and nothing changes outside it."""
     from puppet.faces.crop import Crop
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
 
     img, lms, _ = hopper
     tight = np.ascontiguousarray(img[120:420, 150:420])  # the crop box is ~412 px: it overhangs every side
@@ -161,7 +162,7 @@ def test_crop_beyond_the_picture_shows_no_bands(hopper):
 def test_colour_match_takes_out_the_generators_cast(hopper):
     """A generator whose neutral comes out with a colour cast: the compositor matches it back to the picture
     (measured on the ring inside the mask's edge), so the pasted face's colour meets the picture's."""
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
 
     img, lms, crop = hopper
     ref = crop.apply(img, 256)
@@ -209,7 +210,7 @@ def test_compose_cost_at_720p_with_a_256_face(hopper, fit):
     face: the bench's `compose` stage measures it properly; this is a loose guard on 2 shared cores."""
     import time
 
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
 
     img, lms, crop = hopper
     c, ref = compositor(img, lms, crop, 256, Framing(1280, 720, fit))
@@ -280,7 +281,8 @@ def test_version_1_targets_still_load_without_a_picture(tmp_path):
 
 
 def test_target_without_picture_is_pasted_onto_its_reference_crop_with_a_notice(astronaut_path, logs):
-    from puppet.live.compose import Compositor, Framing
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import Framing
 
     t = random_target(photo=astronaut_path, picture=False)
     t.meta["path"] = "old.pt"
@@ -344,7 +346,7 @@ class Spy:
 
 def run_composed(target_path, source, framing=None):
     from puppet.live.app import load_targets
-    from puppet.live.compose import Framing
+    from puppet.live.framing import Framing
     from puppet.live.loop import Live
     from puppet.live.stats import Stats
 

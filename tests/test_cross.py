@@ -197,7 +197,7 @@ def test_cross_model_rows_drive_a_fine_tuned_generator(two_clips, tmp_path):
     torch.manual_seed(1)
     E, G, D = Embedder("tiny-warp"), Generator("tiny-warp"), Discriminator("tiny-warp", 3)
     meta = tmp_path / "meta.pt"
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
                        "embedder": E.state_dict(), "generator": G.state_dict(),
                        "discriminator": D.state_dict()}, meta)
     a, b = two_clips

@@ -15,7 +15,6 @@ from export.checks import (
     TRT_SUPPORTED_OPS,
     sample_inputs,
     sample_landmarks,
-    sample_sketches,
     self_check,
     tolerance,
     trt_problems,
@@ -70,11 +69,11 @@ def test_fp32_export_matches_torch_and_uses_only_trt_ops(target_path, tmp_path):
     # psi' folded: no projection matrix P (n_adain x emb_dim) among the weights, the AdaIN layers carry it
     n_adain = Generator(target.config, spectral=False).n_adain
     shapes = {tuple(i.dims) for i in model.graph.initializer}
-    assert (n_adain, target.config["emb_dim"]) not in shapes
+    assert (n_adain, target.config.emb_dim) not in shapes
     n_norms = sum(n.op_type == "InstanceNormalization" for n in model.graph.node)
     assert n_norms == len(Generator(target.config).adain_channels) + 5  # + the down path's affine norms
 
-    report = self_check(out, target.person_generator(), sample_sketches(target), "fp32")
+    report = self_check(out, target.person_generator(), sample_inputs(target), "fp32")
     assert report.max_abs_diff <= FP32_TOLERANCE == 1e-3
     assert report.tolerance == FP32_TOLERANCE  # 64 px
 
@@ -111,7 +110,7 @@ def test_fp16_export_keeps_norms_in_fp32_and_matches_torch(target_path, tmp_path
     fp16_weights, fp32_weights = count(TensorProto.FLOAT16), count(TensorProto.FLOAT)
     assert fp16_weights > 20 * fp32_weights  # the bulk is half precision
 
-    report = self_check(out, target.person_generator(), sample_sketches(target), "fp16")
+    report = self_check(out, target.person_generator(), sample_inputs(target), "fp16")
     assert 0 < report.max_abs_diff <= FP16_TOLERANCE == 1e-2
 
 
@@ -121,7 +120,7 @@ def test_self_check_catches_a_wrong_graph(target_path, tmp_path):
     other = random_target(seed=1)
     out = export_target(other, tmp_path / "other.onnx", "fp32", check=False)
     with pytest.raises(PuppetError, match="differs from torch"):
-        self_check(out, target.person_generator(), sample_sketches(target), "fp32")
+        self_check(out, target.person_generator(), sample_inputs(target), "fp32")
 
 
 def test_unsupported_operator_is_reported():
@@ -177,22 +176,26 @@ def warp_target_path(tmp_path_factory):
 
 def test_check_inputs_are_sketches_with_the_matching_warps(warp_target_path):
     """The self-check feeds what the live loop feeds: the sketch of some landmarks and the reference warped
-    to those same landmarks."""
+    to those same landmarks; a generator without the appearance path gets the sketch alone."""
     from puppet.faces.images import to_tensor
+    from puppet.faces.sketch import sketch_tensor
     from puppet.faces.warp import warp
+    from puppet.feed import Feeder
 
     target = load_target(warp_target_path)
-    assert target.appearance and not random_target().appearance
     samples = sample_inputs(target)
     assert len(samples) == 3 and all(len(s) == 2 for s in samples)
-    for (sketch, warped), lms, plain in zip(samples, sample_landmarks(target), sample_sketches(target)):
-        assert torch.equal(sketch, plain)
+    for (sketch, warped), lms in zip(samples, sample_landmarks(target)):
+        assert torch.equal(sketch, sketch_tensor(lms, 64))
         assert torch.equal(warped, to_tensor(warp(target.ref_image, target.ref_landmarks, lms)))
         assert warped.shape == (1, 3, 64, 64) and warped.dtype == torch.float32
         assert (warped - to_tensor(target.ref_image)).abs().mean() > 0.01  # really moved
     # at the reference landmarks the warp is the reference picture itself
-    assert torch.equal(target.warped_reference(target.ref_landmarks), to_tensor(target.ref_image))
-    assert [len(s) for s in sample_inputs(random_target())] == [1, 1, 1]
+    assert torch.equal(Feeder(target)(target.ref_landmarks).tensors[1], to_tensor(target.ref_image))
+    pure = random_target()
+    assert [len(s) for s in sample_inputs(pure)] == [1, 1, 1]
+    assert all(torch.equal(s[0], sketch_tensor(lms, 64))
+               for s, lms in zip(sample_inputs(pure), sample_landmarks(pure)))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -208,7 +211,7 @@ def test_warp_generator_exports_with_two_inputs_and_matches_torch(warp_target_pa
     assert sum(n.op_type == "AveragePool" for n in model.graph.node) >= 2
     assert sum(n.op_type == "Resize" for n in model.graph.node) >= 1
     n_adain = Generator(target.config, spectral=False).n_adain
-    assert (n_adain, target.config["emb_dim"]) not in {tuple(i.dims) for i in model.graph.initializer}
+    assert (n_adain, target.config.emb_dim) not in {tuple(i.dims) for i in model.graph.initializer}
     if precision == "fp16":
         types = _types(model)
         for n in model.graph.node:
@@ -229,7 +232,7 @@ def test_warp_generator_exports_with_two_inputs_and_matches_torch(warp_target_pa
                     for (s, w), (_, u) in zip(sample_inputs(target), unwarped))
     assert moved > 0.1  # the warped input matters to the output
     with pytest.raises(PuppetError, match="takes sketch, warped"):
-        self_check(out, pg, sample_sketches(target), precision)
+        self_check(out, pg, [s[:1] for s in sample_inputs(target)], precision)
 
 
 
@@ -250,10 +253,11 @@ def test_an_export_that_fails_its_check_is_never_left_to_be_found(target_path, t
 def test_an_untrained_target_made_as_the_readme_says_passes_its_check(grace_hopper_path, tmp_path):
     """`puppet.finetune PHOTO --from-scratch --config tiny --steps 0`: psi' from a random embedder is larger
     than a random target's, and so is the fp32 difference; the tolerance must fit it (bench.onnx_parity)."""
-    from puppet.training.finetune import finetune, prepare_photos
+    from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos
 
     crops, lms = prepare_photos([grace_hopper_path], 64)
-    t = finetune(crops, lms, "tiny", steps=0, content="l1", progress=False, threads=1)
+    t = finetune(crops, lms, "tiny",
+                 options=FinetuneOptions(steps=0, content="l1", progress=False, threads=1))
     save_target(tmp_path / "t.pt", t)
     out = export_target(tmp_path / "t.pt", tmp_path / "t.onnx")
     assert out.is_file()

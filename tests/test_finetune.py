@@ -20,7 +20,7 @@ from puppet.faces.images import to_tensor
 from puppet.faces.sketch import sketch_tensor
 from puppet.faces.warp import warp
 from puppet.target import load_target, save_target
-from puppet.training.finetune import finetune, prepare_photos, prepare_video
+from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos, prepare_video
 
 # Chosen by hand over seeds 0-3, 6, 7: at 100 steps the augmented model beats the unaugmented one on held-out
 # warps by 0.040-0.058 (L1 in [-1, 1] units); 60 steps gave as little as 0.016. Few enough for the CI budget.
@@ -56,9 +56,9 @@ def runs(grace):
     crops, lms = grace
     kw = dict(seed=0, content="l1", progress=False)
     return {
-        "before": finetune(crops, lms, "tiny", steps=0, **kw),
-        "aug": finetune(crops, lms, "tiny", steps=STEPS, augment=True, **kw),
-        "noaug": finetune(crops, lms, "tiny", steps=STEPS, augment=False, **kw),
+        "before": finetune(crops, lms, "tiny", options=FinetuneOptions(steps=0, **kw)),
+        "aug": finetune(crops, lms, "tiny", options=FinetuneOptions(steps=STEPS, augment=True, **kw)),
+        "noaug": finetune(crops, lms, "tiny", options=FinetuneOptions(steps=STEPS, augment=False, **kw)),
     }
 
 
@@ -103,11 +103,11 @@ def test_feed_forward_from_a_meta_checkpoint(grace, tmp_path):
     torch.manual_seed(1)
     E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
     path = tmp_path / "meta.pt"
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
                        "embedder": E.state_dict(), "generator": G.state_dict(),
                        "discriminator": D.state_dict()}, path)
     crops, lms = grace
-    t = finetune(crops, lms, steps=0, checkpoint=path, progress=False)
+    t = finetune(crops, lms, checkpoint=path, options=FinetuneOptions(steps=0, progress=False))
     x, y = to_tensor(crops[0]), sketch_tensor(lms[0], 64)
     with torch.no_grad():
         E.eval(), G.eval()
@@ -194,7 +194,8 @@ def test_missing_vgg_weights_name_the_file_and_the_no_download_choice(grace, tmp
     crops, lms = grace
     missing = tmp_path / "vgg19.pth"
     with pytest.raises(PuppetError) as err:
-        finetune(crops, lms, "tiny", steps=1, content="vgg", vgg19=missing, progress=False)
+        finetune(crops, lms, "tiny",
+                 options=FinetuneOptions(steps=1, content="vgg", vgg19=missing, progress=False))
     msg = str(err.value)
     assert "\n" not in msg and str(missing) in msg and "--content face" in msg
 
@@ -208,7 +209,7 @@ def _meta_file(path, cfg="tiny", seed=1):
 
     torch.manual_seed(seed)
     E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, 3)
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg, "num_videos": 3,
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
                        "embedder": E.state_dict(), "generator": G.state_dict(),
                        "discriminator": D.state_dict()}, path)
     return path
@@ -218,7 +219,8 @@ def test_psi_is_nonzero_and_person_specific(grace, astronaut_path, tmp_path):
     """psi' = P e_hat: two people through the same meta checkpoint get different, non-zero psi'."""
     path = _meta_file(tmp_path / "meta.pt")
     other = prepare_photos([astronaut_path], 64)
-    psi = [finetune(*people, steps=0, checkpoint=path, progress=False).psi for people in (grace, other)]
+    psi = [finetune(*people, checkpoint=path, options=FinetuneOptions(steps=0, progress=False)).psi
+           for people in (grace, other)]
     for p in psi:
         assert (p.abs() > 1e-6).float().mean() > 0.95
     gap = float((psi[0] - psi[1]).norm() / psi[0].norm())
@@ -274,13 +276,17 @@ def test_appearance_finetune_keeps_the_picture(grace_hopper_path, tmp_path):
 def test_few_shot_appearance_target_warps_the_nearest_photo(grace, astronaut_path):
     """T = 2 photos (Grace Hopper, then the astronaut): the target keeps both as references, and at each
     photo's own landmarks the generator's second input is that photo unchanged."""
+    from puppet.feed import Feeder
+
     (g_crop,), (g_lms,) = grace
     (a_crop,), (a_lms,) = prepare_photos([astronaut_path], 64)
-    t = finetune([g_crop, a_crop], [g_lms, a_lms], "tiny-warp", steps=0, progress=False)
+    t = finetune([g_crop, a_crop], [g_lms, a_lms], "tiny-warp",
+                 options=FinetuneOptions(steps=0, progress=False))
     assert t.n_references == 2
-    assert torch.equal(t.warped_reference(a_lms), to_tensor(a_crop))
-    assert torch.equal(t.warped_reference(g_lms), to_tensor(g_crop))
-    one = finetune([g_crop], [g_lms], "tiny-warp", steps=0, progress=False)
+    feeder = Feeder(t)
+    assert torch.equal(feeder(a_lms).tensors[1], to_tensor(a_crop))
+    assert torch.equal(feeder(g_lms).tensors[1], to_tensor(g_crop))
+    one = finetune([g_crop], [g_lms], "tiny-warp", options=FinetuneOptions(steps=0, progress=False))
     assert one.n_references == 1 and one.extra_images is None
 
 
@@ -320,10 +326,11 @@ def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
 def test_content_only_fine_tuning_leaves_the_discriminator_out(grace):
     """adversarial=False: the content loss alone (the ablation row), recorded in the target."""
     crops, lms = grace
-    t = finetune(crops, lms, "tiny", steps=3, content="l1", progress=False, adversarial=False)
+    t = finetune(crops, lms, "tiny",
+                 options=FinetuneOptions(steps=3, content="l1", progress=False, adversarial=False))
     assert t.meta["adversarial"] is False and "d" not in t.meta["final_losses"]
     assert t.meta["final_losses"]["g"] == pytest.approx(t.meta["final_losses"]["content"])
-    full = finetune(crops, lms, "tiny", steps=3, content="l1", progress=False)
+    full = finetune(crops, lms, "tiny", options=FinetuneOptions(steps=3, content="l1", progress=False))
     assert full.meta["adversarial"] is True and "d_margin" in full.meta["final_losses"]
 
 
@@ -334,8 +341,8 @@ def test_a_config_other_than_the_checkpoints_names_the_fields(grace, tmp_path):
 
     path = _meta_file(tmp_path / "meta.pt", cfg="tiny-warp")
     crops, lms = grace
-    older = {k: v for k, v in get_config("tiny-warp").items() if k != "head_norm"}
+    older = {k: v for k, v in get_config("tiny-warp").to_dict().items() if k != "head_norm"}  # its default
     with pytest.raises(PuppetError) as err:
-        finetune(crops, lms, older, steps=0, checkpoint=path, progress=False)
+        finetune(crops, lms, older, checkpoint=path, options=FinetuneOptions(steps=0, progress=False))
     msg = str(err.value)
-    assert "\n" not in msg and "head_norm: None vs True" in msg and "leave --config out" in msg
+    assert "\n" not in msg and "head_norm: False vs True" in msg and "leave --config out" in msg

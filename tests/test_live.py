@@ -51,7 +51,7 @@ def make_tiny_target(path, photo_path, seed, config="tiny"):
 
     torch.manual_seed(seed)
     cfg = get_config(config)
-    size = cfg["image_size"]
+    size = cfg.image_size
     g = Generator(cfg)
     remove_spectral_norm(g)
     psi = 0.5 * torch.randn(1, g.n_adain)
@@ -144,21 +144,22 @@ class Spy:
     def __init__(self, backend):
         self.backend = backend
         self.name = backend.name
+        self.inputs = backend.inputs
         self.images = []
         self.sketch_of = {}  # output image bytes -> the sketch it was generated from
         self.warps = []  # the warped references it was given (appearance targets), as uint8 BGR
-        self.inputs = []  # (sketch, warped) tensors as given (appearance targets)
+        self.given = []  # the input tensors as given, each call's tuple
 
-    def generate(self, sketch, warped=None):
+    def generate(self, *inputs):
         from puppet.faces.images import to_bgr
 
-        y = self.backend.generate(sketch) if warped is None else self.backend.generate(sketch, warped)
+        y = self.backend.generate(*inputs)
         img = to_bgr(y[0])
         self.images.append(img)
-        self.sketch_of[img.tobytes()] = to_bgr(sketch[0])
-        if warped is not None:
-            self.warps.append(to_bgr(warped[0]))
-            self.inputs.append((sketch, warped))
+        self.sketch_of[img.tobytes()] = to_bgr(inputs[0][0])
+        if len(inputs) == 2:
+            self.warps.append(to_bgr(inputs[1][0]))
+        self.given.append(inputs)
         return y
 
 
@@ -232,18 +233,18 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     from puppet.data.clips import write_video
     from puppet.faces.images import to_bgr, to_tensor
     from puppet.faces.sketch import sketch_tensor
-    from puppet.live.loop import LiveTarget
+    from puppet.feed import Feeder
     from puppet.live.sources import FileSource
 
     made = []  # (the warp tensor, the landmarks it was warped to), kept alive so that ids stay unique
-    real = LiveTarget.warp
+    real = Feeder.__call__
 
     def recording(self, landmarks):
         out = real(self, landmarks)
-        made.append((out[2], np.array(landmarks)))
+        made.append((out.tensors[1], np.array(landmarks)))
         return out
 
-    monkeypatch.setattr(LiveTarget, "warp", recording)
+    monkeypatch.setattr(Feeder, "__call__", recording)
     path = make_tiny_target(tmp_path / "warp.pt", astronaut_path, 0, config="tiny-warp")
     h, w = face_frames[0].shape[:2]
     clip = face_frames[:10] + [stripes(h, w) for _ in range(25)] + face_frames[10:14]
@@ -251,7 +252,7 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     source = FileSource(write_video(tmp_path / "gap.mp4", clip, FPS))
     targets, stats = run_live(path, source, [rec], idle=False)
     t, spy = targets[0], targets[0].backend
-    assert t.appearance and spy.backend.appearance
+    assert spy.backend.inputs == ("sketch", "warped")
     out = rec.frames
     assert len(out) == len(clip) == stats.frames_out and all(o.shape == (64, 64, 3) for o in out)
     s = stats.summary()
@@ -259,7 +260,8 @@ def test_warp_target_through_the_loop(astronaut_path, face_frames, tmp_path, mon
     # one warp per generator call, each a moved copy of the reference picture (or the picture itself)
     assert len(spy.warps) == len(spy.images) == len(clip) - s["reused"]
     warped_to = {id(w): lms for w, lms in made}
-    for sketch, warped in spy.inputs:  # the sketch and the warp of the same driving landmarks
+    assert all(len(given) == 2 for given in spy.given)
+    for sketch, warped in spy.given:  # the sketch and the warp of the same driving landmarks
         assert torch.equal(sketch, sketch_tensor(warped_to[id(warped)], 64))
     ref = t.target.ref_image
     assert max(diff(wp, ref) for wp in spy.warps[:10]) > 1.0  # the driven face moves the warp
@@ -420,6 +422,7 @@ def test_relative_mode_ignores_where_the_driver_sits(tiny_target, face_frames):
     continuity); compared on the target landmarks that get rasterised.
     """
     from puppet.faces.track import Tracker
+    from puppet.feed import Feeder
     from puppet.live.driver import Driver
     from puppet.live.loop import LiveTarget
     from puppet.target import load_target
@@ -429,7 +432,7 @@ def test_relative_mode_ignores_where_the_driver_sits(tiny_target, face_frames):
     m = np.float32([[1.4, 0, 0.7 * w], [0, 1.4, 0.5 * h]])  # 1.4x larger, off to the lower right
     moved = [cv2.warpAffine(f, m, (w * 2, h * 2), dst=big.copy(), borderMode=cv2.BORDER_TRANSPARENT)
              for f in face_frames]
-    target = LiveTarget("tiny", load_target(tiny_target), backend=None)
+    target = LiveTarget("tiny", t := load_target(tiny_target), None, Feeder(t))
 
     def drive(frames):
         d = Driver(target, absolute=False, fps=FPS)
@@ -548,7 +551,7 @@ def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tm
         def write(self, img):
             super().write(img)
             if len(self.frames) == 8:
-                live.controls.target = 1  # what the window's n key does
+                live.controls.target_index = 1  # what the window's n key does
 
     rec = Switcher()
     live = Live(targets, FileSource(face_clip), [rec], None, Stats())
@@ -575,11 +578,13 @@ def test_a_failing_stage_stops_the_loop_with_its_error(tiny_target, face_clip):
         name = "failing"
         calls = 0
 
-        def generate(self, sketch):
+        inputs = real.inputs
+
+        def generate(self, *inputs):
             Failing.calls += 1
             if Failing.calls == 5:
                 raise PuppetError("gpu: lost; restart")
-            return real.generate(sketch)
+            return real.generate(*inputs)
 
     targets[0].backend = Failing()
     rec = Recorder()
@@ -715,6 +720,7 @@ def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_f
     CLI, and the Driver against the crop geometry."""
     from puppet.faces.crop import Crop
     from puppet.faces.track import Tracker
+    from puppet.feed import Feeder
     from puppet.live.app import main
     from puppet.live.driver import Driver
     from puppet.live.loop import LiveTarget
@@ -725,7 +731,7 @@ def test_absolute_mode_drives_with_the_drivers_own_landmarks(tiny_target, face_f
                  "--output", str(out), "--max-frames", "6"]) == 0
     assert count_frames(out) == 6
 
-    target = LiveTarget("tiny", load_target(tiny_target), backend=None)
+    target = LiveTarget("tiny", t := load_target(tiny_target), None, Feeder(t))
     d = Driver(target, absolute=True, fps=FPS)
     with Tracker("video") as tracker:
         lms = tracker(face_frames[0])
@@ -760,7 +766,8 @@ def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_c
 
     from puppet.faces.images import read_image
     from puppet.live.app import main
-    from puppet.live.compose import Compositor, Framing, face_size
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import Framing, face_size
     from puppet.target import default_face_size, save_target
 
     # a 1536² photo with detail at its own resolution (a 3-pixel grain over the upscaled astronaut)
@@ -810,28 +817,32 @@ def test_a_face_crop_larger_than_the_generator_end_to_end(astronaut_path, face_c
     assert big > picture / 3, (big, picture)
 
 
-def test_face_image_carries_the_generators_correction_onto_the_full_size_warp(astronaut_path):
+def test_face_carries_the_generators_correction_onto_the_full_size_warp(astronaut_path):
     """At a face size above the generator's, the face is the full-size warp plus the generator's correction
     (its image minus the warp it was given) resized: where it corrects nothing, the full-size warp itself;
     shrunk back to the generator's size, its image within rounding."""
     from _util import random_target
 
+    from puppet.faces.images import to_tensor
     from puppet.faces.pose import Motion, move
-    from puppet.live.loop import LiveTarget
+    from puppet.feed import Feeder
 
     t = random_target(config="tiny-warp", photo=astronaut_path)
-    lt = LiveTarget("t", t, None, face_size=200)
-    assert (lt.size, lt.face) == (64, 200)
-    big, small, warped_t = lt.warp(move(t.ref_landmarks, Motion(mouth=0.6, yaw=8)))
+    feeder = Feeder(t, 200)
+    assert (feeder.size, feeder.face_size) == (64, 200)
+    feed = feeder(move(t.ref_landmarks, Motion(mouth=0.6, yaw=8)))
+    big, small = feed.warped, feed.warped_small
     assert big.shape == (200, 200, 3) and small.shape == (64, 64, 3)
-    assert tuple(warped_t.shape) == (1, 3, 64, 64)
+    assert len(feed.tensors) == 2 and torch.equal(feed.tensors[1], to_tensor(small))
+    assert set(feed.seconds) == {"rasterise", "warp"}
     np.testing.assert_array_equal(small, cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA))
-    np.testing.assert_array_equal(lt.face_image(small, big, small), big)
+    np.testing.assert_array_equal(feeder.face(small, feed), big)
     ramp = np.linspace(-40, 40, 64)[None, :, None]  # a smooth correction, bright on the right
     generated = np.clip(small + ramp, 0, 255).astype(np.uint8)
-    face = lt.face_image(generated, big, small)
+    face = feeder.face(generated, feed)
     assert face.shape == (200, 200, 3) and face.dtype == np.uint8
     back = cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(back.astype(int) - generated).mean() < 2.0
     assert face[:, 150:].astype(int).mean() - big[:, 150:].astype(int).mean() > 20
-    assert LiveTarget("t", t, None).face_image(generated, big, small) is generated  # the generator's size
+    at_size = Feeder(t)  # at the generator's size the face is its image itself
+    assert at_size.face(generated, at_size(t.ref_landmarks)) is generated

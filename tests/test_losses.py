@@ -211,7 +211,7 @@ def test_fine_tuning_objective(content):
     s = 64
     G, D = Generator("tiny"), Discriminator("tiny", num_videos=2)
     psi = nn.Parameter(0.1 * torch.randn(1, G.n_adain))
-    w = (D.w0 + torch.randn(G.cfg["emb_dim"])).detach()[None]
+    w = (D.w0 + torch.randn(G.cfg.emb_dim)).detach()[None]
     x, y = torch.rand(1, 3, s, s) * 2 - 1, torch.rand(1, 3, s, s) * 2 - 1
     terms = L.generator_losses(D, content, G(y, psi), x, y, w=w)
     assert set(terms) == {"content", "adv", "fm", "total"}

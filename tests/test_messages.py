@@ -19,7 +19,7 @@ def test_finetune_on_a_folder_says_it_is_a_folder(tmp_path, capsys):
 
 
 def test_an_export_childs_error_is_said_once(tmp_path, logs):
-    from puppet.live.artifacts import build
+    from puppet.artifacts import build
 
     missing = tmp_path / "-gone.pt"  # named like an option, too
     with pytest.raises(PuppetError) as e:
@@ -77,7 +77,7 @@ def test_an_export_child_that_crashes_is_one_line_not_its_traceback(tmp_path, lo
     passed on, its traceback isn't (it is there at debug level)."""
     import os
 
-    from puppet.live.artifacts import build
+    from puppet.artifacts import build
 
     (tmp_path / "crashing_builder.py").write_text(
         "print('exporting...', flush=True)\n"

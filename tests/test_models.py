@@ -1,6 +1,8 @@
 """The paper's networks: configs, shapes, parameter counts, spectral norm removal, one-person generator."""
 
 import copy
+import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -28,17 +30,24 @@ def n_params(module: nn.Module) -> int:
 def test_get_config_names_and_errors():
     for name in CONFIGS:
         cfg = get_config(name)
-        assert cfg["image_size"] > 0 and cfg["emb_dim"] > 0
-        assert get_config(cfg) == cfg  # a config read back from a checkpoint validates as is
-    assert get_config("paper")["image_size"] == 256 and get_config("paper")["emb_dim"] == 512
-    assert get_config("small")["image_size"] == 128 and get_config("tiny")["image_size"] <= 64
+        assert cfg.image_size > 0 and cfg.emb_dim > 0
+        stored = cfg.to_dict()  # as a checkpoint stores it: plain JSON values
+        assert json.loads(json.dumps(stored)) == stored
+        assert get_config(stored) == cfg  # and read back, the same config
+    assert get_config("paper").image_size == 256 and get_config("paper").emb_dim == 512
+    assert get_config("small").image_size == 128 and get_config("tiny").image_size <= 64
+    # a checkpoint written before an optional field existed reads with its default
+    older = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("correction", "head_norm")}
+    assert get_config(older) == get_config("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_config("tiny").image_size = 128  # type: ignore[misc]
+    with pytest.raises(PuppetError, match="unknown fields colour"):
+        get_config({**get_config("tiny").to_dict(), "colour": "red"})
     with pytest.raises(PuppetError, match="unknown name; use one of") as e:
         get_config("huge")
     assert all(name in str(e.value) for name in CONFIGS)  # the error lists every config there is
-    bad = get_config("tiny")
-    bad["e_channels"][-1] = bad["emb_dim"] + 1
     with pytest.raises(PuppetError, match="emb_dim"):
-        get_config(bad)
+        get_config("tiny").replace(e_channels=[8, 16, 32, 33])
     with pytest.raises(PuppetError, match="missing fields"):
         get_config({"image_size": 64})
 
@@ -47,20 +56,20 @@ def test_get_config_names_and_errors():
 def test_forward_shapes(name):
     torch.manual_seed(0)
     cfg = get_config(name)
-    s, b = cfg["image_size"], 2 if name == "tiny" else 1  # small: about 2 s a forward on two cores
+    s, b = cfg.image_size, 2 if name == "tiny" else 1  # small: about 2 s a forward on two cores
     E, G, D = Embedder(cfg).eval(), Generator(cfg).eval(), Discriminator(cfg, num_videos=5).eval()
     x, y = torch.rand(b, 3, s, s) * 2 - 1, torch.rand(b, 3, s, s) * 2 - 1
     with torch.no_grad():
         e = E(x, y)
-        assert e.shape == (b, cfg["emb_dim"])
+        assert e.shape == (b, cfg.emb_dim)
         e_hat = E.embed_frames(x[:, None].expand(-1, 2, -1, -1, -1), y[:, None].expand(-1, 2, -1, -1, -1))
         torch.testing.assert_close(e_hat, e)  # the mean of K identical frames' embeddings
         psi = G.psi_from_embedding(e)
-        assert psi.shape == (b, G.n_adain) and G.P.weight.shape == (G.n_adain, cfg["emb_dim"])
+        assert psi.shape == (b, G.n_adain) and G.P.weight.shape == (G.n_adain, cfg.emb_dim)
         out = G(y, psi)
         assert out.shape == (b, 3, s, s) and out.abs().max() <= 1
         score, feats = D(x, y, i=torch.tensor([0, 4])[:b])
-        assert score.shape == (b,) and len(feats) >= len(cfg["d_channels"])
+        assert score.shape == (b,) and len(feats) >= len(cfg.d_channels)
         assert all(f.shape[0] == b and torch.isfinite(f).all() for f in feats)
         score_w, _ = D(x, y, w=D.w0 + e)  # fine-tuning's explicit w
         assert score_w.shape == (b,)
@@ -131,7 +140,7 @@ def _train_a_little(module: nn.Module, *args):
 def test_remove_spectral_norm_keeps_outputs():
     torch.manual_seed(0)
     cfg = get_config("tiny")
-    s = cfg["image_size"]
+    s = cfg.image_size
     x, y = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s) * 2 - 1
     E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, num_videos=2)
     i = torch.tensor([0, 1])
@@ -162,7 +171,7 @@ def test_remove_spectral_norm_keeps_outputs():
 def test_person_generator_matches_generator():
     torch.manual_seed(0)
     G = Generator("tiny")
-    s = G.cfg["image_size"]
+    s = G.cfg.image_size
     for m in G.modules():
         if hasattr(m, "gamma"):
             nn.init.constant_(m.gamma, 0.5)
@@ -189,7 +198,7 @@ def test_person_generator_exports_to_plain_onnx(tmp_path):
     torch.manual_seed(0)
     G = Generator("tiny").eval()
     pg = PersonGenerator(G, 0.1 * torch.randn(1, G.n_adain))
-    s = G.cfg["image_size"]
+    s = G.cfg.image_size
     y = torch.rand(1, 3, s, s) * 2 - 1
     path = tmp_path / "pg.onnx"
     torch.onnx.export(pg, (y,), str(path), opset_version=17, dynamo=False, input_names=["sketch"],
@@ -213,7 +222,7 @@ def test_flops_counts_a_conv():
     assert flops(conv, (1, 3, 16, 16)) == 2 * 3 * 8 * 9 * 16 * 16
     G = Generator("tiny").eval()
     pg = PersonGenerator(G, torch.zeros(1, G.n_adain))
-    s = G.cfg["image_size"]
+    s = G.cfg.image_size
     assert flops(pg, (1, 3, s, s)) > 0
 
 
@@ -226,7 +235,7 @@ def test_appearance_head_keeps_its_inputs_alive():
     s = 64
     y, warped = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s) * 2 - 1
     for head_norm in (True, False):
-        G = Generator({**get_config("tiny-warp"), "head_norm": head_norm})
+        G = Generator(get_config("tiny-warp").replace(head_norm=head_norm))
         nn.init.normal_(G.body.delta.weight, std=0.1)  # a head that has learned something
         last = [b for b in G.body.up if hasattr(b, "conv2")][-1]
         with torch.no_grad():  # the up path's output far below zero everywhere (its features still vary)
@@ -244,7 +253,7 @@ def test_appearance_head_keeps_its_inputs_alive():
             assert 0.3 < alive < 0.7 and grad > 0
         else:
             assert alive == 0.0 and grad == 0.0
-    warp_configs = [name for name in CONFIGS if get_config(name).get("appearance") == "warp"]
+    warp_configs = [name for name in CONFIGS if get_config(name).takes_warp]
     assert {"cpu-warp", "paper-warp"} <= set(warp_configs)  # the shipped model's and the paper-size one
     for name in warp_configs:
         assert isinstance(Generator(name, spectral=False).body.head_norm, nn.InstanceNorm2d), name
@@ -265,11 +274,11 @@ def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_pat
     crop = Crop.from_landmarks(lms)
     s = 128
     face = crop.to_crop(lms, s)
-    cfg = {**get_config("tiny-warp"), "image_size": s, "net_size": 64}
+    cfg = get_config("tiny-warp").replace(image_size=s, net_size=64)
     torch.manual_seed(0)
     gated = Generator(cfg).eval()
     nn.init.normal_(gated.body.delta.weight, std=0.05)
-    full = Generator({**cfg, "correction": "full"}).eval()
+    full = Generator(cfg.replace(correction="full")).eval()
     full.load_state_dict(gated.state_dict())
     warped = torch.zeros(1, 3, s, s)
     for motion in (Motion(), Motion(mouth=1.0), Motion(blink=1.0, yaw=15)):
@@ -291,7 +300,7 @@ def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_pat
         assert not changed[:10].any() and not changed[:, :10].any()  # the top and the side of the crop
         assert 0.03 < float(changed.float().mean()) < 0.3
     # "mouth": the eyes stay the warp's.
-    mouth = Generator({**cfg, "correction": "mouth"}).eval()
+    mouth = Generator(cfg.replace(correction="mouth")).eval()
     mouth.load_state_dict(gated.state_dict())
     pts = move(face, Motion(mouth=1.0))
     with torch.no_grad():
@@ -299,4 +308,4 @@ def test_region_gate_keeps_the_correction_to_the_eyes_and_mouth(grace_hopper_pat
     centres = [np.round(c).astype(int) for c in (pts[60:68].mean(0), pts[36:42].mean(0), pts[42:48].mean(0))]
     assert [bool(changed[yy, x]) for x, yy in centres] == [True, False, False]
     with pytest.raises(PuppetError, match="correction must be one of"):
-        get_config({**cfg, "correction": "nose"})
+        cfg.replace(correction="nose")

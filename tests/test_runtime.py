@@ -14,18 +14,20 @@ import pytest
 import torch
 from _util import random_target
 
-from export.cache import (
+from export.cache import timing_cache_path, write_engine
+from export.checks import sample_inputs
+from puppet.artifacts import (
+    ROUTE_FP16_FLAG,
+    ROUTE_STRONG,
     BuildSettings,
     DeviceIdentity,
+    default_engine_path,
     engine_key,
     is_fresh,
     load_fresh_engine,
+    route_for,
     sidecar_path,
-    timing_cache_path,
-    write_engine,
 )
-from export.checks import sample_inputs, sample_sketches
-from export.trt import ROUTE_FP16_FLAG, ROUTE_STRONG, default_engine_path, route_for
 from puppet.errors import PuppetError
 from puppet.live.runtime import auto_backend_name, load_backend
 from puppet.target import load_target, save_target
@@ -114,44 +116,45 @@ def test_torch_and_onnxruntime_backends_give_the_same_image(target_path):
     ort_b = load_backend("onnxruntime", target_path, device="cpu", verbose=False)
     assert (torch_b.name, ort_b.name) == ("torch", "onnxruntime")
     assert "CPU" in torch_b.describe() and "CPU" in ort_b.describe()
-    for sketch in sample_sketches(target, n=2):
+    assert torch_b.inputs == ort_b.inputs == ("sketch",)
+    for sketch, in sample_inputs(target, n=2):
         a, b = torch_b.generate(sketch), ort_b.generate(sketch)
         assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32
         assert a.device.type == b.device.type == "cpu"
         assert (a - b).abs().max().item() <= 1e-4
         assert a.abs().max() > 0.1  # a real image, not a blank
-    # a Target object works too (exported to a temp dir)
-    obj_b = load_backend("onnxruntime", target, device="cpu", verbose=False)
-    sketch = sample_sketches(target, n=1)[0]
-    assert (obj_b.generate(sketch) - torch_b.generate(sketch)).abs().max().item() <= 1e-4
-    with pytest.raises(ValueError, match="float32 sketch"):
-        torch_b.generate(torch.zeros(1, 3, 32, 32))
+    # a Target made in memory works too (saved to the export cache, exported there)
+    obj_b = load_backend("onnxruntime", random_target(seed=3), device="cpu", verbose=False)
+    again = load_backend("onnxruntime", random_target(seed=3), device="cpu", verbose=False)
+    assert again.onnx_path == obj_b.onnx_path  # the same content finds its export, not a new one
+    sketch, = sample_inputs(target, n=1)[0]
+    direct = load_backend("torch", random_target(seed=3), device="cpu", verbose=False)
+    assert (obj_b.generate(sketch) - direct.generate(sketch)).abs().max().item() <= 1e-4
+    for b in (torch_b, ort_b):
+        with pytest.raises(ValueError, match=r"sketch must be a \(1, 3, 64, 64\) float32"):
+            b.generate(torch.zeros(1, 3, 32, 32))
+        with pytest.raises(ValueError, match="takes sketch"):  # a second input it doesn't take
+            b.generate(sketch, torch.zeros(1, 3, 64, 64))
 
 
 def test_warp_target_gives_the_same_image_on_torch_and_onnxruntime(target_path, tmp_path):
-    """The appearance generator takes (sketch, warped) on every CPU backend; a pure one ignores `warped`."""
+    """The appearance generator takes (sketch, warped) on every CPU backend, and nothing else."""
     path = tmp_path / "warp.pt"
     save_target(path, random_target(config="tiny-warp"))
     target = load_target(path)
     torch_b = load_backend("torch", path, device="cpu", verbose=False)
     ort_b = load_backend("onnxruntime", path, device="cpu", verbose=False)
-    assert torch_b.appearance and ort_b.appearance
+    assert torch_b.inputs == ort_b.inputs == ("sketch", "warped")
     for sketch, warped in sample_inputs(target, n=2):
         a, b = torch_b.generate(sketch, warped), ort_b.generate(sketch, warped)
         assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32
         assert (a - b).abs().max().item() <= 1e-4
         assert (a - torch_b.generate(sketch, torch.zeros_like(warped))).abs().max() > 0.1  # warped counts
     for b in (torch_b, ort_b):
-        with pytest.raises(ValueError, match="appearance path"):
+        with pytest.raises(ValueError, match="takes sketch and warped"):
             b.generate(sketch)
-        with pytest.raises(ValueError, match="warped reference"):
+        with pytest.raises(ValueError, match=r"warped must be a \(1, 3, 64, 64\)"):
             b.generate(sketch, warped[:, :, :32, :32])
-    # the paper's generator takes the sketch alone: a warped input is ignored, not an error
-    pure = [load_backend(n, target_path, device="cpu", verbose=False) for n in ("torch", "onnxruntime")]
-    for b in pure:
-        assert not b.appearance
-        s = sample_sketches(load_target(target_path), n=1)[0]
-        assert torch.equal(b.generate(s, torch.zeros(1, 3, 64, 64)), b.generate(s))
 
 
 def test_untrained_warp_generator_gives_back_its_warped_input(tmp_path):

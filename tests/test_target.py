@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.config import get_config
 from models.generator import Generator
 from models.spectral import has_spectral_norm, remove_spectral_norm
 from puppet.errors import PuppetError
@@ -119,7 +120,8 @@ def test_wrong_kind_and_version_are_refused(tmp_path):
     save_target(good, t)
     obj = torch.load(good, weights_only=True)
     cases = {
-        "meta.pt": ({"format": "puppet-meta", "version": 1, "config": t.config}, "meta-learned checkpoint"),
+        "meta.pt": ({"format": "puppet-meta", "version": 1, "config": t.config.to_dict()},
+                    "meta-learned checkpoint"),
         "weights.pt": (t.generator, "not a puppet target"),  # a random state-dict .pt
         "tensor.pt": (torch.zeros(3), "not a puppet target"),
         "newer.pt": ({**obj, "version": FORMAT_VERSION + 1}, "upgrade puppet"),
@@ -138,7 +140,7 @@ def test_wrong_kind_and_version_are_refused(tmp_path):
 
 def test_generator_that_does_not_match_its_config_is_refused(tmp_path):
     t, _ = _target()
-    t.config = {**t.config, "g_res_blocks": 2}
+    t.config = t.config.replace(g_res_blocks=2)
     p = tmp_path / "mismatch.pt"
     save_target(p, t)
     with pytest.raises(PuppetError) as err:
@@ -147,10 +149,11 @@ def test_generator_that_does_not_match_its_config_is_refused(tmp_path):
 
 
 def test_few_shot_target_keeps_its_references_and_warps_the_nearest(tmp_path):
-    """A target with extra references saves and loads them; warped_reference gives, at each reference's
-    own landmarks, that reference unchanged, and for a shape about as near to two keeps the one it used."""
+    """A target with extra references saves and loads them; its feeder warps, at each reference's own
+    landmarks, that reference unchanged; the nearest reference in shape is the one warped."""
     from puppet.faces.images import to_tensor
     from puppet.faces.pose import Motion, move
+    from puppet.feed import Feeder
     from puppet.target import load_target
 
     t, _ = _target()
@@ -167,8 +170,12 @@ def test_few_shot_target_keeps_its_references_and_warps_the_nearest(tmp_path):
     assert back.n_references == 2
     np.testing.assert_array_equal(back.extra_images, t.extra_images)
     np.testing.assert_array_equal(back.extra_landmarks, t.extra_landmarks)
-    assert torch.equal(back.warped_reference(opened), to_tensor(t.extra_images[0]))
-    assert torch.equal(back.warped_reference(base), to_tensor(t.ref_image))
+    feeder = Feeder(back)
+    np.testing.assert_array_equal(feeder.warped(opened), t.extra_images[0])
+    np.testing.assert_array_equal(feeder.warped(base), t.ref_image)
+    warp_feeder = Feeder(Target(get_config("tiny-warp"), {}, back.psi, back.ref_landmarks, back.ref_image,
+                                extra_images=back.extra_images, extra_landmarks=back.extra_landmarks))
+    assert torch.equal(warp_feeder(opened).tensors[1], to_tensor(t.extra_images[0]))  # what G is fed
     assert back.nearest_reference(move(base, Motion(mouth=0.2))) == 0
     assert back.nearest_reference(move(base, Motion(mouth=0.8))) == 1
 
@@ -236,10 +243,12 @@ def test_face_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
     import cv2
     from _util import random_target
 
+    from puppet.feed import Feeder
     from puppet.target import to_size
 
     t = random_target(config="tiny-warp", photo=astronaut_path)
-    img, lms = t.face_reference(0, 256)
+    feeder = Feeder(t, 256)
+    img, lms = feeder.reference(0, 256)
     assert img.shape == (256, 256, 3)
     np.testing.assert_array_equal(img, t.crop.apply(t.picture, 256))
     np.testing.assert_allclose(lms, t.crop.to_crop(t.crop.from_crop(t.ref_landmarks, 64), 256), atol=1e-3)
@@ -247,8 +256,8 @@ def test_face_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
     upscaled = cv2.resize(t.ref_image, (256, 256), interpolation=cv2.INTER_CUBIC)
     sharp = lambda x: cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()  # noqa: E731
     assert sharp(img) > 3 * sharp(upscaled)
-    np.testing.assert_array_equal(t.warped_face(t.ref_landmarks, 256), img)
-    assert t.face_reference(0, 64)[0] is t.ref_image  # the generator's size: the stored crop itself
+    np.testing.assert_array_equal(feeder.warped(t.ref_landmarks), img)
+    assert feeder.reference(0, 64)[0] is t.ref_image  # the generator's size: the stored crop itself
 
 
 def _saved_with(tmp_path, name, **changes):
@@ -289,7 +298,7 @@ def test_configs_beyond_supported_sizes_are_refused_before_allocating(tmp_path):
     for change, expect in [({"image_size": 65536}, "image_size is 65536, puppet supports 16..1024"),
                            ({"g_down_channels": [8, 16, 1 << 20]}, "channel width is 1048576"),
                            ({"g_res_blocks": 10_000}, "g_res_blocks is 10000")]:
-        p, _ = _saved_with(tmp_path, "big.pt", config={**t.config, **change})
+        p, _ = _saved_with(tmp_path, "big.pt", config={**t.config.to_dict(), **change})
         with pytest.raises(PuppetError) as err:
             load_target(p)
         assert expect in _one_line_naming(err, p)

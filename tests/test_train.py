@@ -243,7 +243,7 @@ def test_setup_errors_are_one_line(data, tmp_path, monkeypatch):
 
 def test_shipped_form_loads_and_fine_tunes(full_run, tmp_path):
     """The shipped form of a checkpoint: fp16, no optimiser state or W, and fine-tuning takes it as is."""
-    from puppet.training.finetune import finetune
+    from puppet.training.finetune import FinetuneOptions, finetune
     from puppet.training.ship import ship
 
     small = tmp_path / "ship.pt"
@@ -255,8 +255,8 @@ def test_shipped_form_loads_and_fine_tunes(full_run, tmp_path):
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
     lms = (rng.random((68, 2)) * 20 + 6).astype(np.float32)
-    target = finetune([frame], [lms], steps=0, checkpoint=small, progress=False)
-    full = finetune([frame], [lms], steps=0, checkpoint=full_run, progress=False)
+    target = finetune([frame], [lms], checkpoint=small, options=FinetuneOptions(steps=0, progress=False))
+    full = finetune([frame], [lms], checkpoint=full_run, options=FinetuneOptions(steps=0, progress=False))
     assert (target.psi - full.psi).abs().max() < 1e-2 * full.psi.abs().max()  # fp16 rounding only
 
 

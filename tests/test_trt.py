@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from export import trt as build
-from export.cache import BuildSettings, DeviceIdentity, engine_key, is_fresh, load_fresh_engine
+from puppet import artifacts
+from puppet.artifacts import BuildSettings, DeviceIdentity, engine_key, is_fresh, load_fresh_engine
 from puppet.errors import PuppetError
-from puppet.live import artifacts, runtime
+from puppet.live import runtime
 from puppet.live.runtime import TensorRTBackend, _bind_io, _cuda_device
 
 
@@ -314,7 +315,7 @@ def test_empty_tensorrt_package_is_a_one_line_error(tmp_path, monkeypatch, no_te
     # --backend auto doesn't pick it (and says why); --backend tensorrt is that one line
     assert runtime.tensorrt_available() is False
     with pytest.raises(PuppetError, match="is not TensorRT"):
-        TensorRTBackend("mona.pt")
+        runtime.load_backend("tensorrt", "mona.pt")
 
 
 def test_export_trt_with_an_empty_tensorrt_package_exits_2_with_one_line(tmp_path):

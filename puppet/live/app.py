@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 from pathlib import Path
 
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
-from puppet.live.compose import FITS, Framing, parse_size
+from puppet.live.framing import FITS, Framing, parse_size
 from puppet.live.gains import MAX_GAIN, parse_gain
 from puppet.live.loop import Live, LiveTarget
 from puppet.live.runtime import BACKENDS
@@ -115,22 +114,23 @@ def framing_of(a: argparse.Namespace) -> Framing | None:
 
 def live_target(path: str, target, backend, framing: Framing | None = None,
                 face_cap: int | None = None) -> LiveTarget:
-    """A loaded target and its backend, ready for the loop: its face size (puppet.live.compose.face_size, up
-    to face_cap), the backend warmed up (its first call, allocation and kernel selection, would stall the
-    first frame) and, with a framing, its compositor at that face size, colour-matched on its neutral."""
+    """A loaded target and its backend, ready for the loop: its feeder at its face size (puppet.live.compose.
+    face_size, up to face_cap), the backend warmed up (its first call, allocation and kernel selection, would
+    stall the first frame) and, with a framing, its compositor at that face size, colour-matched on its
+    neutral."""
     import numpy as np
     import torch
 
     from puppet.faces.images import to_bgr
-    from puppet.faces.sketch import sketch_tensor
-    from puppet.live.compose import Compositor, face_size
+    from puppet.feed import Feeder
+    from puppet.live.compose import Compositor
+    from puppet.live.framing import face_size
 
-    t = LiveTarget(path, target, backend, face_size=face_size(target, framing, face_cap))
-    warped = t.warp(t.ref) if t.appearance else (None, None, None)
-    inputs = (sketch_tensor(t.ref, t.size),) + ((warped[2],) if t.appearance else ())
-    neutral = t.backend.generate(*inputs)
+    t = LiveTarget(path, target, backend, Feeder(target, face_size(target, framing, face_cap)))
+    feed = t.feeder(t.ref)
+    neutral = t.backend.generate(*feed.tensors)
     if framing is not None:
-        neutral = t.face_image(to_bgr(torch.as_tensor(np.asarray(neutral))[0]), warped[0], warped[1])
+        neutral = t.feeder.face(to_bgr(torch.as_tensor(np.asarray(neutral))[0]), feed)
         t.compositor = Compositor.for_target(target, framing, neutral=neutral, quiet=True, size=t.face)
     return t
 
@@ -172,10 +172,6 @@ def open_outputs(a: argparse.Namespace, size: int | tuple[int, int], fps: float
             s.close()
         raise
     return outputs, window
-
-
-def _interrupt(*_):
-    raise KeyboardInterrupt
 
 
 def check_outputs(a: argparse.Namespace) -> None:
@@ -235,15 +231,9 @@ def main(argv: list[str]) -> int:
             f"({source.fps:.0f} fps) -> {stats.info['output']} -> "
             f"{', '.join(names + (['window'] if window else []))}"
             + ("; q or Ctrl-C to quit" if source.live else ""))
-        # SIGTERM (a service stop, `kill`) ends the run as cleanly as Ctrl-C does.
-        prev = signal.signal(signal.SIGTERM, _interrupt)
-        interrupted = False
         try:
-            live.run()
-        except KeyboardInterrupt:
-            interrupted = True
+            stopped_by = live.run()  # Ctrl-C and SIGTERM end it cleanly (Live.run)
         finally:
-            signal.signal(signal.SIGTERM, prev)
             stats.info["gains"] = {t.path: t.gains.as_dict() for t in targets}  # as the run left them
     finally:
         for s in outputs:
@@ -254,7 +244,7 @@ def main(argv: list[str]) -> int:
     print(stats.table())
     if a.stats:
         stats.write_json(a.stats)
-    if interrupted:
+    if stopped_by is not None:
         log.info("stopped")
     return 0
 

@@ -36,16 +36,15 @@ the mask's bounding box. Every pixel outside the mask's support is the framed pi
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from puppet.live.framing import Framing, frame_geometry, frame_picture
+
 log = logging.getLogger(__name__)
 
-FITS = ("fit", "fill")
-DEFAULT_SIZE = (1280, 720)  # what Zoom, Meet, Teams and OBS expect; macOS's virtual camera requires it
 
 # The mask, in units of the crop's side S.
 FOREHEAD = 0.55  # brows raised by this many brow-to-chin distances: the forehead up to the hairline
@@ -56,107 +55,6 @@ FEATHER = 0.08  # then faded to zero over this distance (S)
 EDGE = 0.03  # the mask is zero this close to the crop's edge, whatever the face does (S)
 # Colour match: how far the std ratio may go (a random or broken generator can't turn the face into noise).
 STD_RATIO = (0.5, 2.0)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720); ValueError for anything else."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
-    if not m:
-        raise ValueError(f"{text!r} is not WIDTHxHEIGHT")
-    w, h = int(m.group(1)), int(m.group(2))
-    if not (16 <= w <= 7680 and 16 <= h <= 7680):
-        raise ValueError(f"{w}x{h} is outside 16x16 .. 7680x7680")
-    return w, h
-
-
-@dataclass(frozen=True)
-class Framing:
-    """The output frame: width x height, and how the picture goes into it (`fit` or `fill`)."""
-
-    width: int = DEFAULT_SIZE[0]
-    height: int = DEFAULT_SIZE[1]
-    fit: str = "fit"
-
-    def __post_init__(self) -> None:
-        if self.fit not in FITS:
-            raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"bad frame size {self.width}x{self.height}")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.width, self.height
-
-
-def frame_geometry(shape: tuple[int, int], framing: Framing, focus: tuple[float, float] | None = None
-                   ) -> tuple[float, float, float, tuple[int, int, int, int]]:
-    """Where a picture of `shape` (h, w) goes in the frame: (scale f, offset x, offset y, footprint).
-
-    A picture pixel x maps to the frame pixel f * (x + 0.5) - 0.5 + offset (pixel centres, as cv2.resize).
-    `fit`: the whole picture, centred; `fill`: the frame covered, `focus` (picture pixels; default the centre)
-    as central as the picture allows. The footprint (x0, y0, x1, y1) is the frame pixels whose centres lie on
-    the picture."""
-    h, w = shape[:2]
-    W, H = framing.size
-    f = (min if framing.fit == "fit" else max)(W / w, H / h)
-
-    def offset(n: float, N: int, c: float | None) -> float:
-        if n <= N or c is None:
-            return (N - n) / 2
-        return float(np.clip(N / 2 - f * (c + 0.5), N - n, 0.0))
-
-    ox = offset(w * f, W, None if focus is None else focus[0])
-    oy = offset(h * f, H, None if focus is None else focus[1])
-    return f, ox, oy, _footprint(w * f, h * f, ox, oy, W, H)
-
-
-def _footprint(nw: float, nh: float, ox: float, oy: float, W: int, H: int) -> tuple[int, int, int, int]:
-    """Frame pixels x whose centre x + 0.5 lies in [ox, ox + nw] (and the same in y), clipped to the frame."""
-    x0, y0 = max(0, int(np.ceil(ox - 0.5))), max(0, int(np.ceil(oy - 0.5)))
-    x1, y1 = min(W, int(np.floor(ox + nw - 0.5)) + 1), min(H, int(np.floor(oy + nh - 0.5)) + 1)
-    return x0, y0, max(x0, x1), max(y0, y1)
-
-
-def frame_picture(picture: np.ndarray, framing: Framing, f: float, ox: float, oy: float) -> np.ndarray:
-    """The picture framed (uint8 BGR (H, W, 3)): scaled by f, placed at (ox, oy) (see frame_geometry), black
-    outside its footprint. Downscaling averages (INTER_AREA) and then places the result with a Lanczos
-    sub-pixel shift; upscaling is one bilinear warp, like the face's."""
-    h, w = picture.shape[:2]
-    W, H = framing.size
-    if f >= 1.0:
-        F = np.array([[f, 0.0, 0.5 * f - 0.5 + ox], [0.0, f, 0.5 * f - 0.5 + oy]])
-        out = cv2.warpAffine(picture, F, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    else:
-        small = cv2.resize(picture, (0, 0), fx=f, fy=f, interpolation=cv2.INTER_AREA)  # x -> f(x+.5)-.5
-        T = np.array([[1.0, 0.0, ox], [0.0, 1.0, oy]])
-        whole = ox == round(ox) and oy == round(oy)
-        out = cv2.warpAffine(small, T, (W, H), flags=cv2.INTER_NEAREST if whole else cv2.INTER_LANCZOS4,
-                             borderMode=cv2.BORDER_REPLICATE)
-    x0, y0, x1, y1 = _footprint(w * f, h * f, ox, oy, W, H)
-    canvas = np.zeros_like(out)
-    canvas[y0:y1, x0:x1] = out[y0:y1, x0:x1]
-    return canvas
-
-
-FACE_STEP = 16  # face sizes are rounded up to a multiple of this
-
-
-def face_size(target, framing: Framing | None, cap: int | None = None) -> int:
-    """The side of the face crop to warp and paste at for `target` in `framing`: about as many pixels as the
-    face's crop covers in the output frame (rounded up to a multiple of FACE_STEP), at most the target's
-    face_size and `cap`, never under the generator's image_size. The image_size itself for a target without
-    a face_size, for the square crop output (framing None) and for a
-    generator without the appearance path."""
-    S = int(target.image_size)
-    top = int(target.face_size or S)
-    if cap is not None:
-        top = min(top, int(cap))
-    if framing is None or top <= S or target.picture is None or not target.appearance:
-        return S
-    crop = target.crop
-    f = frame_geometry(target.picture.shape, framing, focus=(crop.cx, crop.cy))[0]
-    shown = int(np.ceil(f * crop.size / FACE_STEP)) * FACE_STEP
-    return max(S, min(top, shown))
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -267,97 +165,104 @@ def colour_transfer(face: np.ndarray, picture: np.ndarray, ring: np.ndarray, reg
     return np.ascontiguousarray(M.T, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the S x S face crop lands in the output frame (see Compositor)."""
+
+    matrix: np.ndarray  # 2x3: crop pixels -> frame pixels
+    scale: float  # the picture's scale in the frame
+    offset: tuple[float, float]  # the picture's offset in the frame (frame_geometry), snapped
+    zoom: tuple[float, float]  # crop pixels -> frame pixels, per axis
+    src: tuple[int, int, int, int]  # (u0, u1, v0, v1): the part of the crop that is resized each frame
+    at: tuple[int, int] | None  # the frame pixel the resized part's first pixel lands on; None: not shown
+    footprint: tuple[int, int, int, int]  # the picture's pixels in the frame (x0, y0, x1, y1)
+
+
+def place(picture_shape, crop, size: int, framing: Framing, support: np.ndarray) -> Placement:
+    """The crop's placement in the frame: the crop's exact inverse (crop pixels -> picture pixels), then the
+    framing. `support`: the crop pixels that may be shown (the mask's), the part resized each frame.
+
+    Per axis the map is x -> a x + t (the crop and the frame are both axis-aligned), which cv2.resize with
+    fx = a computes 4-5x faster than a general warp, as long as the resized face lands on whole frame
+    pixels. So the framing's offset moves by under half a frame pixel to put it there; the background is
+    framed with that same offset, so face and picture stay exactly registered."""
+    S = int(size)
+    f, ox, oy, foot = frame_geometry(picture_shape, framing, focus=(crop.cx, crop.cy))
+    C = crop.inverse_matrix(S)  # crop pixels -> picture pixels
+
+    def crop_to_frame(ox: float, oy: float) -> np.ndarray:
+        F = np.array([[f, 0.0, 0.5 * f - 0.5 + ox], [0.0, f, 0.5 * f - 0.5 + oy]])
+        return np.hstack([F[:, :2] @ C[:, :2], (F[:, :2] @ C[:, 2] + F[:, 2])[:, None]])
+
+    A = crop_to_frame(ox, oy)
+    a = (A[0, 0], A[1, 1])
+    # The part of the crop to resize each frame: the mask's support, within what the frame shows.
+    ys, xs = np.nonzero(support)
+    if not len(xs):  # (degenerate landmarks)
+        xs = ys = np.array([S // 2, S // 2 - 1])
+    margin = 2 + int(np.ceil(1.0 / min(a)))
+    src = []
+    for axis, (lo, hi), (flo, fhi) in ((0, (xs.min(), xs.max()), (foot[0], foot[2] - 1)),
+                                       (1, (ys.min(), ys.max()), (foot[1], foot[3] - 1))):
+        t = A[axis, 2]
+        lo = max(lo, int(np.floor((flo - t) / a[axis])))
+        hi = min(hi, int(np.ceil((fhi - t) / a[axis])))
+        src.append((max(0, lo - margin), min(S, hi + 1 + margin)))
+    (u0, u1), (v0, v1) = src
+    at = None
+    if u0 < u1 and v0 < v1:
+        # resize maps sub-image pixel x to a (x + 0.5) - 0.5: frame pixel a (u0 + x) + t = that + k
+        k = [A[0, 2] + a[0] * u0 - 0.5 * a[0] + 0.5, A[1, 2] + a[1] * v0 - 0.5 * a[1] + 0.5]
+        ox, oy = ox + round(k[0]) - k[0], oy + round(k[1]) - k[1]
+        A = crop_to_frame(ox, oy)
+        at = (round(k[0]), round(k[1]))
+    return Placement(A, f, (ox, oy), a, (u0, u1, v0, v1), at, foot)
+
+
+def frame_alpha(crop_alpha: np.ndarray, p: Placement, framing: Framing) -> np.ndarray:
+    """The face mask in the frame (float32 (H, W)): warped once, clamped to the picture's footprint and to
+    the resized face, and made crisp at 0 and 1 (exactly the picture outside its support)."""
+    W, H = framing.size
+    alpha = cv2.warpAffine(crop_alpha, p.matrix, (W, H), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    keep = np.zeros_like(alpha)
+    if p.at is not None:
+        u0, u1, v0, v1 = p.src
+        rh, rw = cv2.resize(np.zeros((v1 - v0, u1 - u0), np.uint8), (0, 0), fx=p.zoom[0], fy=p.zoom[1]).shape
+        x0, y0, x1, y1 = p.footprint
+        x0, y0 = max(x0, p.at[0]), max(y0, p.at[1])
+        x1, y1 = min(x1, p.at[0] + rw), min(y1, p.at[1] + rh)
+        keep[y0:y1, x0:x1] = 1.0
+    alpha *= keep
+    alpha[alpha < 1.0 / 512] = 0.0
+    alpha[alpha > 1.0 - 1.0 / 512] = 1.0
+    return alpha
+
+
 class Compositor:
     """Pastes generated faces back into a picture through the exact inverse of its crop (see the module doc).
 
     picture: uint8 BGR (H, W, 3); crop: the puppet.faces.crop.Crop the reference crop was cut with, in picture
-    pixels; size: the generator's S; ref_landmarks: (68, 2) in crop pixels; neutral: the generator's image at
-    ref_landmarks (uint8 BGR (S, S, 3)), for the colour match (none: colours as generated until calibrate()).
+    pixels; size: the side S of the faces it pastes; ref_landmarks: (68, 2) in their pixels; neutral: the
+    face at ref_landmarks (uint8 BGR (S, S, 3)), for the colour match (none: colours as generated until
+    calibrate()).
     """
 
     def __init__(self, picture: np.ndarray, crop, size: int, ref_landmarks: np.ndarray,
-                 framing: Framing = Framing(), neutral: np.ndarray | None = None):
+                 framing: Framing | None = None, neutral: np.ndarray | None = None):
+        framing = framing or Framing()
         picture = np.ascontiguousarray(picture)
         if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
             raise ValueError(f"picture must be uint8 (H, W, 3) BGR, got {picture.dtype} {picture.shape}")
         self.size = S = int(size)
         self.framing = framing
         self.crop = crop
-        W, H = framing.size
         self.crop_alpha, ring = face_mask(ref_landmarks, S)
-
-        # Crop pixels -> frame pixels: the crop's exact inverse, then the framing. Per axis it is x -> a x + t
-        # (the crop and the frame are both axis-aligned), which cv2.resize with fx = a computes 4-5x faster
-        # than a general warp, as long as the resized face lands on whole frame pixels. So the framing's
-        # offset moves by under half a frame pixel (eps) to put it there; the background is framed with that
-        # same offset, so face and picture stay exactly registered.
-        f, ox, oy, foot = frame_geometry(picture.shape, framing, focus=(crop.cx, crop.cy))
-        C = crop.inverse_matrix(S)  # crop pixels -> picture pixels
-
-        def crop_to_frame(ox: float, oy: float) -> np.ndarray:
-            F = np.array([[f, 0.0, 0.5 * f - 0.5 + ox], [0.0, f, 0.5 * f - 0.5 + oy]])
-            return np.hstack([F[:, :2] @ C[:, :2], (F[:, :2] @ C[:, 2] + F[:, 2])[:, None]])
-
-        A = crop_to_frame(ox, oy)
-        a = (A[0, 0], A[1, 1])
-        # The part of the crop to resize each frame: the mask's support, within what the frame shows.
-        ys, xs = np.nonzero(self.crop_alpha)
-        if not len(xs):  # (degenerate landmarks)
-            xs = ys = np.array([S // 2, S // 2 - 1])
-        margin = 2 + int(np.ceil(1.0 / min(a)))
-        src = []
-        for axis, (lo, hi), (flo, fhi) in ((0, (xs.min(), xs.max()), (foot[0], foot[2] - 1)),
-                                           (1, (ys.min(), ys.max()), (foot[1], foot[3] - 1))):
-            t = A[axis, 2]
-            lo = max(lo, int(np.floor((flo - t) / a[axis])))
-            hi = min(hi, int(np.ceil((fhi - t) / a[axis])))
-            src.append((max(0, lo - margin), min(S, hi + 1 + margin)))
-        (u0, u1), (v0, v1) = src
-        visible = u0 < u1 and v0 < v1
-        if visible:
-            # resize maps sub-image pixel x to a (x + 0.5) - 0.5: frame pixel a (u0 + x) + t = that + k
-            k = [A[0, 2] + a[0] * u0 - 0.5 * a[0] + 0.5, A[1, 2] + a[1] * v0 - 0.5 * a[1] + 0.5]
-            ox, oy = ox + round(k[0]) - k[0], oy + round(k[1]) - k[1]
-            A = crop_to_frame(ox, oy)
-            self._kx, self._ky = round(k[0]), round(k[1])
-        self.matrix = A
-        self.offset = (ox, oy)
-        self.scale = f
-        self.background = frame_picture(picture, framing, f, ox, oy)
+        p = self.placement = place(picture.shape, crop, S, framing, self.crop_alpha)
+        self.matrix, self.offset, self.scale = p.matrix, p.offset, p.scale
+        self.background = frame_picture(picture, framing, p.scale, *p.offset)
         self.background.setflags(write=False)
-        self._src = (u0, u1, v0, v1)
-
-        # The mask in the frame: warped once, clamped to the picture's footprint and the resized face.
-        alpha = cv2.warpAffine(self.crop_alpha, A, (W, H), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        keep = np.zeros_like(alpha)
-        if visible:
-            rh, rw = cv2.resize(np.zeros((v1 - v0, u1 - u0), np.uint8), (0, 0), fx=a[0], fy=a[1]).shape
-            x0, y0, x1, y1 = foot
-            x0, y0 = max(x0, self._kx), max(y0, self._ky)
-            x1, y1 = min(x1, self._kx + rw), min(y1, self._ky + rh)
-            keep[y0:y1, x0:x1] = 1.0
-        alpha *= keep
-        alpha[alpha < 1.0 / 512] = 0.0  # a crisp support: exactly the picture outside it
-        alpha[alpha > 1.0 - 1.0 / 512] = 1.0
-        ys, xs = np.nonzero(alpha)
-        if len(xs):
-            self.bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            bx0, by0, bx1, by1 = self.bbox
-            self.alpha = np.ascontiguousarray(alpha[by0:by1, bx0:bx1])
-            self.beta = 1.0 - self.alpha
-            self._layer = (by0 - self._ky, by1 - self._ky, bx0 - self._kx, bx1 - self._kx)  # in the resized
-            # Where alpha is 1 the face is copied, not blended: the largest rectangle there, and the strips
-            # around it (with their weights, contiguous) for cv2.blendLinear.
-            self.core = core_rectangle(self.alpha == 1.0)
-            self._strips = [(sl, np.ascontiguousarray(self.alpha[sl]), np.ascontiguousarray(self.beta[sl]))
-                            for sl in _strips(self.alpha.shape, self.core)]
-        else:  # the face is entirely outside the frame (fill cropped it away): the picture alone
-            self.bbox = None
-            self.alpha = self.beta = None
-            log.warning("the target's face is outside the output frame; use --fit fit")
-        self._a = a
-
+        self._blend_layout(frame_alpha(self.crop_alpha, p, framing))
         # For the colour match: the picture as the crop sees it, and where that is really the picture.
         self._picture_crop = crop.apply(picture, S)
         valid = cv2.warpAffine(np.ones(picture.shape[:2], np.uint8), crop.matrix(S), (S, S),
@@ -367,10 +272,30 @@ class Compositor:
         if neutral is not None:
             self.calibrate(neutral)
 
+    def _blend_layout(self, alpha: np.ndarray) -> None:
+        """Per-frame blending over the mask's bounding box: where alpha is 1 the face is copied, not blended
+        (the largest rectangle there), and the strips around it keep their weights, contiguous, for
+        cv2.blendLinear."""
+        ys, xs = np.nonzero(alpha)
+        if not len(xs):  # the face is entirely outside the frame (fill cropped it away): the picture alone
+            self.bbox = None
+            self.alpha = self.beta = None
+            log.warning("the target's face is outside the output frame; use --fit fit")
+            return
+        self.bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        bx0, by0, bx1, by1 = self.bbox
+        self.alpha = np.ascontiguousarray(alpha[by0:by1, bx0:bx1])
+        self.beta = 1.0 - self.alpha
+        kx, ky = self.placement.at
+        self._layer = (by0 - ky, by1 - ky, bx0 - kx, bx1 - kx)  # in the resized face
+        self.core = core_rectangle(self.alpha == 1.0)
+        self._strips = [(sl, np.ascontiguousarray(self.alpha[sl]), np.ascontiguousarray(self.beta[sl]))
+                        for sl in _strips(self.alpha.shape, self.core)]
+
     notice: str | None = None  # why the output isn't the whole picture (a target without one)
 
     @classmethod
-    def for_target(cls, target, framing: Framing = Framing(), neutral: np.ndarray | None = None,
+    def for_target(cls, target, framing: Framing | None = None, neutral: np.ndarray | None = None,
                    quiet: bool = False, size: int | None = None) -> Compositor:
         """A target's compositor: into its picture, or, for a target without one (format version 1), onto its
         reference crop, with a one-line notice (logged as a warning, or, with quiet, left in .notice for the
@@ -410,11 +335,12 @@ class Compositor:
         self._check(face)
         if self.bbox is None:
             return None
-        u0, u1, v0, v1 = self._src
+        u0, u1, v0, v1 = self.placement.src
         part = face[v0:v1, u0:u1]
         if self.colour is not None:
             part = cv2.transform(part, self.colour)
-        big = cv2.resize(part, (0, 0), fx=self._a[0], fy=self._a[1], interpolation=cv2.INTER_LINEAR)
+        zx, zy = self.placement.zoom
+        big = cv2.resize(part, (0, 0), fx=zx, fy=zy, interpolation=cv2.INTER_LINEAR)
         y0, y1, x0, x1 = self._layer
         return big[y0:y1, x0:x1]
 

@@ -3,13 +3,11 @@
 Threads (each stage overlaps the others):
     capture ─slot─▶ process (track, One Euro, retarget, rasterise[, warp]) ─slot─▶ generate ─slot─▶ output
     (the output stage is the main thread: GUI toolkits want the window there)
-For a target whose generator has the appearance path, the process stage also warps the target's reference
-picture to the driving landmarks (Target.warped_face; the neutral's warp is the picture itself), and the
-generator gets both. The warp runs at the target's face size (LiveTarget.face_size, chosen from how large the
-face is shown in the output frame: puppet.live.compose.face_size), the generator at its own size: when the
-face is larger, the generator gets the warp resized to its size, and its correction (its image minus that
-warp) is resized onto the full-size warp, so the detail of the photo reaches the output at the size it is
-shown.
+The process stage builds the generator's inputs with the target's feeder (puppet.feed: the sketch, and for
+a generator with the appearance path the target's reference picture warped to the driving landmarks), the
+generate stage runs the backend on them as they come. The warp runs at the target's face size (chosen from
+how large the face is shown in the output frame: puppet.live.framing.face_size), the generator at its own
+size; the feeder carries the generator's correction onto the full-size warp.
 A slot holds one item. For a live source (camera, demo) a new item replaces a waiting one, so a slow stage
 skips stale frames instead of building up latency (each skip counts as dropped). For a file, slots block:
 every frame is processed, in order, one output frame per input frame.
@@ -42,29 +40,16 @@ from puppet.live.stats import Stats
 log = logging.getLogger(__name__)
 
 
-def _redispatch(signum: int, handler) -> None:
-    """Deliver a signal that arrived while the loop ran to the handler that was in place before it."""
-    if callable(handler):
-        handler(signum, None)
-    elif handler == signal.SIG_DFL and signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)
-
-
 @dataclass
 class Item:
     index: int
     cap: Captured
-    target: int = 0
+    target_index: int = 0  # which of Live.targets drives this frame
     frame: np.ndarray | None = None  # the (mirrored) camera frame: for the preview window only
     landmarks: np.ndarray | None = None  # driver landmarks in frame pixels (None: no face)
     drive: np.ndarray | None = None  # landmarks in the target's crop pixels
-    sketch: np.ndarray | None = None  # uint8 BGR
-    sketch_t: object = None  # (1, 3, S, S) tensor
-    warped_t: object = None  # (1, 3, S, S) tensor: the reference warped to `drive` (appearance targets only)
-    warped: np.ndarray | None = None  # uint8 BGR: that warp at the face size, and at the generator's size
-    warped_small: np.ndarray | None = None
+    sketch: np.ndarray | None = None  # uint8 BGR: for the preview window
+    feed: object = None  # puppet.feed.Feed: the generator's inputs for `drive`
     output: np.ndarray | None = None  # uint8 BGR generated image
 
 
@@ -73,9 +58,9 @@ class LiveTarget:
     path: str
     target: object  # puppet.target.Target
     backend: object  # puppet.live.runtime backend
+    feeder: object  # puppet.feed.Feeder: the generator's inputs, the face crop at its size
     compositor: object = None  # puppet.live.compose.Compositor; None: the square crop goes out as it is
     gains: Gains = field(default_factory=Gains)  # motion strength per part (puppet.live.gains)
-    face_size: int | None = None  # the face crop's side (puppet.live.compose.face_size); None: size
 
     @property
     def size(self) -> int:
@@ -85,43 +70,11 @@ class LiveTarget:
     @property
     def face(self) -> int:
         """The side of the face crop that is warped and pasted into the output."""
-        return self.size if self.face_size is None else int(self.face_size)
+        return self.feeder.face_size
 
     @property
     def ref(self) -> np.ndarray:
         return np.asarray(self.target.ref_landmarks, np.float32)
-
-    @property
-    def appearance(self) -> bool:
-        """Whether its generator also takes the reference picture warped to the driving landmarks."""
-        return bool(getattr(self.target, "appearance", False))
-
-    def warp(self, drive: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
-        """The reference warped to `drive` (landmarks in the generator's crop pixels): uint8 BGR at the face
-        size, the same at the generator's size (resized, INTER_AREA), and that as its (1, 3, S, S) input."""
-        from puppet.faces.images import to_tensor
-
-        big = self.target.warped_face(drive, self.face)
-        small = big if self.face == self.size else cv2.resize(big, (self.size, self.size),
-                                                              interpolation=cv2.INTER_AREA)
-        return big, small, to_tensor(small)
-
-    def inputs(self, drive: np.ndarray, sketch_t) -> tuple:
-        """generate()'s arguments for these driving landmarks: (sketch,) or (sketch, warped reference)."""
-        if not self.appearance:
-            return (sketch_t,)
-        return sketch_t, self.warp(drive)[2]
-
-    def face_image(self, generated: np.ndarray, warped: np.ndarray | None = None,
-                   warped_small: np.ndarray | None = None) -> np.ndarray:
-        """The face crop (uint8 BGR, face x face) from the generator's image (uint8 BGR, size x size): that
-        image itself at the generator's size; at a larger face size, the generator's correction (its image
-        minus the warp it was given, `warped_small`) resized (bilinear), added to the full-size `warped`."""
-        if warped is None or self.face == self.size:
-            return generated
-        correction = cv2.subtract(generated, warped_small, dtype=cv2.CV_16S)
-        correction = cv2.resize(correction, (self.face, self.face), interpolation=cv2.INTER_LINEAR)
-        return cv2.add(warped, correction, dtype=cv2.CV_8U)  # saturating: [0, 255]
 
 
 @dataclass
@@ -130,7 +83,7 @@ class Controls:
 
     calibrate: threading.Event = field(default_factory=threading.Event)
     mirror: bool = False
-    target: int = 0
+    target_index: int = 0
     part: int = 0  # the gain the +/- keys change: an index into puppet.live.gains.PARTS
 
 
@@ -164,7 +117,7 @@ class Live:
         self.held = first.target.ref_image if first.compositor is None else first.compositor.background
         self._composed = (None, None)  # (generated image, its output frame): a reused image isn't redone
         self._mirror = mirror
-        self._target = 0
+        self._target_index = 0
 
     # -- threads -------------------------------------------------------------------------------------
     def _guard(self, fn):
@@ -221,8 +174,6 @@ class Live:
                 return
 
     def _process(self) -> None:
-        from puppet.faces.images import to_tensor
-        from puppet.faces.sketch import draw_sketch
         from puppet.faces.track import Tracker
 
         while not self.stop.is_set():
@@ -241,13 +192,14 @@ class Live:
             if c.calibrate.is_set():
                 c.calibrate.clear()
                 self.driver.recalibrate()
-            if c.target != self._target:
-                self._target = c.target
-                self.driver.set_target(self.targets[self._target])
+            if c.target_index != self._target_index:
+                self._target_index = c.target_index
+                self.driver.set_target(self.targets[self._target_index])
             frame = item.cap.frame
             if self._mirror:
                 frame = cv2.flip(frame, 1)
-            self.driver.gains = self.targets[self._target].gains  # (the keys replace them: read once a frame)
+            # (the keys replace the gains: read them once a frame)
+            self.driver.gains = self.targets[self._target_index].gains
             t0 = time.perf_counter()
             lms = self.tracker(frame)
             t1 = time.perf_counter()
@@ -255,22 +207,13 @@ class Live:
                 self.stats.count("no_face")
             drive = self.driver(lms, item.cap.media_t)
             t2 = time.perf_counter()
-            target = self.targets[self._target]
-            sketch = draw_sketch(drive, target.size)
-            sketch_t = to_tensor(sketch)
-            t3 = time.perf_counter()
-            warped = warped_small = warped_t = None
-            if target.appearance:
-                warped, warped_small, warped_t = target.warp(drive)
-            t4 = time.perf_counter()
+            feed = self.targets[self._target_index].feeder(drive)
             self.stats.stage("track", t1 - t0)
             self.stats.stage("filter_retarget", t2 - t1)
-            self.stats.stage("rasterise", t3 - t2)
-            if warped_t is not None:
-                self.stats.stage("warp", t4 - t3)
-            item.target, item.frame, item.landmarks = self._target, frame, lms
-            item.drive, item.sketch, item.sketch_t, item.warped_t = drive, sketch, sketch_t, warped_t
-            item.warped, item.warped_small = warped, warped_small
+            for stage, seconds in feed.seconds.items():  # rasterise, warp
+                self.stats.stage(stage, seconds)
+            item.target_index, item.frame, item.landmarks = self._target_index, frame, lms
+            item.drive, item.sketch, item.feed = drive, feed.sketch, feed
             if self.q_sketch.put(item):
                 self.stats.count("dropped")
 
@@ -294,36 +237,32 @@ class Live:
             if item is EOS:
                 self._put_eos(self.q_out)
                 return
-            key = (item.target, item.drive.tobytes())
+            key = (item.target_index, item.drive.tobytes())
             if key == last_key:
                 # Same landmarks (e.g. eased all the way back to neutral): same image, no need to run G.
                 item.output = last_out
                 self.stats.count("reused")
             else:
                 t0 = time.perf_counter()
-                backend = self.targets[item.target].backend
-                if item.warped_t is None:
-                    img = backend.generate(item.sketch_t)
-                else:
-                    img = backend.generate(item.sketch_t, item.warped_t)
+                lt = self.targets[item.target_index]
+                img = lt.backend.generate(*item.feed.tensors)
                 if not isinstance(img, torch.Tensor):  # e.g. a numpy array from onnxruntime
                     img = torch.from_numpy(np.asarray(img))
                 item.output = to_bgr(img[0] if img.dim() == 4 else img)
                 t1 = time.perf_counter()
                 self.stats.stage("generate", t1 - t0)
-                target = self.targets[item.target]
-                if item.warped is not None and target.face != target.size:
-                    item.output = target.face_image(item.output, item.warped, item.warped_small)
+                if lt.face != lt.size:
+                    item.output = lt.feeder.face(item.output, item.feed)
                     self.stats.stage("correction", time.perf_counter() - t1)
                 last_key, last_out = key, item.output
-            item.sketch_t = item.warped_t = item.warped = item.warped_small = None
+            item.feed = None
             if self.q_out.put(item):
                 self.stats.count("dropped")
 
     # -- main thread: outputs and the window -----------------------------------------------------------
     def _compose(self, item: Item) -> np.ndarray:
         """The output frame for a generated image: composed into its target's picture, or the crop itself."""
-        comp = self.targets[item.target].compositor
+        comp = self.targets[item.target_index].compositor
         if comp is None:
             return item.output
         face, frame = self._composed
@@ -351,12 +290,12 @@ class Live:
             c.mirror = not c.mirror
             log.info(f"mirror {'on' if c.mirror else 'off'}")
         elif action in ("next", "previous") and len(self.targets) > 1:
-            c.target = (c.target + (1 if action == "next" else -1)) % len(self.targets)
-            log.info(f"target {self.targets[c.target].path}")
+            c.target_index = (c.target_index + (1 if action == "next" else -1)) % len(self.targets)
+            log.info(f"target {self.targets[c.target_index].path}")
         elif action == "gain_part":
             c.part = (c.part + 1) % len(PARTS)
         elif action in ("gain_up", "gain_down", "gain_reset"):
-            t, part = self.targets[c.target], PARTS[c.part]
+            t, part = self.targets[c.target_index], PARTS[c.part]
             value = {"gain_up": getattr(t.gains, part) + STEP, "gain_down": getattr(t.gains, part) - STEP,
                      "gain_reset": 1.0}[action]
             gains = t.gains.set(part, value)
@@ -370,7 +309,8 @@ class Live:
     def status_lines(self) -> list[str]:
         """The preview's always-shown line: the current target's gains, the selected one bracketed."""
         c = self.controls
-        return [f"{self.targets[c.target].gains.describe(PARTS[c.part])}   (g part, +/- change, 0 reset)"]
+        gains = self.targets[c.target_index].gains.describe(PARTS[c.part])
+        return [f"{gains}   (g part, +/- change, 0 reset)"]
 
     def _output_loop(self) -> None:
         vcams = [s for s in self.outputs if getattr(s, "keepalive", False)]
@@ -410,10 +350,13 @@ class Live:
                     return
             self.stats.stage("output", time.perf_counter() - t0)
 
-    def run(self) -> None:
-        # Ctrl-C and SIGTERM only stop the loop here, and reach the caller's handlers once it has stopped: a
-        # KeyboardInterrupt raised at a random point of the main thread could leave a slot's lock held (the
-        # other threads then block until their join times out) or split a frame's writing from its counting.
+    def run(self) -> int | None:
+        """Run until the source ends, q, an error (re-raised here) or a signal: returns the signal (SIGINT,
+        SIGTERM) that stopped it, else None.
+
+        Ctrl-C and SIGTERM (a service stop, `kill`) only set the stop flag, the one way every thread stops:
+        a KeyboardInterrupt raised at a random point of the main thread could leave a slot's lock held (the
+        other threads then block until their join times out) or split a frame's writing from its counting."""
         got: list[int] = []
         saved = {}
         if threading.current_thread() is threading.main_thread():
@@ -442,7 +385,6 @@ class Live:
             self.tracker.close()
             for s, h in saved.items():
                 signal.signal(s, h)
-        if got:
-            _redispatch(got[0], saved[got[0]])
         if self.error is not None:
             raise self.error
+        return got[0] if got else None

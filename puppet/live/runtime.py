@@ -1,26 +1,23 @@
-"""Generator runtimes: one `generate(sketch[, warped]) -> image` over TensorRT, torch and onnxruntime.
+"""Generator runtimes: one `generate(*inputs) -> image` over TensorRT, torch and onnxruntime.
 
     backend = load_backend("auto", "mona.pt")
-    image = backend.generate(sketch)  # (1, 3, S, S) float32 in [-1, 1] on the CPU -> same shape and type
-    image = backend.generate(sketch, target.warped_reference(lms))  # a generator with the appearance path
+    image = backend.generate(*Feeder(target)(landmarks).tensors)  # (1, 3, S, S) float32 in [-1, 1] each
 
-`backend.appearance` says whether the target's generator takes the second input, the reference picture
-warped to the sketch's landmarks; a pure (paper) generator ignores it, an appearance one without it is a
-ValueError.
+A backend takes the generator's inputs in the order its file names them (`backend.inputs`: `sketch`, and
+`warped` for a generator with the appearance path; puppet.feed builds them) and gives the image back on the
+CPU. `load_backend` gets the file each backend runs (puppet.artifacts: the cached ONNX or engine, exported in
+a child process when missing or stale) and hands it over; a backend only runs what it is given.
 
 Backends:
-- `tensorrt`: the cached engine (`python -m export.trt` builds it, in a child process, when missing or
-  stale), named I/O tensors bound to torch CUDA tensors with `set_tensor_address`, `execute_async_v3` on a
-  non-default stream, captured in a CUDA graph after warm-up.
-- `torch`: CUDA FP16 captured in a CUDA graph when a GPU is there; FP32 on the CPU otherwise.
-- `onnxruntime`: the exported ONNX (made and self-checked once by `python -m export.onnx` in a child process,
-  cached beside a target file; a Target made in memory is exported to a temp dir); the CUDA provider (FP16
-  graph) when onnxruntime-gpu is installed, else the CPU provider (FP32 graph).
+- `tensorrt`: the engine, named I/O tensors bound to torch CUDA tensors with `set_tensor_address`,
+  `execute_async_v3` on a non-default stream, captured in a CUDA graph after warm-up.
+- `torch`: the target's person generator; CUDA FP16 captured in a CUDA graph when a GPU is there; FP32 on the
+  CPU otherwise.
+- `onnxruntime`: the exported ONNX; the CUDA provider (FP16 graph) when onnxruntime-gpu is installed, else the
+  CPU provider (FP32 graph).
 - `auto`: tensorrt when TensorRT imports and there is a CUDA GPU; else torch on the GPU; else onnxruntime on
   the CPU, measured 1.7-9x faster than torch's CPU eager mode here (2 cores, random-weight targets: tiny
   10.6 vs 95 ms, small 244 vs 788 ms, paper 2.9 vs 5.0 s a frame), so it is picked without a startup race.
-
-The runtime finds artifacts (puppet.live.artifacts) and never imports the builders in `export`.
 """
 
 from __future__ import annotations
@@ -28,15 +25,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from puppet import artifacts
 from puppet.devices import device_type, resolve_device
 from puppet.errors import PuppetError
-from puppet.live import artifacts
 from puppet.target import load_target
 
 if TYPE_CHECKING:  # mypy checks the TensorRT backend against TensorRT's stubs (tests/trt_stubs/)
@@ -49,9 +44,9 @@ BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
 class Backend(Protocol):
     name: str
-    appearance: bool
+    inputs: tuple[str, ...]  # what generate() takes, in order
 
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor: ...
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor: ...
 
     def describe(self) -> str: ...
 
@@ -78,25 +73,14 @@ def physical_cores() -> int:
     return max(1, allowed)
 
 
-def _check_sketch(sketch: torch.Tensor, size: int) -> None:
-    if sketch.shape != (1, 3, size, size) or sketch.dtype != torch.float32:
-        raise ValueError(f"generate() takes a (1, 3, {size}, {size}) float32 sketch in [-1, 1], "
-                         f"got {sketch.dtype} {tuple(sketch.shape)}")
-
-
-def _check_inputs(sketch: torch.Tensor, warped: torch.Tensor | None, size: int,
-                  appearance: bool) -> torch.Tensor | None:
-    """Check generate()'s inputs; the warped reference to feed (None for a pure generator: ignored)."""
-    _check_sketch(sketch, size)
-    if not appearance:
-        return None
-    if warped is None:
-        raise ValueError("this target's generator has the appearance path: call generate(sketch, warped) "
-                         "with the reference warped to the sketch's landmarks (Target.warped_reference)")
-    if warped.shape != (1, 3, size, size) or warped.dtype != torch.float32:
-        raise ValueError(f"generate() takes a (1, 3, {size}, {size}) float32 warped reference in [-1, 1], "
-                         f"got {warped.dtype} {tuple(warped.shape)}")
-    return warped
+def _check_inputs(inputs: tuple, names: tuple[str, ...], size: int) -> None:
+    if len(inputs) != len(names):
+        raise ValueError(f"generate() takes {' and '.join(names)} (puppet.feed.Feeder builds them), "
+                         f"got {len(inputs)} input(s)")
+    for name, x in zip(names, inputs):
+        if x.shape != (1, 3, size, size) or x.dtype != torch.float32:
+            raise ValueError(f"generate(): {name} must be a (1, 3, {size}, {size}) float32 tensor in "
+                             f"[-1, 1], got {x.dtype} {tuple(x.shape)}")
 
 
 def _cuda_device(device) -> torch.device | None:
@@ -113,20 +97,19 @@ class TorchBackend:
 
     def __init__(self, target, device=None):
         t = load_target(target)
-        self.size = int(t.config["image_size"])
+        self.size = t.image_size
+        self.inputs = t.config.inputs
         self.device = _cuda_device(device)
         model = t.person_generator()
-        self.appearance = bool(model.appearance)
         if self.device is None:
             self.model = model.float().eval()
             self.graph = None
             return
         # FP16 weights and activations; torch's CUDA instance norm and softmax accumulate in FP32 internally.
         self.model = model.half().to(self.device).eval()
-        self.static_in = torch.zeros(1, 3, self.size, self.size, device=self.device)
-        # the appearance generator's second input: the warped reference, a static buffer of its own
-        self.static_warped = torch.zeros_like(self.static_in) if self.appearance else None
-        statics = [self.static_in] + ([self.static_warped] if self.appearance else [])
+        # one static buffer per input, which the graph reads
+        self.statics = [torch.zeros(1, 3, self.size, self.size, device=self.device) for _ in self.inputs]
+        statics = self.statics
         with torch.inference_mode():
             side = torch.cuda.Stream(self.device)  # warm-up off the default stream, as CUDA graphs require
             side.wait_stream(torch.cuda.current_stream(self.device))
@@ -139,14 +122,13 @@ class TorchBackend:
                 self.static_out = self.model(*(x.half() for x in statics)).float()
         torch.cuda.synchronize(self.device)
 
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        warped = _check_inputs(sketch, warped, self.size, self.appearance)
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
+        _check_inputs(inputs, self.inputs, self.size)
         if self.graph is None:
             with torch.inference_mode():
-                return self.model(sketch) if warped is None else self.model(sketch, warped)
-        self.static_in.copy_(sketch)
-        if warped is not None:
-            self.static_warped.copy_(warped)
+                return self.model(*inputs)
+        for buf, x in zip(self.statics, inputs):
+            buf.copy_(x)
         self.graph.replay()
         return self.static_out.cpu()  # waits for the replay
 
@@ -162,36 +144,10 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, target, device=None, onnx_path=None):
+    def __init__(self, onnx_path, device=None):
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        want_cuda = device is not None and device_type(device) == "cuda"
-        if want_cuda and "CUDAExecutionProvider" not in available:
-            raise PuppetError(f"onnxruntime: no CUDAExecutionProvider (have {', '.join(available)}); "
-                              "pip install onnxruntime-gpu, or use --device cpu")
-        use_cuda = "CUDAExecutionProvider" in available and (device is None or want_cuda)
-        precision = "fp16" if use_cuda else "fp32"
-        tmp = None
-        if onnx_path is None and artifacts.target_path(target) is not None:
-            # once; cached beside the target file
-            onnx_path = artifacts.find_onnx(target, precision)
-            if onnx_path is None:
-                path = artifacts.target_path(target)
-                artifacts.build("export.onnx", [f"--target={path}", "--precision", precision])
-                onnx_path = artifacts.find_onnx(target, precision)
-                if onnx_path is None:
-                    raise PuppetError(f"{path}: export.onnx left no up-to-date ONNX file; "
-                                      f"run `python -m export.onnx --target {path}` to see why")
-        elif onnx_path is None:  # a Target made in memory has no home: export to a temp dir, gone once loaded
-            from puppet.target import save_target
-
-            tmp = tempfile.TemporaryDirectory(prefix="puppet-onnx-")
-            saved = Path(tmp.name) / "target.pt"
-            save_target(saved, target)
-            onnx_path = Path(tmp.name) / f"target.{precision}.onnx"
-            artifacts.build("export.onnx", ["--target", str(saved), "--precision", precision,
-                                            "--out", str(onnx_path)])
+        providers, precision = ort_providers(device)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one chain of convs: nothing to run in parallel
@@ -202,21 +158,15 @@ class OnnxRuntimeBackend:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=providers)
-        if tmp is not None:
-            tmp.cleanup()  # the session holds the model in memory
         self.size = int(self.session.get_inputs()[0].shape[-1])  # static shapes: the export's image_size
-        # `sketch`, and `warped` for the appearance generator (export.onnx names them)
-        self.appearance = "warped" in {i.name for i in self.session.get_inputs()}
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
         self.onnx_path = onnx_path
         self.precision = precision
 
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        warped = _check_inputs(sketch, warped, self.size, self.appearance)
-        feed = {"sketch": sketch.contiguous().numpy()}
-        if warped is not None:
-            feed["warped"] = warped.contiguous().numpy()
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
+        _check_inputs(inputs, self.inputs, self.size)
+        feed = {name: x.contiguous().numpy() for name, x in zip(self.inputs, inputs)}
         out = self.session.run(["image"], feed)[0]
         return torch.from_numpy(out)
 
@@ -229,31 +179,33 @@ class OnnxRuntimeBackend:
                 f"{self.size}px ({self.onnx_path})")
 
 
+def ort_providers(device=None) -> tuple[list[str], str]:
+    """onnxruntime's providers for `device` and the ONNX precision they run: the CUDA provider (fp16) when
+    onnxruntime-gpu is there and the device isn't the CPU, else the CPU provider (fp32)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    want_cuda = device is not None and device_type(device) == "cuda"
+    if want_cuda and "CUDAExecutionProvider" not in available:
+        raise PuppetError(f"onnxruntime: no CUDAExecutionProvider (have {', '.join(available)}); "
+                          "pip install onnxruntime-gpu, or use --device cpu")
+    if "CUDAExecutionProvider" in available and (device is None or want_cuda):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"], "fp16"
+    return ["CPUExecutionProvider"], "fp32"
+
+
 class TensorRTBackend:
     """A TensorRT engine bound to torch CUDA buffers, replayed from a CUDA graph (TensorRT 10/11's Python
     API)."""
 
     name = "tensorrt"
 
-    def __init__(self, target, device=None) -> None:
-        artifacts.import_tensorrt()  # a one-line error when TensorRT is missing or an empty package
+    def __init__(self, eng: artifacts.Engine, device: torch.device) -> None:
+        """`eng`: a fresh engine file for this TensorRT and GPU (artifacts.engine_for); `device`: that GPU,
+        the current CUDA device (trt_device)."""
         import tensorrt as trt
 
-        artifacts.require_cuda()
-        cuda = _cuda_device(device or "cuda")
-        if cuda is None:
-            raise PuppetError(f"device {device}: TensorRT runs on an NVIDIA GPU; for the CPU use "
-                              "--backend onnxruntime or torch")
-        self.device = cuda
-        torch.cuda.set_device(self.device)  # the engine's key names this GPU (artifacts.device_identity)
-        eng = artifacts.find_engine(target, trt.__version__)
-        if eng is None:  # not built yet, or stale: export.trt builds it (and its ONNX) in a child process
-            path = artifacts.materialise(target)
-            artifacts.build("export.trt", [f"--target={path}", "--device", str(self.device)])
-            eng = artifacts.find_engine(path, trt.__version__)
-            if eng is None:
-                raise PuppetError(f"{path}: export.trt left no up-to-date engine; "
-                                  f"run `python -m export.trt --target {path}` to see why")
+        self.device = device
         data = artifacts.load_fresh_engine(eng.path, eng.key)
         if data is None:
             raise PuppetError(f"{eng.path}: changed while loading; rebuild: `python -m export.trt --force`")
@@ -272,21 +224,18 @@ class TensorRTBackend:
         self.context = context
         self.stream = torch.cuda.Stream(self.device)
         # Every buffer stays referenced here for the context's life: TensorRT holds their raw addresses.
-        self.inputs, self.outputs = _bind_io(self.engine, self.context, self.device, self.path)
-        inputs = self.inputs
+        self.bound, self.outputs = _bind_io(self.engine, self.context, self.device, self.path)
+        self.inputs = tuple(self.bound)
         out = next(iter(self.outputs.values()), None)
-        # Inputs by name, as export.onnx names them: `sketch`, and `warped` for the appearance generator.
-        inp = inputs.get("sketch") if len(inputs) > 1 else next(iter(inputs.values()), None)
-        self.warped_in = inputs.get("warped")
-        self.appearance = self.warped_in is not None
-        if (inp is None or out is None or inp.dim() != 4 or len(self.outputs) != 1
-                or len(inputs) != 1 + self.appearance
-                or (self.warped_in is not None and self.warped_in.shape != inp.shape)):
-            raise PuppetError(f"{eng.path}: expected a (1, 3, S, S) input `sketch` (and `warped` of the same "
-                              f"shape) and one output, got inputs {', '.join(inputs) or 'none'} and outputs "
+        buffers = list(self.bound.values())  # in the engine's order: the ONNX graph's, export.onnx's names
+        shape = tuple(buffers[0].shape) if buffers else ()
+        if (out is None or len(self.outputs) != 1 or len(shape) != 4 or shape[:2] != (1, 3)
+                or any(tuple(b.shape) != shape for b in buffers)):
+            raise PuppetError(f"{eng.path}: expected (1, 3, S, S) inputs and one output, got inputs "
+                              f"{', '.join(self.inputs) or 'none'} and outputs "
                               f"{', '.join(self.outputs) or 'none'}; rebuild it")
-        self.inp, self.out = inp, out
-        self.size = int(self.inp.shape[-1])
+        self.buffers, self.out = buffers, out
+        self.size = int(shape[-1])
         with torch.cuda.stream(self.stream):
             for _ in range(3):  # warm-up: TensorRT finishes its lazy set-up outside the capture
                 self._enqueue()
@@ -321,12 +270,11 @@ class TensorRTBackend:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise PuppetError(f"{self.path}: TensorRT execute_async_v3 failed (messages above)")
 
-    def generate(self, sketch: torch.Tensor, warped: torch.Tensor | None = None) -> torch.Tensor:
-        warped = _check_inputs(sketch, warped, self.size, self.appearance)
+    def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
+        _check_inputs(inputs, self.inputs, self.size)
         with torch.cuda.stream(self.stream):
-            self.inp.copy_(sketch)
-            if warped is not None and self.warped_in is not None:  # _check_inputs: warped iff appearance
-                self.warped_in.copy_(warped)
+            for buf, x in zip(self.buffers, inputs):
+                buf.copy_(x)
             if self.graph is not None:
                 self.graph.replay()
             else:
@@ -367,6 +315,18 @@ def _bind_io(engine: trt.ICudaEngine, context: trt.IExecutionContext, device: to
     return inputs, outputs
 
 
+def trt_device(device=None) -> torch.device:
+    """The GPU a TensorRT engine runs on (default: the current one), made the current CUDA device: the
+    engine's cache key names the current device (artifacts.device_identity)."""
+    artifacts.require_cuda()
+    cuda = _cuda_device(device or "cuda")
+    if cuda is None:
+        raise PuppetError(f"device {device}: TensorRT runs on an NVIDIA GPU; for the CPU use "
+                          "--backend onnxruntime or torch")
+    torch.cuda.set_device(cuda)
+    return cuda
+
+
 def tensorrt_available() -> bool:
     """TensorRT imports (and is TensorRT, not an empty package: then say why it is not taken) and a GPU is
     there."""
@@ -395,11 +355,13 @@ def load_backend(name: str, target, device=None, verbose: bool = True) -> Backen
     picked = auto_backend_name(device) if name == "auto" else name
     backend: Backend
     if picked == "tensorrt":
-        backend = TensorRTBackend(target, device)
+        trt = artifacts.import_tensorrt()  # a one-line error when TensorRT is missing or an empty package
+        cuda = trt_device(device)
+        backend = TensorRTBackend(artifacts.engine_for(target, trt.__version__, cuda), cuda)
     elif picked == "torch":
         backend = TorchBackend(target, device)
     else:
-        backend = OnnxRuntimeBackend(target, device)
+        backend = OnnxRuntimeBackend(artifacts.onnx_for(target, ort_providers(device)[1]), device)
     if verbose:
         how = "auto picked" if name == "auto" else "backend"
         log.info("%s %s: %s", how, backend.name, backend.describe())

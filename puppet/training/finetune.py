@@ -15,7 +15,7 @@ meaningless and would swamp D's score (models.discriminator).
 
 Appearance generators (config appearance "warp") also get a reference warped to each training sketch's
 landmarks, as the live loop gives them: a target keeps all T frames as references and warps the one nearest
-in shape to the driving landmarks (Target.warped_reference); for frame i of training that is the nearest
+in shape to the driving landmarks (puppet.feed.Feeder.warped); for frame i of training that is the nearest
 of the other frames (with T = 1, the frame itself).
 
 Warp augmentation (on by default, --no-augment turns it off): besides the T frames, every batch holds
@@ -44,6 +44,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -186,9 +187,11 @@ class _Scaled(nn.Module):
         return self.weight * self.loss(fake, real)
 
 
-def _config_diff(asked: dict, stored: dict) -> str:
-    """The fields two configs differ in, as `key: asked vs stored` (e.g. a checkpoint made before a field)."""
-    keys = sorted(k for k in set(asked) | set(stored) if asked.get(k) != stored.get(k))
+def _config_diff(asked, stored) -> str:
+    """The fields two configs (models.config.ModelConfig) differ in, as `key: asked vs stored` (e.g. a
+    checkpoint made before a field)."""
+    asked, stored = asked.to_dict(), stored.to_dict()
+    keys = sorted(k for k in asked if asked[k] != stored[k])
     return ", ".join(f"{k}: {asked.get(k)!r} vs {stored.get(k)!r}" for k in keys)
 
 
@@ -242,7 +245,7 @@ class _Batches:
 
     def _reference_for(self, i: int) -> torch.Tensor:
         """An appearance generator's input for frame i: what the live loop would give for its landmarks,
-        the nearest *other* frame (nearest_shape, as Target.warped_reference picks) warped to them; frame i
+        the nearest *other* frame (nearest_shape, as puppet.feed picks) warped to them; frame i
         itself when T = 1.
         Cached: it is the same every step."""
         if i not in self._warped:
@@ -301,40 +304,49 @@ class _Batches:
         return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None), torch.cat(rs)
 
 
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """How fine-tuning trains (the data and the starting model are finetune's own arguments)."""
+
+    # None: DEFAULT_STEPS_META from a checkpoint, DEFAULT_STEPS_SCRATCH from scratch; 0: feed-forward
+    steps: int | None = None
+    augment: bool = True  # train on fresh warps of the frames too (AUG_FRACTION of each batch)
+    batch_size: int = 4
+    # None: the checkpoint's own rates, else the paper's (FROM_SCRATCH_* from scratch)
+    lr_g: float | None = None
+    lr_d: float | None = None
+    content: str = "auto"  # CONTENT_CHOICES
+    vgg19: str | None = None  # weights for content="vgg"/"auto" (a path, "random", or None: the cache)
+    vggface: str | None = None
+    adversarial: bool = True  # False: G on the content loss alone (no D): the ablation of what D adds
+    device: str = "auto"
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: cpu_threads())
+    progress: bool = True
+
+
 def finetune(
     frames_bgr: list[np.ndarray],
     landmarks: list[np.ndarray],
     config: str | dict | None = None,
     *,
-    steps: int | None = None,
-    augment: bool = True,
     checkpoint=None,
-    device: str = "auto",
-    seed: int = 0,
-    batch_size: int = 4,
-    lr_g: float | None = None,
-    lr_d: float | None = None,
-    content: str = "auto",
-    vgg19=None,
-    vggface=None,
+    options: FinetuneOptions = FinetuneOptions(),
     sources=(),
-    progress: bool = True,
-    threads: int | None = None,
     picture: np.ndarray | None = None,
     crop_box=None,
-    adversarial: bool = True,
 ) -> Target:
     """Fine-tune on T already-cropped frames (uint8 BGR (S, S, 3)) and their landmarks (68, 2, crop pixels).
 
     checkpoint: a meta.pt path (or the dict checkpoint.load_meta returns); None means from scratch
-    (randomly initialised E, G, D; then `config` names the networks). steps=0 gives the feed-forward model.
-    picture, crop_box: the whole source picture of frame 0 and its crop's box (puppet.faces.crop.Crop), kept
-    in the target for the live paste-back. threads: torch CPU threads (default cpu_threads()).
-    adversarial=False trains G on the content loss alone (no D, no adversarial or feature-matching term):
-    the ablation of what those terms add.
+    (randomly initialised E, G, D; then `config` names the networks). options: how it trains
+    (FinetuneOptions). sources: names of the frames' files, for the target's metadata. picture, crop_box: the
+    whole source picture of frame 0 and its crop's box (puppet.faces.crop.Crop), kept in the target for the
+    live paste-back.
     Returns the Target (not yet saved: puppet.target.save_target).
     """
-    from models.config import appearance, get_config
+    o = options
+    from models.config import get_config
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
@@ -351,19 +363,21 @@ def finetune(
         if config is not None and get_config(config) != cfg:
             name = config if isinstance(config, str) else "<dict>"
             diff = _config_diff(get_config(config), cfg)
-            raise PuppetError(f"--config {name}: differs from the checkpoint's config '{cfg.get('name')}' "
+            raise PuppetError(f"--config {name}: differs from the checkpoint's config '{cfg.name}' "
                               f"({diff}); leave --config out with --checkpoint")
     else:
         if config is None:
             raise PuppetError("--from-scratch: needs --config tiny|small|cpu|paper")
         cfg = get_config(config)
-    S = cfg["image_size"]
+    S = cfg.image_size
     for f in frames_bgr:
         if f.dtype != np.uint8 or f.shape != (S, S, 3):
             raise ValueError(f"frames must be uint8 BGR crops of {S}x{S}x3 (config image_size), got "
                              f"{f.dtype} {f.shape}")
+    steps = o.steps
     if steps is None:
         steps = DEFAULT_STEPS_META if meta is not None else DEFAULT_STEPS_SCRATCH
+    lr_g, lr_d = o.lr_g, o.lr_d
     if lr_g is None:
         lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
     if lr_d is None:
@@ -373,13 +387,13 @@ def finetune(
     if meta is not None:
         region_weight = float(meta.get("train", {}).get("region_weight", 0.0))
     else:
-        region_weight = REGION_WEIGHT if appearance(cfg) == "warp" else 0.0
-    dev = resolve_device(device)
+        region_weight = REGION_WEIGHT if cfg.takes_warp else 0.0
+    dev = resolve_device(o.device)
     if dev.type == "cpu":
-        torch.set_num_threads(threads or cpu_threads())
+        torch.set_num_threads(o.threads or cpu_threads())
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    torch.manual_seed(o.seed)
+    rng = np.random.default_rng(o.seed)
     E = Embedder(cfg)
     G = Generator(cfg)
     D = Discriminator(cfg, num_videos=int(meta["num_videos"]) if meta is not None else 1)
@@ -389,7 +403,7 @@ def finetune(
         D.load_state_dict(meta["discriminator"])
     E, G, D = E.to(dev).eval(), G.to(dev), D.to(dev)
 
-    batches = _Batches(frames_bgr, landmarks, S, augment and steps > 0, rng, appearance(cfg) == "warp")
+    batches = _Batches(frames_bgr, landmarks, S, o.augment and steps > 0, rng, cfg.takes_warp)
     x_all, y_all = batches.x.to(dev), batches.y.to(dev)
     with torch.no_grad():
         e_hat = E(x_all, y_all).mean(0, keepdim=True)  # (1, emb_dim): the person's embedding
@@ -397,7 +411,7 @@ def finetune(
         w = nn.Parameter(discriminator_start(D, e_hat, meta is not None))
     del E  # E only initialises psi' and w'
 
-    content_loss = _content_loss(content, vgg19, vggface).to(dev) if steps > 0 else None
+    content_loss = _content_loss(o.content, o.vgg19, o.vggface).to(dev) if steps > 0 else None
     from puppet.training.train import BETAS
 
     opt_g = torch.optim.Adam([*G.parameters(), psi], lr=lr_g, betas=BETAS)
@@ -408,22 +422,22 @@ def finetune(
     losses = {}
     G.train()
     D.train()
-    bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress or steps == 0,
+    bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not o.progress or steps == 0,
                dynamic_ncols=True)
     for _ in bar:
-        x, y, warped, region = batches.sample(batch_size)
+        x, y, warped, region = batches.sample(o.batch_size)
         x, y, region = x.to(dev), y.to(dev), region.to(dev)
         warped = warped.to(dev) if warped is not None else None
         B = x.shape[0]
         # G step: the meta-learning objective with w' in place of W_i (models.losses.generator_losses)
         fake = G(y, psi.expand(B, -1), warped)
-        terms = generator_losses(D if adversarial else None, content_loss, fake, x, y, w=w.expand(B, -1),
+        terms = generator_losses(D if o.adversarial else None, content_loss, fake, x, y, w=w.expand(B, -1),
                                  region=region, region_weight=region_weight)
         opt_g.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt_g.step()
         losses = {"content": terms["content"].item(), "g": terms["total"].item()}
-        if adversarial:
+        if o.adversarial:
             # D steps: hinge on the real frames and G's (detached) outputs
             for _ in range(D_STEPS):
                 d_terms = discriminator_losses(D, fake, x, y, w=w)
@@ -437,21 +451,21 @@ def finetune(
     G_out = copy.deepcopy(G).cpu().eval()
     remove_spectral_norm(G_out)
     ref = 0
-    extra = len(frames_bgr) > 1 and appearance(cfg) == "warp"  # every frame a reference, the nearest warped
+    extra = len(frames_bgr) > 1 and cfg.takes_warp  # every frame a reference, the nearest warped
     info = make_metadata(
         sources or [f"frame{i}" for i in range(len(frames_bgr))],
         steps,
         frames=len(frames_bgr),
-        augment=bool(augment),
+        augment=bool(o.augment),
         checkpoint=str(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
         from_scratch=meta is None,
-        content=content,
-        adversarial=bool(adversarial),
+        content=o.content,
+        adversarial=bool(o.adversarial),
         region_weight=region_weight,
         lr_g=float(lr_g),
         lr_d=float(lr_d),
-        batch_size=int(batch_size),
-        seed=int(seed),
+        batch_size=int(o.batch_size),
+        seed=int(o.seed),
         device=str(dev),
         final_losses=losses,
         seconds=round(time.time() - t0, 2),
@@ -540,23 +554,21 @@ def main(argv: list[str]) -> int:
     if meta is not None and args.config is not None and get_config(args.config) != get_config(meta["config"]):
         diff = _config_diff(get_config(args.config), get_config(meta["config"]))
         raise PuppetError(f"--config {args.config}: differs from {checkpoint}'s config "
-                          f"'{meta['config'].get('name')}' ({diff}); leave --config out, "
+                          f"'{get_config(meta['config']).name}' ({diff}); leave --config out, "
                           f"or add --from-scratch")
-    cfg = get_config(meta["config"] if meta is not None else args.config)
-    S = cfg["image_size"]
+    S = get_config(meta["config"] if meta is not None else args.config).image_size
     if args.video:
         crops, lms, sources, (picture, box) = _prepare_video(args.video, args.frames, S)
     else:
         crops, lms, sources, (picture, box) = _prepare_photos(args.photos, S)
     log.info("fine-tuning on %d frame(s) at %dx%d from %s", len(crops), S, S,
              checkpoint if checkpoint else "scratch")
-    target = finetune(
-        crops, lms, None if meta is not None else args.config,
-        steps=args.steps, augment=not args.no_augment, checkpoint=meta, device=args.device, seed=args.seed,
-        batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d, content=args.content, vgg19=args.vgg19,
-        vggface=args.vggface, sources=sources, progress=not args.quiet, threads=args.threads,
-        picture=picture, crop_box=box, adversarial=not args.content_only,
-    )
+    options = FinetuneOptions(
+        steps=args.steps, augment=not args.no_augment, batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d,
+        content=args.content, vgg19=args.vgg19, vggface=args.vggface, adversarial=not args.content_only,
+        device=args.device, seed=args.seed, threads=args.threads, progress=not args.quiet)
+    target = finetune(crops, lms, None if meta is not None else args.config, checkpoint=meta, options=options,
+                      sources=sources, picture=picture, crop_box=box)
     if checkpoint:
         target.meta["checkpoint"] = str(checkpoint)
     save_target(args.out, target)

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.config import CONFIGS
+from models.config import CONFIGS, ModelConfig, get_config
 from models.losses import CONTENT_KINDS, REGION_WEIGHT
 from puppet.cli import Parser
 from puppet.devices import resolve_device
@@ -241,7 +241,7 @@ class Run:
 
     a: argparse.Namespace
     d: Dist
-    cfg: dict
+    cfg: ModelConfig
     data: object  # puppet.data.dataset.VideoDataset
     eg: nn.Module  # MetaEG, DDP-wrapped under torchrun
     D: nn.Module
@@ -276,21 +276,20 @@ def _resume_checkpoint(a: argparse.Namespace) -> dict | None:
     return ckpt
 
 
-def _run_config(a: argparse.Namespace, ckpt: dict | None) -> dict:
-    from models.config import get_config
+def _run_config(a: argparse.Namespace, ckpt: dict | None) -> ModelConfig:
 
     out = Path(a.out)
     if ckpt is None:
         cfg = get_config(a.config)
         if a.image_size:
-            return get_config({**cfg, "image_size": a.image_size})  # validated: it must suit the widths
+            return cfg.replace(image_size=a.image_size)  # validated: it must suit the widths
         return cfg
     cfg = get_config(ckpt["config"])
-    if a.config is not None and get_config(a.config)["name"] != cfg.get("name"):
-        raise PuppetError(f"--config {a.config}: differs from {a.init or out}'s config '{cfg.get('name')}'; "
+    if a.config is not None and get_config(a.config).name != cfg.name:
+        raise PuppetError(f"--config {a.config}: differs from {a.init or out}'s config '{cfg.name}'; "
                           f"leave --config out with --resume or --init")
-    if a.image_size and a.image_size != cfg["image_size"]:
-        raise PuppetError(f"--image-size {a.image_size}: {a.init or out} was trained at {cfg['image_size']}; "
+    if a.image_size and a.image_size != cfg.image_size:
+        raise PuppetError(f"--image-size {a.image_size}: {a.init or out} was trained at {cfg.image_size}; "
                           f"leave --image-size out with --resume or --init")
     return cfg
 
@@ -299,7 +298,6 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     """Config, data, networks, optimisers: new, or exactly as the checkpoint left them (--resume)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from models.config import appearance
     from models.discriminator import Discriminator
     from models.embedder import Embedder
     from models.generator import Generator
@@ -313,7 +311,7 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     old = ckpt["train"] if ckpt else {}
     batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
     # Unset options continue the checkpoint's run, else take the defaults.
-    warp_cfg = appearance(cfg) == "warp"
+    warp_cfg = cfg.takes_warp
     # Checkpoints made before the region term and contrast pairs existed trained without them.
     region_default, contrast_default = (REGION_WEIGHT, 0.5) if warp_cfg and not ckpt else (0.0, 0.0)
     for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS),
@@ -327,7 +325,7 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
     torch.manual_seed(a.seed)
     content = make_content_loss(a.content, a.vgg19, a.vggface).to(d.device)
-    data = VideoDataset(a.data, cfg["image_size"], K=a.K, seed=a.seed, group=a.group, warped=warp_cfg,
+    data = VideoDataset(a.data, cfg.image_size, K=a.K, seed=a.seed, group=a.group, warped=warp_cfg,
                         regions=a.region_weight > 0, contrast=a.contrast)
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
@@ -350,7 +348,7 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
             D.load_state_dict({k: v for k, v in init["discriminator"].items() if k != "W.weight"},
                               strict=False)
         except RuntimeError:
-            raise PuppetError(f"--init {a.init}: its weights don't fit config '{cfg.get('name')}' (config "
+            raise PuppetError(f"--init {a.init}: its weights don't fit config '{cfg.name}' (config "
                               f"'{init['config'].get('name')}'); leave --config out") from None
     eg = MetaEG(E, G).to(d.device).train()
     D = D.to(d.device).train()
@@ -468,7 +466,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         amp_name = f", {str(r.amp_dtype).split('.')[-1]}" if r.amp_dtype else ""
         log.info("%d videos, config %s (%d px), content %s, batch %d x %d rank(s), K %d, %s%s, "
                  "steps %d -> %d",
-                 len(r.data), r.cfg["name"], r.cfg["image_size"], type(r.content).__name__, r.batch, d.world,
+                 len(r.data), r.cfg.name, r.cfg.image_size, type(r.content).__name__, r.batch, d.world,
                  a.K, d.device, amp_name, r.step, a.steps)
 
     def save() -> None:
@@ -563,7 +561,7 @@ def _checkpoint(r: Run, optimisers: bool = True) -> dict:
     ckpt = {
         "format": FORMAT,
         "version": VERSION,
-        "config": r.cfg,
+        "config": r.cfg.to_dict(),
         "num_videos": len(r.data),
         "data_fingerprint": r.data.fingerprint(),
         "step": int(r.step),

@@ -1,8 +1,10 @@
-"""Finding a target's exported artifacts: the cached ONNX file and the cached TensorRT engine.
+"""A target's exported artifacts, the cached ONNX file and the cached TensorRT engine: where they live,
+when they are fresh, and getting one (`onnx_for`, `engine_for`) for the live runtime, which then only runs
+the file it is handed.
 
-The runtime only *finds* artifacts here; building them is export's job (export.onnx, export.trt), which the
-runtime runs as a child process when nothing fresh is cached (`build`). This module is plain Python plus
-`onnx` for reading metadata: no exporter, no TensorRT builder.
+Building is export's job (export.onnx, export.trt), run here as a child process when nothing fresh is cached
+(`build`); export writes where this module says and checks freshness with it. This module is plain Python
+plus `onnx` for reading metadata: no exporter, no TensorRT builder, so the live process never loads them.
 
 An engine runs only on the TensorRT version and the GPU model that built it, and it is only right for the
 exact ONNX file and build settings it came from. Each engine gets a JSON sidecar (`mona.engine.json`) holding
@@ -327,6 +329,39 @@ def build(module: str, args: list[str]) -> None:
     if p.returncode != 0:
         reason = last.removeprefix("error: ") or f"exit code {p.returncode}"
         raise PuppetError(f"python -m {module} {' '.join(args)}: failed: {reason}")
+
+
+def onnx_for(target, precision: str) -> Path:
+    """The target's up-to-date ONNX file of `precision`: the cached one, else exported (and self-checked) now
+    by `python -m export.onnx` in a child process. A Target made in memory is first saved to the export cache
+    (materialise), so its export is cached too."""
+    found = find_onnx(target, precision)
+    if found is not None:
+        return found
+    path = materialise(target)
+    found = find_onnx(path, precision)
+    if found is None:
+        build("export.onnx", [f"--target={path}", "--precision", precision])
+        found = find_onnx(path, precision)
+    if found is None:
+        raise PuppetError(f"{path}: export.onnx left no up-to-date ONNX file; "
+                          f"run `python -m export.onnx --target {path}` to see why")
+    return found
+
+
+def engine_for(target, trt_version: str, device) -> Engine:
+    """The target's fresh TensorRT engine for this TensorRT and the current GPU: the cached one, else built
+    now (with its ONNX) by `python -m export.trt` in a child process."""
+    found = find_engine(target, trt_version)
+    if found is not None:
+        return found
+    path = materialise(target)
+    build("export.trt", [f"--target={path}", "--device", str(device)])
+    found = find_engine(path, trt_version)
+    if found is None:
+        raise PuppetError(f"{path}: export.trt left no up-to-date engine; "
+                          f"run `python -m export.trt --target {path}` to see why")
+    return found
 
 
 def materialise(target) -> Path:
