@@ -79,7 +79,7 @@ class Performance:
     photo_index: int  # its frame number
 
     def photo(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        from puppet.training.finetune import crop_face
+        from puppet.training.photos import crop_face
 
         return crop_face(self.frame0, self.lms0, size)
 

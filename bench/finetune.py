@@ -29,7 +29,8 @@ _CHILD = r"""
 import json, sys, time
 import torch
 from puppet.assets import grace_hopper
-from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos
+from puppet.training.finetune import FinetuneOptions, finetune
+from puppet.training.photos import prepare_photos
 from models.config import get_config
 config, steps, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 threads = torch.get_num_threads() if which == "torch" else None  # None: finetune's own choice

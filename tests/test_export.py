@@ -253,7 +253,8 @@ def test_an_export_that_fails_its_check_is_never_left_to_be_found(target_path, t
 def test_an_untrained_target_made_as_the_readme_says_passes_its_check(grace_hopper_path, tmp_path):
     """`puppet.finetune PHOTO --from-scratch --config tiny --steps 0`: psi' from a random embedder is larger
     than a random target's, and so is the fp32 difference; the tolerance must fit it (bench.onnx_parity)."""
-    from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos
+    from puppet.training.finetune import FinetuneOptions, finetune
+    from puppet.training.photos import prepare_photos
 
     crops, lms = prepare_photos([grace_hopper_path], 64)
     t = finetune(crops, lms, "tiny",

@@ -20,7 +20,8 @@ from puppet.faces.images import to_tensor
 from puppet.faces.sketch import sketch_tensor
 from puppet.faces.warp import warp
 from puppet.target import load_target, save_target
-from puppet.training.finetune import FinetuneOptions, finetune, prepare_photos, prepare_video
+from puppet.training.finetune import FinetuneOptions, finetune
+from puppet.training.photos import prepare_photos, prepare_video
 
 # Chosen by hand over seeds 0-3, 6, 7: at 100 steps the augmented model beats the unaugmented one on held-out
 # warps by 0.040-0.058 (L1 in [-1, 1] units); 60 steps gave as little as 0.016. Few enough for the CI budget.
@@ -294,12 +295,12 @@ def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
     """For an appearance generator every training target is one of the real frames (augmentation sends
     the warped input on a detour through a random pose instead of warping the target), and a real frame's
     warped input is the nearest *other* frame warped to it, as live; with T = 1 the frame itself."""
-    from puppet.training.finetune import _Batches
+    from puppet.training.batches import Batches
 
     (g_crop,), (g_lms,) = grace
     (a_crop,), (a_lms,) = prepare_photos([astronaut_path], 64)
     frames = [g_crop, a_crop]
-    b = _Batches(frames, [g_lms, a_lms], 64, augment=True, rng=np.random.default_rng(0), appearance=True)
+    b = Batches(frames, [g_lms, a_lms], 64, augment=True, rng=np.random.default_rng(0), appearance=True)
     real = [to_tensor(f) for f in frames]
     x, y, w, region = b.sample(16)
     assert w.shape == x.shape
@@ -319,7 +320,7 @@ def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
     assert 0.01 < float(region.mean()) < 0.25
     # The real frame 1 (astronaut) gets frame 0 (Grace) warped to its landmarks, not itself.
     assert torch.equal(b._reference_for(1), to_tensor(warp(g_crop, g_lms, a_lms)))
-    single = _Batches([g_crop], [g_lms], 64, augment=False, rng=np.random.default_rng(0), appearance=True)
+    single = Batches([g_crop], [g_lms], 64, augment=False, rng=np.random.default_rng(0), appearance=True)
     assert torch.equal(single._reference_for(0), real[0])
 
 

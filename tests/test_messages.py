@@ -31,7 +31,7 @@ def test_an_export_childs_error_is_said_once(tmp_path, logs):
 
 def test_a_photo_with_two_faces_names_the_one_used(grace_hopper_path, astronaut_path, tmp_path, logs):
     from puppet.faces.images import read_image
-    from puppet.training.finetune import prepare_photos
+    from puppet.training.photos import prepare_photos
 
     a = read_image(astronaut_path)  # 512 x 512
     g = read_image(grace_hopper_path)

@@ -55,8 +55,9 @@ from models.config import CONFIGS
 from puppet.cli import Parser
 from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
-from puppet.faces.images import read_image, to_tensor
 from puppet.target import Target, default_face_size, make_metadata, save_target
+from puppet.training.batches import Batches
+from puppet.training.photos import load_photos, load_video_frames
 
 log = logging.getLogger(__name__)
 
@@ -75,79 +76,7 @@ DEFAULT_STEPS_META = 0
 DEFAULT_STEPS_SCRATCH = 600  # tiny, one photo: held-out warp L1 0.115 (identity 0.196); ~3 min on a CPU core
 PIXEL_WEIGHT = 10.0  # the pixel-only content loss (--content l1); like feature matching's weight 10
 D_STEPS = 2  # D updates per G update, as in meta-learning
-AUG_FRACTION = 0.75  # share of each batch that is a fresh warp (the rest: the T frames themselves)
 
-
-
-# ----------------------------------------------------------------------------------------------- inputs
-def crop_face(bgr: np.ndarray, lms: np.ndarray, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The shared crop of a face: (uint8 BGR (S, S, 3), landmarks (68, 2) in crop pixels)."""
-    from puppet.faces.crop import Crop
-
-    box = Crop.from_landmarks(lms)
-    return box.apply(bgr, image_size), np.asarray(box.to_crop(lms, image_size), dtype=np.float32)
-
-
-def _prepare_photos(paths, image_size: int):
-    from puppet.faces.track import Tracker, pick_face
-
-    crops, lms, kept, skipped, pictures = [], [], [], [], []
-    for p in paths:
-        if not Path(p).is_file():
-            raise PuppetError(f"{p}: no such photo; check the path")
-    with Tracker(mode="image") as tracker:
-        for p in paths:
-            bgr = read_image(p)  # unreadable file: one-line PuppetError naming it
-            pts = pick_face(tracker.faces(bgr), p)
-            if pts is None:
-                skipped.append(p)
-                continue
-            crop, pts_c = crop_face(bgr, pts, image_size)
-            crops.append(crop)
-            lms.append(pts_c)
-            kept.append(str(p))
-            if not pictures:  # the reference: the first photo with a face, whole, for the live paste-back
-                from puppet.faces.crop import Crop
-
-                pictures.append((bgr, Crop.from_landmarks(pts)))
-    if len(paths) == 1 and skipped:
-        raise PuppetError(f"{paths[0]}: no face found; pass a photo with a clear, frontal face")
-    if not crops:
-        raise PuppetError(f"{', '.join(map(str, paths))}: no face found in any photo; "
-                          f"pass photos with a clear, frontal face")
-    for p in skipped:
-        log.warning(f"{p}: no face found; skipped")
-    return crops, lms, kept, pictures[0]
-
-
-def prepare_photos(paths, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Detect and crop the face in each photo: (crops uint8 BGR (S, S, 3), landmarks (68, 2) crop pixels).
-
-    A photo without a face is an error when it is the only one, else skipped with a warning.
-    """
-    crops, lms, _, _ = _prepare_photos(list(paths), image_size)
-    return crops, lms
-
-
-def _prepare_video(path, n_frames: int, image_size: int):
-    from puppet.faces.frames import sample_frames
-
-    clip = sample_frames(path, n_frames, image_size) if Path(path).is_file() else None
-    if clip is None or not clip.decoded:
-        raise PuppetError(f"{path}: not a readable video file; pass an mp4/avi/mov clip")
-    if not clip.crops:
-        raise PuppetError(f"{path}: no face found in the chosen frames; pass a clip with a clear face")
-    if clip.missed:
-        log.warning(f"{path}: no face found in frame(s) {', '.join(map(str, clip.missed))}; skipped")
-    kept = [f"{path}#{i}" for i in clip.indices]
-    # the reference for the live paste-back: the first kept frame, whole, and the box it was cropped with
-    return clip.crops, clip.landmarks, kept, (clip.picture, clip.box)
-
-
-def prepare_video(path, n_frames: int = 8, image_size: int = 64) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """T evenly spaced frames of a clip, tracked and cropped as puppet.prepare does (puppet.faces.frames)."""
-    crops, lms, _, _ = _prepare_video(path, n_frames, image_size)
-    return crops, lms
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -221,87 +150,6 @@ def _load_checkpoint(checkpoint) -> dict:
     from puppet.training.checkpoint import load_meta
 
     return load_meta(checkpoint)
-
-
-class _Batches:
-    """Training batches of the T frames and, with augmentation, fresh warps of them: (frames, sketches,
-    warped references or None). The reference is frame 0; an appearance generator's input for a training
-    sketch is the reference warped to that sketch's landmarks."""
-
-    def __init__(self, frames_bgr, landmarks, image_size: int, augment: bool, rng: np.random.Generator,
-                 appearance: bool):
-        from puppet.faces.sketch import sketch_tensor
-
-        self.frames = [np.ascontiguousarray(f) for f in frames_bgr]
-        self.lms = [np.asarray(p, dtype=np.float32) for p in landmarks]
-        self.size = image_size
-        self.augment = augment
-        self.rng = rng
-        self.appearance = appearance
-        self.x = torch.cat([to_tensor(f) for f in self.frames])
-        self.y = torch.cat([sketch_tensor(p, image_size) for p in self.lms])
-        self._warped: dict[int, torch.Tensor] = {}
-        self._regions: dict[int, torch.Tensor] = {}  # the real frames' region masks, the same every step
-
-    def _reference_for(self, i: int) -> torch.Tensor:
-        """An appearance generator's input for frame i: what the live loop would give for its landmarks,
-        the nearest *other* frame (nearest_shape, as puppet.feed picks) warped to them; frame i
-        itself when T = 1.
-        Cached: it is the same every step."""
-        if i not in self._warped:
-            from puppet.faces.warp import nearest_shape, warp
-
-            others = [j for j in range(len(self.frames)) if j != i]
-            if not others:
-                self._warped[i] = self.x[i : i + 1]
-            else:
-                j = others[nearest_shape([self.lms[j] for j in others], self.lms[i])]
-                self._warped[i] = to_tensor(warp(self.frames[j], self.lms[j], self.lms[i]))
-        return self._warped[i]
-
-    def _region_of(self, i: int) -> torch.Tensor:
-        """Frame i's mouth and eye regions (1, 1, S, S), cached."""
-        if i not in self._regions:
-            from puppet.faces.regions import region_mask
-
-            self._regions[i] = torch.from_numpy(region_mask(self.lms[i], self.size))[None, None]
-        return self._regions[i]
-
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """(frames, sketches, warped references or None, the frames' mouth and eye regions (B, 1, S, S))."""
-        from puppet.data.motion import perturb
-        from puppet.faces.regions import region_mask
-        from puppet.faces.sketch import sketch_tensor
-        from puppet.faces.warp import warp
-
-        idx = self.rng.integers(0, len(self.frames), size=batch)
-        xs, ys, ws, rs = [], [], [], []
-        for k, i in enumerate(idx):
-            # always keep at least one real frame per batch: the photos are the only ground truth of the face
-            augmented = self.augment and k > 0 and self.rng.random() < AUG_FRACTION
-            if augmented and self.appearance:
-                # The target stays the real frame; its own picture reaches it by a detour through a random
-                # pose (warped there and back), so G sees a warp's artifacts (stretched and squeezed
-                # texture, a painted mouth) against the truth. Warping the frame as the target instead
-                # would ask G for the warp itself, i.e. to learn nothing.
-                dst = perturb(self.lms[i], self.rng)
-                detour = warp(self.frames[i], self.lms[i], dst)
-                xs.append(self.x[i : i + 1])
-                ys.append(self.y[i : i + 1])
-                ws.append(to_tensor(warp(detour, dst, self.lms[i])))
-                rs.append(self._region_of(int(i)))
-            elif augmented:
-                dst = perturb(self.lms[i], self.rng)
-                xs.append(to_tensor(warp(self.frames[i], self.lms[i], dst)))
-                ys.append(sketch_tensor(dst, self.size))
-                rs.append(torch.from_numpy(region_mask(dst, self.size))[None, None])
-            else:
-                xs.append(self.x[i : i + 1])
-                ys.append(self.y[i : i + 1])
-                if self.appearance:
-                    ws.append(self._reference_for(int(i)))
-                rs.append(self._region_of(int(i)))
-        return torch.cat(xs), torch.cat(ys), (torch.cat(ws) if ws else None), torch.cat(rs)
 
 
 @dataclass(frozen=True)
@@ -403,7 +251,7 @@ def finetune(
         D.load_state_dict(meta["discriminator"])
     E, G, D = E.to(dev).eval(), G.to(dev), D.to(dev)
 
-    batches = _Batches(frames_bgr, landmarks, S, o.augment and steps > 0, rng, cfg.takes_warp)
+    batches = Batches(frames_bgr, landmarks, S, o.augment and steps > 0, rng, cfg.takes_warp)
     x_all, y_all = batches.x.to(dev), batches.y.to(dev)
     with torch.no_grad():
         e_hat = E(x_all, y_all).mean(0, keepdim=True)  # (1, emb_dim): the person's embedding
@@ -558,9 +406,9 @@ def main(argv: list[str]) -> int:
                           f"or add --from-scratch")
     S = get_config(meta["config"] if meta is not None else args.config).image_size
     if args.video:
-        crops, lms, sources, (picture, box) = _prepare_video(args.video, args.frames, S)
+        crops, lms, sources, (picture, box) = load_video_frames(args.video, args.frames, S)
     else:
-        crops, lms, sources, (picture, box) = _prepare_photos(args.photos, S)
+        crops, lms, sources, (picture, box) = load_photos(args.photos, S)
     log.info("fine-tuning on %d frame(s) at %dx%d from %s", len(crops), S, S,
              checkpoint if checkpoint else "scratch")
     options = FinetuneOptions(

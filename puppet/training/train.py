@@ -41,7 +41,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -54,9 +53,9 @@ from torch import nn
 from models.config import CONFIGS, ModelConfig, get_config
 from models.losses import CONTENT_KINDS, REGION_WEIGHT
 from puppet.cli import Parser
-from puppet.devices import resolve_device
 from puppet.errors import PuppetError, run_cli
 from puppet.training.checkpoint import FORMAT, VERSION, load_meta, rng_state, set_rng_state, weights_digest
+from puppet.training.dist import Dist
 
 log = logging.getLogger(__name__)
 
@@ -86,48 +85,6 @@ class MetaEG(nn.Module):
 
 def _unwrap(m: nn.Module) -> nn.Module:
     return getattr(m, "module", m)
-
-
-# ------------------------------------------------------------------------------------------ distributed
-
-
-class Dist:
-    """Rank, world size and device; torchrun's environment turns distributed training on."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-        self.device = resolve_device(device, self.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if self.enabled:
-            import torch.distributed as dist
-
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank if it is true on any (so all ranks stop at the same step)."""
-        if not self.enabled:
-            return flag
-        import torch.distributed as dist
-
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
-    def close(self) -> None:
-        if self.enabled:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------ the command
