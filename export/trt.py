@@ -28,8 +28,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, SupportsInt
 
-import torch
-
 from export.cache import timing_cache_path, write_engine
 from puppet.artifacts import (
     DEFAULT_WORKSPACE_GB,
@@ -50,7 +48,7 @@ from puppet.artifacts import (
     version_tuple,
 )
 from puppet.cli import Parser
-from puppet.devices import device_type, resolve_device
+from puppet.devices import use_gpu
 from puppet.errors import PuppetError, run_cli
 from puppet.files import atomic_write_bytes
 
@@ -76,7 +74,7 @@ def ensure_engine(
             raise PuppetError(f"{p}: no such file; pass a target (puppet.finetune) or an ONNX (export.onnx)")
     trt_module = import_tensorrt()
     require_cuda()
-    select_device(device)
+    use_gpu(device)
     version = str(trt_module.__version__)
     route = route_for(version)
     if onnx_path is None:
@@ -89,7 +87,7 @@ def ensure_engine(
     if route == ROUTE_STRONG and precision != "fp16":
         print(f"note: {onnx_path} is FP32 and a strongly typed network computes in the graph's own types; "
               "for an FP16 engine export with --precision fp16")
-    ident = device_identity(version)  # the current device: the one select_device made current
+    ident = device_identity(version)  # the current device: the one use_gpu made current
     settings = BuildSettings(precision=precision if route == ROUTE_STRONG else "fp16",
                              workspace_gb=float(workspace_gb), route=route)
     key = engine_key(ident, file_sha256(onnx_path), settings)
@@ -105,17 +103,6 @@ def ensure_engine(
     info = {"device": asdict(ident), "settings": asdict(settings), "onnx": str(onnx_path)}
     save_build(out, data, key, info, timing, timing_data)
     return Engine(out, key, route, built=True)
-
-
-def select_device(device: str | None) -> None:
-    """Make `device` (cuda or cuda:N) the current CUDA device: TensorRT builds on the current device, and the
-    cache key names it. None keeps the current one."""
-    if device is None:
-        return
-    if device_type(device) != "cuda":
-        raise PuppetError(f"--device {device}: TensorRT builds on an NVIDIA GPU; use cuda or cuda:N")
-    if str(device) != "cuda":  # plain cuda (or auto): the current device stays
-        torch.cuda.set_device(resolve_device(device, local_rank=None))
 
 
 def save_build(out: Path, data: bytes, key: str, info: dict, timing: Path, timing_data: bytes | None) -> None:

@@ -40,3 +40,15 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int | N
     if not index.isdigit() or int(index) >= count:
         raise PuppetError(f"--device {name}: no such GPU ({count} visible); use cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", int(index))
+
+
+def use_gpu(name: str | torch.device | None = None) -> torch.device:
+    """The GPU `name` asks for (cuda or cuda:N; None or auto: the current one), made the current CUDA device:
+    TensorRT builds and runs on the current device, and its engines are keyed by it."""
+    name = "cuda" if name is None or str(name) == "auto" else str(name)
+    if device_type(name) != "cuda":
+        raise PuppetError(f"--device {name}: TensorRT builds on an NVIDIA GPU and runs there; use cuda or "
+                          f"cuda:N (on the CPU: --backend onnxruntime or torch)")
+    dev = resolve_device(name, local_rank=None)
+    torch.cuda.set_device(dev)
+    return dev

@@ -18,6 +18,7 @@ import torch
 from export import trt as build
 from puppet import artifacts
 from puppet.artifacts import BuildSettings, DeviceIdentity, engine_key, is_fresh, load_fresh_engine
+from puppet.devices import use_gpu
 from puppet.errors import PuppetError
 from puppet.live import runtime
 from puppet.live.runtime import TensorRTBackend, _bind_io, _cuda_device
@@ -265,11 +266,11 @@ def test_device_identity_is_the_current_gpu(two_gpus, monkeypatch):
     current[0] = 1  # the runtime's torch.cuda.set_device(cuda:1), or export.trt --device cuda:1
     ident = artifacts.device_identity("10.13.3")  # the current device, not device 0
     assert asked == [1] and ident == DeviceIdentity("10.13.3", "NVIDIA H200", "9.0")
-    build.select_device("cuda:1")  # export.trt --device (the runtime passes its own device to the build)
+    assert use_gpu("cuda:1") == torch.device("cuda", 1)  # export.trt --device, the runtime's TensorRT
     assert calls == [1]
     for bad, match in (("cpu", "builds on an NVIDIA GPU"), ("cuda:7", r"no such GPU \(2 visible\)")):
         with pytest.raises(PuppetError, match=match):
-            build.select_device(bad)
+            use_gpu(bad)
 
 
 # ------------------------------------------------------------------ 7. no STRONGLY_TYPED flag on 11.x

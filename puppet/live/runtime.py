@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from puppet import artifacts
-from puppet.devices import device_type, resolve_device
+from puppet.devices import device_type, resolve_device, use_gpu
 from puppet.errors import PuppetError
 from puppet.target import load_target
 
@@ -202,7 +202,7 @@ class TensorRTBackend:
 
     def __init__(self, eng: artifacts.Engine, device: torch.device) -> None:
         """`eng`: a fresh engine file for this TensorRT and GPU (artifacts.engine_for); `device`: that GPU,
-        the current CUDA device (trt_device)."""
+        the current CUDA device (puppet.devices.use_gpu)."""
         import tensorrt as trt
 
         self.device = device
@@ -315,18 +315,6 @@ def _bind_io(engine: trt.ICudaEngine, context: trt.IExecutionContext, device: to
     return inputs, outputs
 
 
-def trt_device(device=None) -> torch.device:
-    """The GPU a TensorRT engine runs on (default: the current one), made the current CUDA device: the
-    engine's cache key names the current device (artifacts.device_identity)."""
-    artifacts.require_cuda()
-    cuda = _cuda_device(device or "cuda")
-    if cuda is None:
-        raise PuppetError(f"device {device}: TensorRT runs on an NVIDIA GPU; for the CPU use "
-                          "--backend onnxruntime or torch")
-    torch.cuda.set_device(cuda)
-    return cuda
-
-
 def tensorrt_available() -> bool:
     """TensorRT imports (and is TensorRT, not an empty package: then say why it is not taken) and a GPU is
     there."""
@@ -356,7 +344,8 @@ def load_backend(name: str, target, device=None, verbose: bool = True) -> Backen
     backend: Backend
     if picked == "tensorrt":
         trt = artifacts.import_tensorrt()  # a one-line error when TensorRT is missing or an empty package
-        cuda = trt_device(device)
+        artifacts.require_cuda()
+        cuda = use_gpu(device)  # the current device: the engine's key names it
         backend = TensorRTBackend(artifacts.engine_for(target, trt.__version__, cuda), cuda)
     elif picked == "torch":
         backend = TorchBackend(target, device)
