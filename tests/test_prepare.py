@@ -114,6 +114,25 @@ def test_dataset_contrast_pairs_and_regions(data_run):
         VideoDataset(data, 32, K=4, contrast=1.5)
 
 
+def test_dataset_uint8_items_are_the_float_ones_bit_for_bit(data_run):
+    """uint8=True (what the training loader ships between processes): the same item at a quarter of the
+    bytes, and from_uint8 on it gives exactly the float32 item (so training is unchanged)."""
+    from puppet.faces.images import from_uint8
+
+    data, _ = data_run
+    kw = dict(K=4, seed=0, warped=True, regions=True, contrast=0.5)
+    plain, compact = VideoDataset(data, 32, **kw), VideoDataset(data, 32, uint8=True, **kw)
+    for key in ((0, 0), (1, 3)):
+        a, b = plain[key], compact[key]
+        assert a.keys() == b.keys()
+        for k in a:
+            if k in ("x", "y", "x_t", "y_t", "warped"):
+                assert b[k].dtype == torch.uint8 and a[k].dtype == torch.float32
+                assert torch.equal(from_uint8(b[k]), a[k]), k
+            else:
+                assert torch.equal(a[k], b[k]), k
+
+
 def test_dataset_groups_clips_by_folder(data_run):
     """group="folder": VoxCeleb2's speaker/video/clip layout, a video is the folder's clips together."""
     data, _ = data_run

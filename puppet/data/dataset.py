@@ -207,6 +207,10 @@ class VideoDataset:
         also region (1, S, S): the target's mouth and eye regions (puppet.faces.regions), where the
         objective weights its content loss.
 
+    `uint8=True`: the images (x, y, x_t, y_t, warped) as uint8 RGB instead (puppet.faces.images.
+    to_uint8_tensor; from_uint8 gives the float32 [-1, 1] ones, bit for bit): a quarter of the bytes between
+    the loader's workers and the training process, and no float work in the workers.
+
     `contrast` (0 to 1): the share of items whose target is chosen to differ from the reference (the first
     of the K frames) in how open the eyes and mouth are (one of the most different quarter of the video's
     other frames) instead of at random. Talking clips are mostly a half-open mouth and open eyes, so random
@@ -222,12 +226,14 @@ class VideoDataset:
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int, K: int = 8, seed: int = 0,
-                 group: str = "clip", warped: bool = False, regions: bool = False, contrast: float = 0.0):
+                 group: str = "clip", warped: bool = False, regions: bool = False, contrast: float = 0.0,
+                 uint8: bool = False):
         if group not in ("clip", "folder"):
             raise PuppetError(f"group {group!r}: unknown; use clip or folder")
         if not 0.0 <= contrast <= 1.0:
             raise PuppetError(f"contrast {contrast}: must be between 0 and 1")
         self.regions = bool(regions)
+        self.uint8 = bool(uint8)
         self.contrast = float(contrast)
         self._openness: dict[int, np.ndarray] = {}  # per video index, (frames, 3), filled on first use
         self.root = Path(root)
@@ -283,9 +289,10 @@ class VideoDataset:
     def __getitem__(self, key):
         import torch
 
-        from puppet.faces.images import to_tensor
+        from puppet.faces.images import to_tensor, to_uint8_tensor
         from puppet.faces.sketch import draw_sketch
 
+        as_tensor = to_uint8_tensor if self.uint8 else to_tensor
         index, epoch = (key if isinstance(key, tuple) else (key, 0))
         _, members = self.videos[int(index)]
         # The group's frames, numbered across its files in order; the picks are global frame numbers.
@@ -304,14 +311,14 @@ class VideoDataset:
             frames.append(img)
             sketches.append(draw_sketch(lms, self.image_size))
             marks.append(lms)
-        x = to_tensor(np.stack(frames))
-        y = to_tensor(np.stack(sketches))
+        x = as_tensor(np.stack(frames))
+        y = as_tensor(np.stack(sketches))
         item = {"x": x[:-1], "y": y[:-1], "x_t": x[-1], "y_t": y[-1],
                 "i": torch.tensor(int(index), dtype=torch.long)}
         if self.warped:
             from puppet.faces.warp import warp
 
-            item["warped"] = to_tensor(warp(frames[0], marks[0], marks[-1]))[0]
+            item["warped"] = as_tensor(warp(frames[0], marks[0], marks[-1]))[0]
         if self.regions:
             from puppet.faces.regions import region_mask
 

@@ -54,6 +54,7 @@ from models.config import CONFIGS, ModelConfig, get_config
 from models.losses import CONTENT_KINDS, REGION_WEIGHT
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
+from puppet.faces.images import from_uint8
 from puppet.training.checkpoint import FORMAT, VERSION, load_meta, rng_state, set_rng_state, weights_digest
 from puppet.training.dist import Dist
 
@@ -283,7 +284,7 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     torch.manual_seed(a.seed)
     content = make_content_loss(a.content, a.vgg19, a.vggface).to(d.device)
     data = VideoDataset(a.data, cfg.image_size, K=a.K, seed=a.seed, group=a.group, warped=warp_cfg,
-                        regions=a.region_weight > 0, contrast=a.contrast)
+                        regions=a.region_weight > 0, contrast=a.contrast, uint8=True)
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
         if int(ckpt["num_videos"]) != len(data) or not same:
@@ -447,6 +448,7 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
     try:
         while r.step < a.steps:
             b = {k: v.to(d.device, non_blocking=True) for k, v in next(it).items()}
+            b = {k: from_uint8(v) if v.dtype == torch.uint8 else v for k, v in b.items()}  # the images
             terms, fake, e_frames = _eg_step(r, b)
             d_vals = _d_steps(r, b, fake)
             r.step += 1
