@@ -532,6 +532,41 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
     assert not list(tmp_path.glob(".*.tmp*"))  # the mp4 was renamed into place, no temporary file left
 
 
+def test_sigterm_while_recording_a_video_file_exits_cleanly(tiny_target, face_frames, tmp_path):
+    """SIGTERM (a service stop, `kill`) to a real `python -m puppet.live` driving from a video file into an mp4:
+    it stops mid-clip, exits 0, and the recording is a finalised, playable file of every frame sent."""
+    from puppet.data.clips import write_video
+
+    clip = write_video(tmp_path / "long.mp4", face_frames * 40, FPS)  # 960 frames: far longer than the wait
+    out, stats_path = tmp_path / "rec" / "out.mp4", tmp_path / "stats.json"
+    out.parent.mkdir()
+    p = _cli(["--target", str(tiny_target), "--source", str(clip), "--backend", "torch", "--output", str(out),
+              "--stats", str(stats_path)])
+    try:
+        started = time.monotonic()
+        for line in p.stderr:  # the startup line, then let it record a little
+            if line.startswith("puppet: ") and "<- " in line and "long.mp4" in line:
+                break
+            assert time.monotonic() - started < 120, "no startup line"
+        time.sleep(0.5)
+        assert p.poll() is None, "the clip ended before the signal"
+        p.send_signal(signal.SIGTERM)
+        stdout, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "puppet: stopped" in err and "Traceback" not in err and "end-to-end" in stdout
+    s = json.loads(stats_path.read_text())
+    assert 1 <= s["frames_out"] and s["frames_in"] < 40 * len(face_frames)  # stopped mid-clip
+    assert s["frames_in"] == s["frames_out"] + s["dropped"] + s["discarded"], s
+    assert count_frames(out) == s["frames_out"]  # every frame sent, in a file with its index written
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == s["frames_out"]
+    cap.release()
+    assert [f.name for f in out.parent.iterdir()] == ["out.mp4"]  # renamed into place, no hidden file left
+
+
 def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tmp_path):
     """n/p: the next frames come from the other target's generator, from its own neutral."""
     from puppet.live.app import load_targets
