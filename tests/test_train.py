@@ -203,7 +203,8 @@ def test_sigterm_mid_run_stops_cleanly_with_a_loadable_checkpoint(data, tmp_path
     log = out.with_suffix(".tb") / "losses.jsonl"
     cmd = [sys.executable, "-m", "puppet.train", *ARGS, "--data", str(data), "--out", str(out),
            "--steps", "100000", "--ckpt-every", "100000"]  # no periodic checkpoint: only the stop writes one
-    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.time() + 240
         while proc.poll() is None and time.time() < deadline:  # a few steps logged: mid-run
