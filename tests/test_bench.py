@@ -108,15 +108,14 @@ def test_region_scores_see_a_change_inside_the_mask_only():
         region_scores(a, b, np.zeros((64, 64), bool))
 
 
-def test_bench_quick_writes_json_with_real_numbers(tmp_path):
+def test_bench_quick_writes_json_with_real_numbers(tmp_path, capsys):
     import json
-    import subprocess
-    import sys
+
+    from bench.__main__ import main
 
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert main(["--quick", "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["quick"] and r["machine"]["cpu"]["cores"] >= 1
     rows = {row["backend"]: row for row in r["generator"]}
@@ -136,26 +135,25 @@ def test_bench_quick_writes_json_with_real_numbers(tmp_path):
         assert run["fps"] > 0 and 0 < run["latency_p50_ms"] <= run["latency_p95_ms"]
     assert lv["serial_sum_ms"] > s["track"]["median_ms"]
     assert r["memory"]["peak_rss_mb"] > 0
-    assert "| tiny | 64 | onnxruntime |" in p.stdout  # the markdown table
+    assert "| tiny | 64 | onnxruntime |" in stdout  # the markdown table
 
 
-def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path):
+def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path, capsys):
     """An appearance config through every part of `python -m bench`: the generator rows get (sketch, warped),
     the warp of the reference is a stage of its own, and the live loop runs it (its `warp` stage timed)."""
     import json
-    import subprocess
-    import sys
+
+    from bench.__main__ import main
 
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--configs", "tiny-warp", "--live-config",
-                        "tiny-warp", "--frames", "12", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert main(["--quick", "--configs", "tiny-warp", "--live-config", "tiny-warp", "--frames", "12",
+                 "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     r = json.loads(out.read_text())
     for row in r["generator"]:
         assert row["config"] == "tiny-warp" and "skipped" not in row and row["median_ms"] > 0, row
     s, lv = r["stages"], r["live"]
-    assert s["warp"]["median_ms"] > 0 and "| warp |" in p.stdout
+    assert s["warp"]["median_ms"] > 0 and "| warp |" in stdout
     assert lv["file"]["frames_out"] == s["frames"] and lv["file"]["stages_in_loop_ms"]["warp"] > 0
 
 

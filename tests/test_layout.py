@@ -59,3 +59,13 @@ def test_a_bad_flag_is_one_line_with_exit_2_for_every_command(module, monkeypatc
     lines = err.strip().splitlines()
     assert e.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (module, err)
     assert "usage:" not in err, module
+
+
+@pytest.mark.parametrize("module", ["bench", "bench.cuda_parity"])
+def test_a_bad_flag_as_a_real_process(module):
+    """The same through a real `python -m` for the commands no other test starts as a process (the others'
+    own tests do: exit status 2, one line, nothing a library adds at import or exit)."""
+    r = subprocess.run([sys.executable, "-m", module, "--no-such-flag"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
