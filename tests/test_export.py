@@ -150,16 +150,18 @@ def test_ensure_onnx_reuses_an_up_to_date_file_and_reexports_a_changed_target(tm
     assert ensure_onnx(path, "fp32").stat().st_mtime_ns != stamp
 
 
-def test_cli_fp16_prints_its_checks(target_path, tmp_path):
+def test_cli_fp16_prints_its_checks(target_path, tmp_path, capsys):
+    from export.onnx import main
+
     out = tmp_path / "cli.fp16.onnx"
-    r = subprocess.run([sys.executable, "-m", "export.onnx", "--target", str(target_path), "--out", str(out),
-                        "--precision", "fp16"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "onnx.checker: ok" in r.stdout and "all supported by TensorRT's ONNX parser" in r.stdout
-    assert "onnxruntime CPU vs torch on 3 sketches" in r.stdout and out.is_file()
+    assert main(["--target", str(target_path), "--out", str(out), "--precision", "fp16"]) == 0
+    stdout = capsys.readouterr().out
+    assert "onnx.checker: ok" in stdout and "all supported by TensorRT's ONNX parser" in stdout
+    assert "onnxruntime CPU vs torch on 3 sketches" in stdout and out.is_file()
 
 
 def test_cli_missing_target_is_one_line(tmp_path):
+    """As the user runs it (a real process): exit 2, one line on stderr."""
     r = subprocess.run([sys.executable, "-m", "export.onnx", "--target", str(tmp_path / "nope.pt")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
