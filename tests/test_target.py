@@ -191,7 +191,7 @@ def test_version_2_files_load_with_one_reference(tmp_path):
     t, _ = _target()
     save_target(tmp_path / "new.pt", t)
     obj = torch.load(tmp_path / "new.pt", weights_only=True)
-    assert obj["version"] == FORMAT_VERSION == 3 and "extra_images" not in obj
+    assert obj["version"] == FORMAT_VERSION and "extra_images" not in obj
     torch.save({**obj, "version": 2}, tmp_path / "v2.pt")
     old = load_target(tmp_path / "v2.pt")
     assert old.n_references == 1 and old.extra_images is None
