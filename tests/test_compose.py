@@ -435,7 +435,7 @@ def test_flags_size_fit_crop_mode_and_old_targets(picture_target, face_clip, tmp
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 64)
     cap.release()
 
-    old = tmp_path / "old.pt"  # a target as made before pictures were kept: runs, with a notice
+    old = tmp_path / "old.pt"  # a target without a picture (an older file): runs, with a notice
     save_target(old, random_target(photo=astronaut_path, picture=False))
     out = tmp_path / "old.mp4"
     assert main(["--target", str(old), *base, "--pad-720p", "--output", str(out)]) == 0

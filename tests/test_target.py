@@ -199,7 +199,7 @@ def test_version_2_files_load_with_one_reference(tmp_path):
 
 
 def test_face_size_round_trip_and_older_files_keep_the_generated_size(tmp_path, astronaut_path):
-    """face_size is saved and read back; a file without it (every target made before it) loads with None,
+    """face_size is saved and read back; a file without it (an older target) loads with None,
     which the live loop reads as the generator's own size; out-of-range values are refused."""
     from _util import random_target
 

@@ -3,7 +3,8 @@ VGG content networks (asked for explicitly: no downloads in tests), one CPU thre
 
 - a few dozen steps: the content loss goes down;
 - a few hundred steps with the paper's embedding match: the embeddings stay alive and per video, W keeps its
-  size, D tells real from generated (what collapsed before: every e_hat 0, W dragged to 0, D at chance);
+  size, D tells real from generated (the collapse this guards against: every e_hat 0, W dragged to 0, D at
+  chance);
 - kill -9 mid-run, then --resume: the same weights as the uninterrupted run;
 - SIGTERM mid-run: a clean stop with a loadable checkpoint and no temporary file;
 - torchrun --nproc_per_node 2 (gloo): both ranks end with identical weights, and those are the checkpoint's.
