@@ -19,7 +19,7 @@ def random_target(seed: int = 0, config: str = "tiny", delta: float | None = 0.0
     image is noise (random landmarks,
     random pixels), unless `photo` (a path or uint8 BGR image) is given: then the reference is its face
     (mediapipe's landmarks, the shared crop) and, with `picture`, the photo is the target's picture, its
-    crop_box that crop (picture=False: a target as made before pictures were kept)."""
+    crop_box that crop (picture=False: a target without its picture, as older target files are)."""
     torch.manual_seed(seed)
     G = Generator(config)
     with torch.no_grad():

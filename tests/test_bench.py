@@ -108,15 +108,14 @@ def test_region_scores_see_a_change_inside_the_mask_only():
         region_scores(a, b, np.zeros((64, 64), bool))
 
 
-def test_bench_quick_writes_json_with_real_numbers(tmp_path):
+def test_bench_quick_writes_json_with_real_numbers(tmp_path, capsys):
     import json
-    import subprocess
-    import sys
+
+    from bench.__main__ import main
 
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert main(["--quick", "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["quick"] and r["machine"]["cpu"]["cores"] >= 1
     rows = {row["backend"]: row for row in r["generator"]}
@@ -136,26 +135,25 @@ def test_bench_quick_writes_json_with_real_numbers(tmp_path):
         assert run["fps"] > 0 and 0 < run["latency_p50_ms"] <= run["latency_p95_ms"]
     assert lv["serial_sum_ms"] > s["track"]["median_ms"]
     assert r["memory"]["peak_rss_mb"] > 0
-    assert "| tiny | 64 | onnxruntime |" in p.stdout  # the markdown table
+    assert "| tiny | 64 | onnxruntime |" in stdout  # the markdown table
 
 
-def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path):
+def test_bench_quick_with_a_warp_config_times_the_warp_as_a_stage(tmp_path, capsys):
     """An appearance config through every part of `python -m bench`: the generator rows get (sketch, warped),
     the warp of the reference is a stage of its own, and the live loop runs it (its `warp` stage timed)."""
     import json
-    import subprocess
-    import sys
+
+    from bench.__main__ import main
 
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--configs", "tiny-warp", "--live-config",
-                        "tiny-warp", "--frames", "12", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert main(["--quick", "--configs", "tiny-warp", "--live-config", "tiny-warp", "--frames", "12",
+                 "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     r = json.loads(out.read_text())
     for row in r["generator"]:
         assert row["config"] == "tiny-warp" and "skipped" not in row and row["median_ms"] > 0, row
     s, lv = r["stages"], r["live"]
-    assert s["warp"]["median_ms"] > 0 and "| warp |" in p.stdout
+    assert s["warp"]["median_ms"] > 0 and "| warp |" in stdout
     assert lv["file"]["frames_out"] == s["frames"] and lv["file"]["stages_in_loop_ms"]["warp"] > 0
 
 
@@ -354,31 +352,64 @@ def test_quality_corpus_clips_and_one_line_errors(moving_clip, tmp_path):
         parse_args(["--clip", str(moving_clip), "--frames", "0,x"])
     with pytest.raises(PuppetError, match="no.pt: meta-learned checkpoint not found"):
         run(parse_args(["--clip", str(moving_clip), "--checkpoint", str(tmp_path / "no.pt")]))
-    # Through the command: one line, exit 2, no traceback.
-    for args in (["--corpus", str(tmp_path / "nowhere")], ["--corpus", str(corpus), "--split", "nope",
-                                                           "--split-file", str(split)]):
-        p = subprocess.run([sys.executable, "-m", "bench.quality", *args], capture_output=True, text=True,
-                           timeout=120)
-        lines = p.stderr.strip().splitlines()
-        assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    # Through the command as the user runs it (a real process): one line, exit 2, no traceback.
+    p = subprocess.run([sys.executable, "-m", "bench.quality", "--corpus", str(corpus), "--split", "nope",
+                        "--split-file", str(split)], capture_output=True, text=True, timeout=120)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --split nope"), p.stderr
 
 
-def test_bench_finetune_times_both_thread_policies(tmp_path):
-    """python -m bench.finetune: torch's default threads against puppet's choice, idle and busy, in child
-    processes (tiny config, one step each)."""
+@pytest.fixture(scope="module")
+def finetune_rows():
+    """bench.finetune's measurement for real: one child process per thread policy (tiny config, one step)."""
+    from bench.finetune import run_setting
+
+    return {policy: run_setting("tiny", 1, policy) for policy in ("torch", "puppet")}
+
+
+def test_bench_finetune_child_times_a_step_under_each_thread_policy(finetune_rows):
+    """Each policy's child fine-tunes and times a step: torch's default threads, or puppet's own choice (one
+    per idle core: at least one, at most the cores)."""
+    from puppet.live.runtime import physical_cores
+
+    assert finetune_rows["torch"]["threads"] >= 1
+    assert 1 <= finetune_rows["puppet"]["threads"] <= physical_cores()
+    assert all(r["step_s"] > 0 for r in finetune_rows.values())
+
+
+def test_bench_finetune_times_both_policies_idle_and_busy(finetune_rows, tmp_path, monkeypatch, capsys):
+    """python -m bench.finetune: the idle rows, then the busy rows with --busy spinning processes running
+    (and stopped afterwards); the table and the JSON. Each setting's child is measured once, by the test
+    above; here the command reuses those numbers instead of running the same child four times."""
     import json
-    import subprocess
-    import sys
 
+    import bench.finetune as bf
+
+    spinners, calls = [], []
+    real_spin = bf._spin
+
+    def spin():
+        spinners.append(real_spin())
+        return spinners[-1]
+
+    def measured(config, steps, policy):
+        calls.append((config, steps, policy, sum(s.poll() is None for s in spinners)))
+        return finetune_rows[policy]
+
+    monkeypatch.setattr(bf, "_spin", spin)
+    monkeypatch.setattr(bf, "run_setting", measured)
     out = tmp_path / "ft.json"
-    r = subprocess.run([sys.executable, "-m", "bench.finetune", "--config", "tiny", "--steps", "1", "--busy",
-                        "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert bf.main(["--config", "tiny", "--steps", "1", "--busy", "2", "--json", str(out)]) == 0
+    assert calls == [("tiny", 1, "torch", 0), ("tiny", 1, "puppet", 0), ("tiny", 1, "torch", 2),
+                     ("tiny", 1, "puppet", 2)]  # the busy rows ran with both spinners spinning
+    assert len(spinners) == 2 and all(s.poll() is not None for s in spinners)  # and they are stopped
     rows = json.loads(out.read_text())["rows"]
     assert [(x["load"], x["policy"]) for x in rows] == [("idle", "torch"), ("idle", "puppet"),
                                                        ("busy", "torch"), ("busy", "puppet")]
-    assert all(x["step_s"] > 0 and x["threads"] >= 1 for x in rows)
-    assert "| busy | puppet |" in r.stdout
+    for x in rows:
+        assert x["step_s"] == finetune_rows[x["policy"]]["step_s"]
+        assert x["full_finetune_min"] == pytest.approx(x["step_s"] * 200 / 60)
+    assert f"| busy | puppet | {finetune_rows['puppet']['threads']} |" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------- bench.jitter

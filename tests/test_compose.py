@@ -7,8 +7,6 @@ they check the plumbing and the guarantees, not the picture quality.
 """
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -396,18 +394,18 @@ def test_face_lost_hold_never_shows_a_camera_pixel(picture_target, face_frames, 
     assert stats.reused > 0  # held at the neutral: the same frame again
 
 
-def test_live_command_writes_1280x720_frames(picture_target, face_clip, tmp_path):
-    """A clip through `python -m puppet.live --output out.mp4` (a real subprocess): 1280x720, one frame per
-    input frame; the mp4 (lossy) is the framed picture outside the face."""
+def test_live_command_writes_1280x720_frames(picture_target, face_clip, tmp_path, monkeypatch, logs):
+    """A clip through the live command with `--output out.mp4`: 1280x720, one frame per input frame; the mp4
+    (lossy) is the framed picture outside the face."""
+    from puppet.live.app import main
     from puppet.live.compose import Compositor
     from puppet.target import load_target
 
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the remembered gains: the test's own
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
-    cmd = [sys.executable, "-m", "puppet.live", "--target", str(picture_target), "--source", str(face_clip),
-           "--backend", "torch", "--output", str(out), "--stats", str(stats_path)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "1280x720 picture (fit)" in p.stderr
+    assert main(["--target", str(picture_target), "--source", str(face_clip), "--backend", "torch",
+                 "--output", str(out), "--stats", str(stats_path)]) == 0
+    assert "1280x720 picture (fit)" in logs.text
     assert count_frames(out) == 16
     cap = cv2.VideoCapture(str(out))
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
@@ -439,7 +437,7 @@ def test_flags_size_fit_crop_mode_and_old_targets(picture_target, face_clip, tmp
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 64)
     cap.release()
 
-    old = tmp_path / "old.pt"  # a target as made before pictures were kept: runs, with a notice
+    old = tmp_path / "old.pt"  # a target without a picture (an older file): runs, with a notice
     save_target(old, random_target(photo=astronaut_path, picture=False))
     out = tmp_path / "old.mp4"
     assert main(["--target", str(old), *base, "--pad-720p", "--output", str(out)]) == 0

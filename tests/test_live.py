@@ -341,15 +341,9 @@ def test_gain_keys_change_the_drive_and_are_remembered_per_target(tiny_target, f
     from puppet.live.gains import Gains
     from puppet.live.loop import Live
     from puppet.live.settings import Settings
-    from puppet.live.sinks import PreviewWindow
     from puppet.live.sources import FileSource
     from puppet.live.stats import Stats
 
-    keys = {chr(k) for k in PreviewWindow.KEYS if k < 128 and chr(k).isprintable()}
-    for k, action in (("g", "gain_part"), ("+", "gain_up"), ("=", "gain_up"), ("-", "gain_down"),
-                      ("0", "gain_reset")):
-        assert PreviewWindow.KEYS[ord(k)] == action
-    assert {"c", "m", "n", "p", "l", "s", "q"} <= keys  # the older keys keep their meaning
     settings = Settings(tmp_path / "live.json")
     targets = load_targets([str(tiny_target)], "torch", None)
     live = Live(targets, FileSource(face_clip), [Recorder()], None, Stats(), settings=settings)
@@ -366,6 +360,149 @@ def test_gain_keys_change_the_drive_and_are_remembered_per_target(tiny_target, f
     assert targets[0].gains.position == 0.0
     live.run()  # the process stage hands the target's gains to the Driver
     assert live.driver.gains == Gains(mouth=1.3, position=0.0)
+
+
+class ScriptedWindow:
+    """OpenCV's window calls stood in for (no display here), so that the real PreviewWindow reads keys from a
+    script: `press(key)` queues a key for the next poll, or `at[n] = key` for the first poll after the n-th
+    shown frame; `shown` keeps the (camera, panel) of every imshow; `closed` makes the window report itself
+    closed."""
+
+    def __init__(self, monkeypatch):
+        from puppet.live import sinks
+
+        self.keys, self.at, self.shown, self.closed, self.calls = [], {}, [], False, []
+        monkeypatch.setattr(sinks, "display_available", lambda: (True, ""))
+        monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+        monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+        monkeypatch.setattr(cv2, "imshow", lambda title, panel: self.shown.append(panel.copy()))
+        monkeypatch.setattr(cv2, "waitKey", self._key)
+        monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 0.0 if self.closed else 1.0)
+        real_show = sinks.PreviewWindow.show
+
+        def show(window, camera, *rest, **kw):
+            self.calls.append(None if camera is None else camera.copy())
+            real_show(window, camera, *rest, **kw)
+
+        monkeypatch.setattr(sinks.PreviewWindow, "show", show)
+        self.window = sinks.PreviewWindow()
+
+    def press(self, key):
+        self.keys.append(key)
+
+    def _key(self, _ms=0):
+        if not self.keys and len(self.calls) in self.at:
+            self.keys.append(self.at.pop(len(self.calls)))
+        if not self.keys:
+            return -1  # no key
+        k = self.keys.pop(0)
+        return k if isinstance(k, int) else ord(k)
+
+
+def test_preview_keys_each_change_what_the_readme_says(tiny_target, grace_hopper_path, face_clip, tmp_path,
+                                                         monkeypatch, logs):
+    """Every key of the preview (README: c, m, n/p, g, +/-, 0, l, s, q/Esc) read by the real PreviewWindow and
+    applied by the loop's handler: the state each one changes, and nothing else."""
+    from puppet.live.app import load_targets
+    from puppet.live.gains import PARTS, Gains
+    from puppet.live.loop import Live
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
+
+    w = ScriptedWindow(monkeypatch)
+    second = make_tiny_target(tmp_path / "second.pt", grace_hopper_path, 1)
+    targets = load_targets([str(tiny_target), str(second)], "torch", None)
+    live = Live(targets, FileSource(face_clip), [Recorder()], w.window, Stats())
+    c = live.controls
+
+    def press(key):
+        w.press(key)
+        return live._hotkey(w.window.poll(1))
+
+    assert press("x") is False and press(-1) is False  # a key of no meaning, no key: nothing changes
+    assert (c.mirror, c.target, c.part, c.calibrate.is_set()) == (False, 0, 0, False)
+    assert press("c") is False and c.calibrate.is_set() and "recalibrating" in logs.text
+    assert press("m") is False and c.mirror is True
+    assert press("m") is False and c.mirror is False
+    seen = []
+    for key in "nnpp":  # two targets: n and p step through them and wrap round
+        press(key)
+        seen.append(c.target)
+    assert seen == [1, 0, 1, 0]
+    # g steps through the parts (the status line brackets the one +/-/0 change) and wraps round
+    for part in [*PARTS, PARTS[0]]:
+        assert f"[{part} 1.0]" in live.status_lines()[0]
+        press("g")
+    assert c.part == 1
+    press("g")  # mouth
+    values = []
+    for key in "+=+-_0":
+        press(key)
+        values.append(targets[0].gains.mouth)
+    assert values == pytest.approx([1.1, 1.2, 1.3, 1.2, 1.1, 1.0])
+    press("n")
+    press("+")  # the gains belong to the current target
+    assert targets[1].gains == Gains(mouth=1.1) and targets[0].gains == Gains()
+    assert (c.mirror, c.target) == (False, 1)
+
+    # l and s switch the overlays off and on in what the window shows; the gains line always stays
+    camera = next(_read_all(face_clip))
+    lms = np.array([[20.0 + 4 * i, 40.0 + (i % 5)] for i in range(68)], np.float32)
+    sketch, out = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 90, np.uint8)
+
+    def shown():
+        w.window.show(camera, sketch, out, lms, ["stats line"], live.status_lines())
+        return w.shown[-1]
+
+    def green(panel):  # the landmark dots: pure green, which the photo doesn't have
+        return int(np.all(panel == (0, 255, 0), axis=2).sum())
+
+    both = shown()
+    assert green(both) > 0
+    press("l")
+    no_dots = shown()
+    assert green(no_dots) == 0
+    w.window.show(camera, sketch, out, lms, None, live.status_lines())
+    status_only = w.shown[-1]
+    press("s")
+    np.testing.assert_array_equal(shown(), status_only)  # s hides exactly the stats lines
+    press("l")
+    press("s")
+    np.testing.assert_array_equal(shown(), both)  # and pressed again, both are back
+
+    assert press("q") is True and press(27) is True  # q and Esc quit
+    w.closed = True
+    assert press(-1) is True  # so does closing the window
+
+
+def test_preview_keys_through_the_loop(tiny_target, face_clip, monkeypatch):
+    """Keys pressed while the loop runs a clip: c and m make the process stage take a new neutral, m mirrors
+    the frames from then on, q ends the run before the clip does."""
+    from puppet.live.app import load_targets
+    from puppet.live.driver import Driver
+    from puppet.live.loop import Live
+    from puppet.live.sources import FileSource
+    from puppet.live.stats import Stats
+
+    recalibrated = []
+    real = Driver.recalibrate
+    monkeypatch.setattr(Driver, "recalibrate", lambda d: (recalibrated.append(1), real(d)))
+    w = ScriptedWindow(monkeypatch)
+    w.at = {3: "c", 8: "m", 16: "q"}  # after the 3rd, 8th and 16th frame shown
+    targets = load_targets([str(tiny_target)], "torch", None)
+    rec = Recorder()
+    stats = Stats()
+    live = Live(targets, FileSource(face_clip), [rec], w.window, stats)
+    live.run()
+    frames = list(_read_all(face_clip))
+    assert len(rec.frames) == len(w.calls) == 16 < len(frames)  # q: no frame sent after it
+    assert live.controls.mirror is True and not live.controls.calibrate.is_set()
+    assert len(recalibrated) == 2  # c, then m (the neutral was taken the other way round)
+    # The window shows each frame as driven: as read before m, mirrored after it (a few were in flight).
+    mirrored = [np.array_equal(cam, frames[k][:, ::-1]) for k, cam in enumerate(w.calls)]
+    assert all(m or np.array_equal(cam, frames[k]) for k, (m, cam) in enumerate(zip(mirrored, w.calls)))
+    first = mirrored.index(True)
+    assert 8 <= first <= 14 and all(mirrored[first:]) and not any(mirrored[:first]), mirrored
 
 
 def test_gains_flags_override_the_remembered_ones(tiny_target, face_clip, tmp_path, monkeypatch, capsys):
@@ -533,6 +670,41 @@ def test_ctrl_c_exits_cleanly(tiny_target, tmp_path):
     assert f"frames in {s['frames_in']} = out {s['frames_out']} + dropped {s['dropped']}" in stdout
     assert count_frames(out) == s["frames_out"]
     assert not list(tmp_path.glob(".*.tmp*"))  # the mp4 was renamed into place, no temporary file left
+
+
+def test_sigterm_while_recording_a_video_file_exits_cleanly(tiny_target, face_frames, tmp_path):
+    """SIGTERM (a service stop, `kill`) to a real `python -m puppet.live` driving from a video file into an
+    mp4: it stops mid-clip, exits 0, and the recording is a finalised, playable file of every frame sent."""
+    from puppet.data.clips import write_video
+
+    clip = write_video(tmp_path / "long.mp4", face_frames * 40, FPS)  # 960 frames: far longer than the wait
+    out, stats_path = tmp_path / "rec" / "out.mp4", tmp_path / "stats.json"
+    out.parent.mkdir()
+    p = _cli(["--target", str(tiny_target), "--source", str(clip), "--backend", "torch", "--output", str(out),
+              "--stats", str(stats_path)])
+    try:
+        started = time.monotonic()
+        for line in p.stderr:  # the startup line, then let it record a little
+            if line.startswith("puppet: ") and "<- " in line and "long.mp4" in line:
+                break
+            assert time.monotonic() - started < 120, "no startup line"
+        time.sleep(0.5)
+        assert p.poll() is None, "the clip ended before the signal"
+        p.send_signal(signal.SIGTERM)
+        stdout, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "puppet: stopped" in err and "Traceback" not in err and "end-to-end" in stdout
+    s = json.loads(stats_path.read_text())
+    assert 1 <= s["frames_out"] and s["frames_in"] < 40 * len(face_frames)  # stopped mid-clip
+    assert s["frames_in"] == s["frames_out"] + s["dropped"] + s["discarded"], s
+    assert count_frames(out) == s["frames_out"]  # every frame sent, in a file with its index written
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == s["frames_out"]
+    cap.release()
+    assert [f.name for f in out.parent.iterdir()] == ["out.mp4"]  # renamed into place, no hidden file left
 
 
 def test_switching_targets_mid_run(tiny_target, face_clip, grace_hopper_path, tmp_path):

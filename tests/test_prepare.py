@@ -195,13 +195,20 @@ def _cli(*args):
                           env=child_env(), timeout=120)
 
 
-def test_empty_or_missing_input_is_one_line_error(tmp_path):
-    empty = tmp_path / "empty"
+def test_empty_or_missing_input_is_one_line_error(tmp_path, capsys):
+    """An empty folder as the user runs it (a real process), a missing one through run_cli in this process:
+    exit 2, one line naming it, nothing written."""
+    from puppet.data.prepare import main
+    from puppet.errors import run_cli
+
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
     empty.mkdir()
-    for spec in (str(empty), str(tmp_path / "missing")):
-        proc = _cli(spec, "--out", str(tmp_path / "out"))
-        assert proc.returncode == 2, proc.stderr
-        err = proc.stderr.strip()
-        assert err.startswith("error: ") and "\n" not in err, err
-        assert spec in err
+    proc = _cli(str(empty), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(empty) in err, err
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, [str(missing), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and str(missing) in err, err
     assert not (tmp_path / "out").exists()

@@ -7,8 +7,6 @@ for its one-line error.
 
 import importlib.util
 import logging
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -96,15 +94,20 @@ def test_route_follows_tensorrt_version():
     assert route_for("10.12.0.36") == route_for("10.13.3") == route_for("11.0.0") == ROUTE_STRONG
 
 
-def test_trt_cli_without_tensorrt_or_gpu_is_one_line_exit_2(target_path):
+def test_trt_cli_without_tensorrt_or_gpu_is_one_line_exit_2(target_path, capsys):
+    """Through run_cli in this process (test_trt.py runs export.trt as a real process)."""
+    from export.trt import main
+    from puppet.errors import run_cli
+
     has_trt = importlib.util.find_spec("tensorrt") is not None
     if has_trt and torch.cuda.is_available():
         pytest.skip("TensorRT and a GPU are here: the command would build an engine")
-    r = subprocess.run([sys.executable, "-m", "export.trt", "--target", str(target_path)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
-    assert ('pip install "puppet[trt]"' if not has_trt else "no CUDA GPU") in r.stderr
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, ["--target", str(target_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert ('pip install "puppet[trt]"' if not has_trt else "no CUDA GPU") in err
     assert not default_engine_path(target_path).exists()
 
 

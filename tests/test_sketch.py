@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from puppet.faces.images import to_tensor
+from puppet.faces.images import to_bgr
 from puppet.faces.landmarks import PARTS
 from puppet.faces.sketch import COLORS, draw_sketch, sketch_tensor, thickness
 
@@ -98,12 +98,18 @@ def test_subpixel_positions_matter():
     assert np.abs(a.astype(int) - b.astype(int)).max() < 160  # yet a quarter pixel is a small change
 
 
-def test_sketch_tensor_matches_the_image():
-    lms = synthetic_face(128)
-    t = sketch_tensor(lms, 128)
-    assert t.shape == (1, 3, 128, 128) and t.dtype == torch.float32
+def test_sketch_tensor_is_the_pinned_drawing_in_the_generators_layout():
+    """What the generator gets: the pinned drawing itself (back to an image, byte for byte), as RGB in
+    [-1, 1]: each part's colour with its channels in RGB order."""
+    lms = synthetic_face(256)
+    t = sketch_tensor(lms, 256)
+    assert t.shape == (1, 3, 256, 256) and t.dtype == torch.float32
     assert t.min() >= -1 and t.max() <= 1
-    torch.testing.assert_close(t, to_tensor(draw_sketch(lms, 128)))
+    assert hashlib.sha256(to_bgr(t[0]).tobytes()).hexdigest() == GOLDEN_SHA256_256
+    for name, (idx, _closed) in PARTS.items():
+        x, y = np.round((lms[idx[0]] + lms[idx[1]]) / 2).astype(int)
+        b, g, r = COLORS[name]
+        torch.testing.assert_close(t[0, :, y, x], torch.tensor([r, g, b]) / 127.5 - 1, msg=name)
 
 
 def test_rejects_bad_shapes():

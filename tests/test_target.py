@@ -198,7 +198,7 @@ def test_version_2_files_load_with_one_reference(tmp_path):
     t, _ = _target()
     save_target(tmp_path / "new.pt", t)
     obj = torch.load(tmp_path / "new.pt", weights_only=True)
-    assert obj["version"] == FORMAT_VERSION == 3 and "extra_images" not in obj
+    assert obj["version"] == FORMAT_VERSION and "extra_images" not in obj
     torch.save({**obj, "version": 2}, tmp_path / "v2.pt")
     old = load_target(tmp_path / "v2.pt")
     assert old.n_references == 1 and old.extra_images is None
@@ -206,7 +206,7 @@ def test_version_2_files_load_with_one_reference(tmp_path):
 
 
 def test_face_size_round_trip_and_older_files_keep_the_generated_size(tmp_path, astronaut_path):
-    """face_size is saved and read back; a file without it (every target made before it) loads with None,
+    """face_size is saved and read back; a file without it (an older target) loads with None,
     which the live loop reads as the generator's own size; out-of-range values are refused."""
     from _util import random_target
 

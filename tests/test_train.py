@@ -3,8 +3,10 @@ VGG content networks (asked for explicitly: no downloads in tests), one CPU thre
 
 - a few dozen steps: the content loss goes down;
 - a few hundred steps with the paper's embedding match: the embeddings stay alive and per video, W keeps its
-  size, D tells real from generated (what collapsed before: every e_hat 0, W dragged to 0, D at chance);
+  size, D tells real from generated (the collapse this guards against: every e_hat 0, W dragged to 0, D at
+  chance);
 - kill -9 mid-run, then --resume: the same weights as the uninterrupted run;
+- SIGTERM mid-run: a clean stop with a loadable checkpoint and no temporary file;
 - torchrun --nproc_per_node 2 (gloo): both ranks end with identical weights, and those are the checkpoint's.
 """
 
@@ -192,6 +194,40 @@ def test_resume_after_kill_9_gives_the_uninterrupted_weights(data, full_run, tmp
         sa, sb = resumed[name]["state"], full[name]["state"]
         assert sa.keys() == sb.keys()
         assert all(torch.allclose(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"], atol=1e-9) for k in sa)
+
+
+def test_sigterm_mid_run_stops_cleanly_with_a_loadable_checkpoint(data, tmp_path):
+    """A real `python -m puppet.train` sent SIGTERM (a job scheduler's stop, `kill`) mid-run: it finishes the
+    step, writes its checkpoint, exits 0, and leaves no temporary file; --resume continues from there."""
+    out = tmp_path / "run" / "meta.pt"
+    out.parent.mkdir()
+    log = out.with_suffix(".tb") / "losses.jsonl"
+    cmd = [sys.executable, "-m", "puppet.train", *ARGS, "--data", str(data), "--out", str(out),
+           "--steps", "100000", "--ckpt-every", "100000"]  # no periodic checkpoint: only the stop writes one
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 240
+        while proc.poll() is None and time.time() < deadline:  # a few steps logged: mid-run
+            if log.exists() and len(log.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert not out.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    meta = load_meta(out)
+    stopped = meta["step"]
+    assert 3 <= stopped < 100000 and "opt_eg" in meta
+    assert f"stopped at step {stopped}" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["meta.pt", "meta.tb"]  # no .meta.pt.*.tmp
+    assert main(ARGS + ["--data", str(data), "--out", str(out), "--steps", str(stopped + 1), "--resume"]) == 0
+    assert load_meta(out)["step"] == stopped + 1
 
 
 def test_torchrun_two_ranks_end_identical(data, tmp_path):

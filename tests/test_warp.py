@@ -1,6 +1,6 @@
 """puppet.faces.warp's dense map against a plain reference implementation of the same piecewise-affine
-map (bench.warp: the six coefficients gathered per pixel with numpy fancy indexing, as the warp computed
-them before its maps were built with cv2.LUT), on real faces at 256² and 512²."""
+map (bench.warp: the six coefficients gathered per pixel with numpy fancy indexing, the plain way to
+compute what the cv2.LUT maps compute), on real faces at 256² and 512²."""
 
 from __future__ import annotations
 
