@@ -420,14 +420,14 @@ def test_preview_keys_each_change_what_the_readme_says(tiny_target, grace_hopper
         return live._hotkey(w.window.poll(1))
 
     assert press("x") is False and press(-1) is False  # a key of no meaning, no key: nothing changes
-    assert (c.mirror, c.target, c.part, c.calibrate.is_set()) == (False, 0, 0, False)
+    assert (c.mirror, c.target_index, c.part, c.calibrate.is_set()) == (False, 0, 0, False)
     assert press("c") is False and c.calibrate.is_set() and "recalibrating" in logs.text
     assert press("m") is False and c.mirror is True
     assert press("m") is False and c.mirror is False
     seen = []
     for key in "nnpp":  # two targets: n and p step through them and wrap round
         press(key)
-        seen.append(c.target)
+        seen.append(c.target_index)
     assert seen == [1, 0, 1, 0]
     # g steps through the parts (the status line brackets the one +/-/0 change) and wraps round
     for part in [*PARTS, PARTS[0]]:
@@ -443,7 +443,7 @@ def test_preview_keys_each_change_what_the_readme_says(tiny_target, grace_hopper
     press("n")
     press("+")  # the gains belong to the current target
     assert targets[1].gains == Gains(mouth=1.1) and targets[0].gains == Gains()
-    assert (c.mirror, c.target) == (False, 1)
+    assert (c.mirror, c.target_index) == (False, 1)
 
     # l and s switch the overlays off and on in what the window shows; the gains line always stays
     camera = next(_read_all(face_clip))

@@ -237,7 +237,7 @@ def test_face_size_round_trip_and_older_files_keep_the_generated_size(tmp_path, 
             Target(t.config, t.generator, t.psi, t.ref_landmarks, t.ref_image, face_size=bad)
 
 
-def test_face_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
+def test_feeder_reference_is_the_photo_cut_at_the_face_size(astronaut_path):
     """At a larger face size the reference is cut again from the picture (sharper than the stored crop
     upscaled), its landmarks scaled with it; the warp at the reference's landmarks is that crop."""
     import cv2
