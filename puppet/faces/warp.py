@@ -196,9 +196,9 @@ _UNCOVERED = 255  # the label of pixels outside every triangle
 
 # Crops up to this side get their map computed at every pixel. Larger ones get it at every second pixel,
 # upsampled bilinearly: the map is affine inside each triangle, so that is exact wherever the four samples
-# around a pixel share its triangle. It differs only within a pixel or two of triangle edges (99 % of those
-# pixels by under 0.2 px, at most about a pixel where the slope changes most) and of folds (triangles turned
-# over by an extreme motion, where no map is right). A 512² map then costs about what a 256² one does.
+# around a pixel share its triangle. It differs only within a pixel or two of triangle edges (by the change
+# of slope across the edge: at 512², 99 % of all pixels within 0.2 px, at most 1-2 px) and of folds (triangles
+# turned over by an extreme motion, where no map is right). A 512² map then costs about what a 256² one does.
 FULL_MAP_MAX = 256
 
 
