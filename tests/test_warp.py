@@ -91,7 +91,7 @@ def test_a_large_maps_error_is_confined_to_triangle_edges(faces):
             err = np.linalg.norm(got - exact, axis=2)
             fold = _near_jumps(exact)
             assert fold.mean() < 0.06, m
-            assert (err < 1e-3).mean() > 0.85, m
+            assert (err < 1e-3).mean() > 0.8, m
             assert np.percentile(err[~fold], 99) < 0.25, m
             assert err[~fold].max() < 2.0, m
             dst = move(ref_lms, m)
