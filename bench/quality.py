@@ -665,9 +665,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--eval-frames {a.eval_frames} --batch {a.batch} --threads {a.threads} "
                           f"--max-frames {a.max_frames}: need eval-frames >= 1, batch >= 1, threads >= 1, "
                           f"max-frames >= 2")
-    if a.face_size is not None and (a.cross or not EVAL_SIZE <= a.face_size <= 1024):
-        raise PuppetError(f"--face-size {a.face_size}: give a side from {EVAL_SIZE} to 1024 pixels, e.g. 512 "
-                          f"(and not with --cross)")
+    if a.face_size is not None and (a.cross or a.save or not EVAL_SIZE <= a.face_size <= 1024):
+        raise PuppetError(f"--face-size {a.face_size}: give a side from {EVAL_SIZE} to 1024 pixels, e.g. "
+                          f"512, without --cross or --save")
     if a.cross:
         from bench.cross import RETARGET_MODES
 

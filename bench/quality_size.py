@@ -2,6 +2,9 @@
 
     python -m bench.quality (--corpus DIR [--split dev_eval] | --clip CLIP ...) --face-size 512
         [--frames 1] [--steps 0] [--checkpoint meta.pt|scratch ...] [--baselines-only] [--eval-frames 16]
+        [--json OUT.json]
+
+(clips one after another: --jobs is not used; no --save strips: see bench.facesize --strip).
 
 The self-reenactment protocol of bench.quality (the same clips, held-out frames and fine-tuning), but every
 row is scored against the real frame cropped at the face size F (the shared crop, smoothed over the clip),

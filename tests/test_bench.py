@@ -319,7 +319,8 @@ def test_quality_at_the_face_size_scores_the_face_made_at_that_size(sharp_clip, 
     r = json.loads((tmp_path / "t.json").read_text())
     assert [(row["row"], row["way"]) for row in r["table"]][2:] == [("scratch tiny T=1 steps=0", "upscaled")]
 
-    for bad in (["--face-size", "100"], ["--face-size", "512", "--cross"]):
+    for bad in (["--face-size", "100"], ["--face-size", "512", "--cross"],
+                ["--face-size", "512", "--save", str(tmp_path)]):
         with pytest.raises(PuppetError, match="--face-size"):
             parse_args(["--clip", str(sharp_clip), *bad])
 
