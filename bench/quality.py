@@ -4,6 +4,7 @@
         [--frames 1,8] [--steps 0,20] [--config cpu-warp] [--checkpoint meta.pt|scratch ...]
         [--baselines-only] [--eval-frames 16] [--seed 0] [--threads 1] [--json out.json] [--save DIR]
     python -m bench.quality --cross ...   # cross-reenactment: see bench/cross.py
+    python -m bench.quality --face-size 512 ...   # at the size the face is shown: bench/quality_size.py
 
 Each clip is tracked (the shared tracker, video mode, every frame); frames without a face are left out. Face
 frame 0 is the reference. Held-out frames: `--eval-frames` evenly spaced among the face frames after the
@@ -635,6 +636,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "next people in the list (default 2)")
     p.add_argument("--warmup", type=float, default=1.0, help="--cross: seconds at the start of each drive "
                    "left unscored, while the live driving calibrates and blends in (default 1)")
+    p.add_argument("--face-size", type=int, default=None, metavar="F",
+                   help="score at F x F instead (bench/quality_size.py): the warp and each model row made at "
+                        "the generator's size and upscaled, and made at F as puppet.live makes a face shown "
+                        "that large, against the real frame cut at F")
     p.add_argument("--retarget", default=None, help="--cross: retargeting modes, comma-separated (default: "
                    "all of bench.cross.RETARGET_MODES)")
     a = p.parse_args(argv)
@@ -658,6 +663,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise PuppetError(f"--eval-frames {a.eval_frames} --batch {a.batch} --threads {a.threads} "
                           f"--max-frames {a.max_frames}: need eval-frames >= 1, batch >= 1, threads >= 1, "
                           f"max-frames >= 2")
+    if a.face_size is not None and (a.cross or a.save or not EVAL_SIZE <= a.face_size <= 1024):
+        raise PuppetError(f"--face-size {a.face_size}: give a side from {EVAL_SIZE} to 1024 pixels, e.g. "
+                          f"512, without --cross or --save")
     if a.cross:
         from bench.cross import RETARGET_MODES
 
@@ -691,6 +699,12 @@ def main(argv: list[str]) -> int:
 
         r = run_cross(a)
         print(cross_markdown(r))
+    elif a.face_size is not None:
+        from bench.quality_size import markdown as size_markdown
+        from bench.quality_size import run_face_size
+
+        r = run_face_size(a)
+        print(size_markdown(r))
     else:
         r = run(a)
         print(markdown(r))

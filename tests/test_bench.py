@@ -265,6 +265,64 @@ def test_quality_protocol_end_to_end_on_a_moving_clip(moving_clip, tmp_path, cap
     assert _numbers(again["table"]) == _numbers(r["table"])
 
 
+@pytest.fixture(scope="module")
+def sharp_clip(tmp_path_factory, grace_hopper_path):
+    """The packaged portrait at its own resolution (600 px tall: the face's crop box 412 px) moving as
+    moving_clip does, 10 frames."""
+    from puppet.data.clips import write_video
+    from puppet.data.motion import animate
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
+
+    img = read_image(grace_hopper_path)
+    frames, _ = animate(img, detect(img), 10, np.random.default_rng(0), fps=5.0)
+    return write_video(tmp_path_factory.mktemp("sharp") / "sharp.mp4", frames, 25.0)
+
+
+def test_quality_at_the_face_size_scores_the_face_made_at_that_size(sharp_clip, tmp_path, capsys):
+    """--face-size 384: the warp and a tiny-warp model row, each made at the generator's size and upscaled
+    and made at 384 as puppet.live makes it, scored against the real frames cut at 384. Where the video
+    has the pixels, the face made at 384 is much sharper than the upscaled one and about as sharp as the
+    real frame; a generator without the appearance path has only the upscaled row; one-line errors."""
+    import json
+
+    from bench.quality import main, parse_args
+    from puppet.errors import PuppetError
+
+    argv = ["--clip", str(sharp_clip), "--frames", "1", "--steps", "0", "--eval-frames", "3", "--device",
+            "cpu", "--content", "l1", "--quiet", "--face-size", "384"]
+    assert main(argv + ["--config", "tiny-warp", "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "f.json").read_text())
+    assert r["face_size"] == 384 and "scored at 384x384" in out
+    (clip,) = r["per_clip"]
+    assert clip["native_px"] > 384  # the video has the pixels
+    model = "scratch tiny-warp T=1 steps=0"
+    assert [(row["row"], row["way"], row["size"]) for row in r["table"]] == [
+        ("warp", "upscaled", 256), ("warp", "native", 256), (model, "upscaled", 64), (model, "native", 64)]
+    for line in ("| warp | 256² upscaled |", "| warp | 384² |", f"| {model} | 64² upscaled |",
+                 f"| {model} | 384² |"):
+        assert line in out, line
+    warp = clip["rows"]["warp"]
+    assert warp["native"]["sharpness"] > 1.5 * warp["upscaled"]["sharpness"]
+    assert 0.7 < warp["native"]["sharpness"] < 1.3  # about the real frame's detail
+    for row in clip["rows"].values():
+        for way in ("upscaled", "native"):
+            assert 0.3 < row[way]["ssim"] < 1.0 and 15.0 < row[way]["psnr"] < 60.0, row
+            assert 0.0 < row[way]["mouth_ssim"] < 1.0 and 0.0 < row[way]["eyes_ssim"] < 1.0, row
+    # The tiny generator's own picture, upscaled from 64², has far less detail than the face made at 384².
+    assert clip["rows"][model]["native"]["sharpness"] > 2.0 * clip["rows"][model]["upscaled"]["sharpness"]
+
+    assert main(argv + ["--config", "tiny", "--json", str(tmp_path / "t.json")]) == 0
+    r = json.loads((tmp_path / "t.json").read_text())
+    assert [(row["row"], row["way"]) for row in r["table"]][2:] == [("scratch tiny T=1 steps=0", "upscaled")]
+
+    for bad in (["--face-size", "100"], ["--face-size", "512", "--cross"],
+                ["--face-size", "512", "--save", str(tmp_path)]):
+        with pytest.raises(PuppetError, match="--face-size"):
+            parse_args(["--clip", str(sharp_clip), *bad])
+
+
 def test_nearest_warp_baseline_takes_the_reference_nearest_in_shape():
     """With T references, each driving frame gets the reference nearest in shape warped to it (at a
     reference's own landmarks, that reference unchanged); a shape about as near to both keeps the current

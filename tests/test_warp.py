@@ -1,9 +1,11 @@
 """puppet.faces.warp's dense map against a plain reference implementation of the same piecewise-affine
 map (bench.warp: the six coefficients gathered per pixel with numpy fancy indexing, the plain way to
-compute what the cv2.LUT maps compute), on real faces at 256² and 512²."""
+compute what the cv2.LUT maps compute), on real faces: equal at 256², and at 512² (built at every
+second pixel and upsampled) within the stated error."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -31,9 +33,9 @@ MOTIONS = [Motion(yaw=15, pitch=-6, roll=8), Motion(mouth=0.8, dx=0.05), Motion(
            Motion(yaw=-12, pitch=8, mouth=0.5, scale=1.1)]
 
 
-@pytest.mark.parametrize("size", [256, 512])
+@pytest.mark.parametrize("size", [128, 256])
 def test_warp_equals_thereference_map(faces, size):
-    """Same pixels as the reference piecewise-affine warp, within a grey level."""
+    """Up to FULL_MAP_MAX: the same pixels as the reference piecewise-affine warp, within a grey level."""
     diffs = []
     for img, lms in faces:
         crop = Crop.from_landmarks(lms)
@@ -48,16 +50,54 @@ def test_warp_equals_thereference_map(faces, size):
     assert np.mean([d.mean() for d in diffs]) < 0.01
 
 
+def _maps(lms, size, motion):
+    dst_lms = move(lms, motion)
+    src, dst = W._control_points((size, size), lms, dst_lms)
+    tris = W._mesh((size, size), src, lms)
+    mx, my = (m.copy() for m in W._dense_map((size, size), src, dst, tris))
+    return np.stack([mx, my], 2), reference_map((size, size), src, dst, tris)
+
+
 def test_maps_equal_thereference_map(faces):
-    """The x and y maps themselves, pixel by pixel, at 512²: the same source positions within 1e-3 px."""
+    """The x and y maps themselves, pixel by pixel, at 256²: the same source positions within 1e-3 px."""
     img, lms = faces[0]
-    crop = Crop.from_landmarks(lms)
-    ref_lms = crop.to_crop(lms, 512)
-    dst_lms = move(ref_lms, Motion(mouth=0.6, yaw=10))
-    src, dst = W._control_points((512, 512), ref_lms, dst_lms)
-    tris = W._mesh((512, 512), src, ref_lms)
-    mx, my = (m.copy() for m in W._dense_map((512, 512), src, dst, tris))
-    np.testing.assert_allclose(np.stack([mx, my], 2), reference_map((512, 512), src, dst, tris), atol=1e-3)
+    ref_lms = Crop.from_landmarks(lms).to_crop(lms, 256)
+    np.testing.assert_allclose(*_maps(ref_lms, 256, Motion(mouth=0.6, yaw=10)), atol=1e-3)
+
+
+def _near_jumps(exact: np.ndarray, jump: float = 2.0, reach: int = 2) -> np.ndarray:
+    """Pixels within `reach` of a place where the exact map jumps (neighbours' source positions more than
+    `jump` px apart): folds, where triangles overlap and no map is right."""
+    near = np.zeros(exact.shape[:2], bool)
+    for axis in (0, 1):
+        j = np.linalg.norm(np.diff(exact, axis=axis), axis=2) > jump
+        a = [slice(None)] * 2
+        a[axis] = slice(1, None)
+        near[tuple(a)] |= j
+        a[axis] = slice(None, -1)
+        near[tuple(a)] |= j
+    return cv2.dilate(near.astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)).astype(bool)
+
+
+def test_a_large_maps_error_is_confined_to_triangle_edges(faces):
+    """At 512² the map is built at every second pixel and upsampled: exact inside the triangles (most
+    pixels), a fraction of a pixel off near their edges, more only beside a fold; the warped face within a
+    fraction of a grey level of the exact one on average."""
+    for img, lms in faces:
+        crop = Crop.from_landmarks(lms)
+        ref, ref_lms = crop.apply(img, 512), crop.to_crop(lms, 512)
+        for m in MOTIONS:
+            got, exact = _maps(ref_lms, 512, m)
+            err = np.linalg.norm(got - exact, axis=2)
+            fold = _near_jumps(exact)
+            assert fold.mean() < 0.06, m
+            assert (err < 1e-3).mean() > 0.8, m
+            assert np.percentile(err[~fold], 99) < 0.25, m
+            assert err[~fold].max() < 2.0, m
+            dst = move(ref_lms, m)
+            out, expected = W.warp(ref, ref_lms, dst), reference_warp(ref, ref_lms, dst)
+            diff = np.abs(out.astype(int) - expected.astype(int))
+            assert diff.mean() < 0.3 and (diff.max(2) > 2).mean() < 0.01, m
 
 
 def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path):

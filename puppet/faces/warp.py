@@ -194,6 +194,13 @@ def _mesh(shape: tuple[int, int], src: np.ndarray, src_lms: np.ndarray) -> np.nd
 
 _UNCOVERED = 255  # the label of pixels outside every triangle
 
+# Crops up to this side get their map computed at every pixel. Larger ones get it at every second pixel,
+# upsampled bilinearly: the map is affine inside each triangle, so that is exact wherever the four samples
+# around a pixel share its triangle. It differs only within a pixel or two of triangle edges (by the change
+# of slope across the edge: at 512², 99 % of all pixels within 0.2 px, at most 1-2 px) and of folds (triangles
+# turned over by an extreme motion, where no map is right). A 512² map then costs about what a 256² one does.
+FULL_MAP_MAX = 256
+
 
 def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) float32 maps x and y (cv2.remap's map1, map2): for each output pixel, where to sample the
@@ -202,35 +209,50 @@ def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> tup
     Each pixel gets the label of the destination triangle it lies in (rasterised with fillConvexPoly into a
     uint8 image), and its source position is that triangle's inverse affine map applied to the pixel: the
     six coefficients are looked up per pixel with cv2.LUT (a table of 256 entries; numpy's fancy-index
-    gather of (H, W, 6) floats took half of a 512² warp) and combined in place. The maps are this thread's
-    work buffers (_buffers), valid until its next warp of that size.
+    gather of (H, W, 6) floats took half of a 512² warp) and combined in place. Above FULL_MAP_MAX this is
+    done on a grid of every second pixel and resized up. The maps are this thread's work buffers
+    (_buffers), valid until its next warp of that size.
     """
     h, w = shape
+    step = 1 if max(h, w) <= FULL_MAP_MAX else 2
+    gh, gw = -(-h // step), -(-w // step)
     # At most 2n - 5 Delaunay triangles for n <= 118 control points: the labels fit a byte, with a spare
     # value for the pixels no triangle covers (the identity map).
     if len(tris) >= _UNCOVERED:
         raise ValueError(f"{len(tris)} triangles: more than a uint8 label image holds")
-    label, planes = _buffers(h, w)
+    label, planes = _buffers(gh, gw)
     label.fill(_UNCOVERED)
     coef = np.zeros((6, 1, 256), np.float64)
     coef[:, 0, _UNCOVERED] = [1, 0, 0, 0, 1, 0]
-    d_tri = dst[tris]  # (T, 3, 2)
-    m = np.concatenate([d_tri, np.ones((len(tris), 3, 1))], axis=2)  # rows [x y 1]
-    # Inverse maps dst -> src, all at once; a collapsed destination triangle (e.g. a shut eyelid) covers no
-    # pixels and is left out. Each [x y 1] matrix is inverted by its adjugate (columns: cross products of
-    # its rows): np.linalg.solve on a stack of 3x3s makes a LAPACK call per triangle.
-    r0, r1, r2 = m[:, 0], m[:, 1], m[:, 2]
-    adj = np.stack([np.cross(r1, r2), np.cross(r2, r0), np.cross(r0, r1)], axis=2)
-    det = np.einsum("ti,ti->t", r0, adj[:, :, 0])
+    # Inverse maps dst -> src for all triangles at once, in closed form: the linear part takes the
+    # destination triangle's edges from its first corner onto the source's, the shift puts that corner in
+    # place. A collapsed destination triangle (e.g. a shut eyelid) covers no
+    # pixels and is left out.
+    d_tri, s_tri = dst[tris], src[tris]  # (T, 3, 2)
+    e1, e2 = d_tri[:, 1] - d_tri[:, 0], d_tri[:, 2] - d_tri[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     ok = np.abs(det) > 1e-6
-    inv = adj[ok] / det[ok, None, None]
     idx = np.flatnonzero(ok)
-    coef[:, 0, idx] = (inv @ src[tris][ok]).transpose(0, 2, 1).reshape(-1, 6).T
+    e1, e2, det, p0, q0 = e1[idx], e2[idx], det[idx, None, None], d_tri[idx, 0], s_tri[idx, 0]
+    f1, f2 = s_tri[idx, 1] - q0, s_tri[idx, 2] - q0
+    # [f1 f2] [e1 e2]^-1, the inverse's rows (e2y, -e2x) / det and (-e1y, e1x) / det
+    lin = (f1[:, :, None] * np.stack([e2[:, 1], -e2[:, 0]], 1)[:, None]
+           + f2[:, :, None] * np.stack([-e1[:, 1], e1[:, 0]], 1)[:, None]) / det
+    shift = q0 - np.einsum("trc,tc->tr", lin, p0)
+    coef[:, 0, idx] = np.concatenate([lin, shift[:, :, None]], 2).reshape(-1, 6).T
+    if step > 1:
+        # Grid pixel (i, j) is the output position (sx j + ox, sy i + oy), where cv2.resize (INTER_LINEAR,
+        # half-pixel centres) puts it: the triangles are drawn in grid pixels and the maps taken there.
+        sx, sy = w / gw, h / gh
+        ox, oy = sx / 2 - 0.5, sy / 2 - 0.5
+        a, b, c, d, e, f = coef
+        coef = np.stack([a * sx, b * sy, c + a * ox + b * oy, d * sx, e * sy, f + d * ox + e * oy])
+        d_tri = (d_tri - [ox, oy]) / [sx, sy]
     fixed = np.round(d_tri * 16).astype(np.int32)
     for poly, k in zip(list(fixed[idx]), idx.tolist()):
         cv2.fillConvexPoly(label, poly, k, cv2.LINE_8, 4)  # 4 fractional bits
     a, b, c, d, e, f = (cv2.LUT(label, t, dst=p) for t, p in zip(coef.astype(np.float32), planes))
-    ys, xs = _grid(h, w)
+    ys, xs = _grid(gh, gw)
     a *= xs
     b *= ys
     a += b
@@ -239,23 +261,35 @@ def _dense_map(shape, src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> tup
     e *= ys
     d += e
     d += f  # y: d x + e y + f
-    return a, d
+    if step == 1:
+        return a, d
+    map_x, map_y = _buffers(h, w, planes=2)[1]
+    cv2.resize(a, (w, h), dst=map_x, interpolation=cv2.INTER_LINEAR)
+    cv2.resize(d, (w, h), dst=map_y, interpolation=cv2.INTER_LINEAR)
+    # The frame's edge is fixed (border control points), so there the map is the identity; resizing would
+    # hold the outermost grid samples, half a step inside.
+    map_x[:, 0], map_x[:, -1], map_y[0], map_y[-1] = 0, w - 1, 0, h - 1
+    map_x[[0, -1]] = np.arange(w, dtype=np.float32)
+    map_y[:, [0, -1]] = np.arange(h, dtype=np.float32)[:, None]
+    return map_x, map_y
 
 
 _LOCAL = threading.local()
 
 
-def _buffers(h: int, w: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """This thread's work buffers for an (h, w) map: a uint8 label image and six float32 planes. Reused
-    across calls: fresh multi-megabyte arrays each frame cost more in page faults than the arithmetic."""
+def _buffers(h: int, w: int, planes: int = 6) -> tuple[np.ndarray, list[np.ndarray]]:
+    """This thread's work buffers for an (h, w) map: a uint8 label image and `planes` float32 planes.
+    Reused across calls: fresh multi-megabyte arrays each frame cost more in page faults than the
+    arithmetic."""
     cache = getattr(_LOCAL, "buffers", None)
     if cache is None:
         cache = _LOCAL.buffers = {}
-    if (h, w) not in cache:
+    if (h, w, planes) not in cache:
         if len(cache) > 4:
             cache.clear()
-        cache[(h, w)] = (np.empty((h, w), np.uint8), [np.empty((h, w), np.float32) for _ in range(6)])
-    return cache[(h, w)]
+        cache[(h, w, planes)] = (np.empty((h, w), np.uint8),
+                                 [np.empty((h, w), np.float32) for _ in range(planes)])
+    return cache[(h, w, planes)]
 
 
 _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
