@@ -378,8 +378,10 @@ def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
         # The lash line: where the lids meet (the corners and the middle of each lid pair).
         meet = np.array([eye[0], *[(eye[u - idx[0]] + eye[lo - idx[0]]) / 2 for u, lo in lids], eye[3]])
         lash = np.zeros(roi.shape[:2], np.float32)
-        cv2.polylines(lash, [np.round(meet * 16).astype(np.int32)], False, 1.0,
-                      max(1, int(round(LASH * width))), cv2.LINE_AA, shift=4)
+        # Its thickness (whole pixels) from the source's eye, which doesn't change from frame to frame:
+        # from the driven eye's width it would flicker between two thicknesses as the head moves.
+        thick = max(1, int(round(LASH * float(np.linalg.norm(src_lms[idx[3]] - src_lms[idx[0]])))))
+        cv2.polylines(lash, [np.round(meet * 16).astype(np.int32)], False, 1.0, thick, cv2.LINE_AA, shift=4)
         t = (alpha * lash)[..., None]
         out = out * (1 - t) + (skin * LASH_SHADE) * t
         img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
