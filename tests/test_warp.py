@@ -88,5 +88,5 @@ def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path)
     painted, plain = np.array(painted), np.array(plain)
     assert painted.sum() < 0.75 * plain.sum(), (painted, plain)
     # Each eye on its own, against the same eye open: both shut, not one shut and one read half open (a lid
-    # of faint skin over a thick grey lash line left one of this photo's eyes read a third open).
+    # of faint skin over a thick grey lash line left one of this photo's eyes reading a third open).
     assert (painted < 0.25 * eye_openness(detect(face))).all(), (painted, eye_openness(detect(face)))
