@@ -101,8 +101,9 @@ def test_a_large_maps_error_is_confined_to_triangle_edges(faces):
 
 
 def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path):
-    """The warp squeezes a closing eye into a dark line that mediapipe still reads as half open; painting
-    the lid (skin from above the eye and a lash line) makes it read as shut. An open eye is left alone."""
+    """The warp squeezes a closing eye into a dark slit that mediapipe still reads as partly open; painting
+    the lid (skin from above the eye over the slit, a thin dark lash line) makes both eyes read as shut. An
+    open eye is left alone."""
     from puppet.faces.images import read_image
     from puppet.faces.regions import eye_openness
     from puppet.faces.track import detect
@@ -122,7 +123,10 @@ def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path)
     painted, plain = [], []
     for blink in (0.8, 1.0):
         d = move(pts, Motion(blink=blink))
-        painted.append(eye_openness(detect(W.warp(face, pts, d))).mean())
-        plain.append(eye_openness(detect(unpainted(d))).mean())
-    assert sum(painted) < 0.75 * sum(plain), (painted, plain)
-    assert max(painted) < 0.4 * eye_openness(detect(face)).mean()
+        painted.append(eye_openness(detect(W.warp(face, pts, d))))
+        plain.append(eye_openness(detect(unpainted(d))))
+    painted, plain = np.array(painted), np.array(plain)
+    assert painted.sum() < 0.75 * plain.sum(), (painted, plain)
+    # Each eye on its own, against the same eye open: both shut, not one shut and one read half open (a lid
+    # of faint skin over a thick grey lash line left one of this photo's eyes reading a third open).
+    assert (painted < 0.25 * eye_openness(detect(face))).all(), (painted, eye_openness(detect(face)))

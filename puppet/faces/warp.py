@@ -355,14 +355,21 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
 
 _EYES = ((range(36, 42), ((37, 41), (38, 40))), (range(42, 48), ((43, 47), (44, 46))))
 # The lid fades in between these fractions of the eye's closing (lid gap lost against the source's); tuned
-# on the dev-eval cross-reenactment (BENCHMARKS.md): 0.2-0.8 read back 74 % of blinks, 0.2-0.6 80 %.
+# on the dev-eval cross-reenactment (BENCHMARKS.md).
 LID_START, LID_FULL = 0.2, 0.6
+# The painted lid, in eye widths: how far it reaches above the upper lid line and below the lower one (the
+# squeezed lid margins and lashes of the open eye lie there), and the lash line's thickness. mediapipe reads
+# a thin, dark lash line under plain lid skin as a shut eye; a faint or thick one as an eye partly open.
+LID_UP, LID_DOWN, LASH = 0.12, 0.05, 0.06
+LASH_SHADE = 0.15  # the lash line's colour: the lid skin's times this
 
 
 def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
-    """Paint the lid over an eye that closed: the warp can only squeeze the open eye (iris and white) into a
-    dark line. Lid skin (the colour just above the upper lid) covers the eye, with a lash line along where
-    the lids meet, faded in from a fifth closed to fully painted at three fifths closed."""
+    """Paint the lid over an eye that closed: the warp can only squeeze the open eye (iris, white, both lid
+    margins) into a dark slit. Lid skin (the colour just above the eye) covers the eye's opening and the
+    squeezed margins around it, with a thin dark lash line along where the lids meet, faded in from a fifth
+    closed to fully painted at three fifths closed."""
+    down = _face_frame(dst_lms)[2]
     for points, lids in _EYES:
         idx = list(points)
         src_gap = float(np.mean([np.linalg.norm(src_lms[u] - src_lms[lo]) for u, lo in lids]))
@@ -383,30 +390,32 @@ def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
         x1, y1 = min(x1, img.shape[1]), min(y1, img.shape[0])
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
-        off = np.array([x0, y0], np.float64)
+        eye -= np.array([x0, y0], np.float64)
         roi = img[y0:y1, x0:x1].astype(np.float32)
         # Lid skin: the median colour of a band just above the upper lid (the brow's side of the eye).
-        upper = eye[[0, 1, 2, 3]] - off
+        upper = eye[[0, 1, 2, 3]]
         band = np.zeros(roi.shape[:2], np.uint8)
-        lift = np.array([0.0, 0.22 * width])
+        lift = 0.22 * width * down
         above = np.concatenate([upper - lift, (upper - 2 * lift)[::-1]])
         cv2.fillPoly(band, [np.round(above).astype(np.int32)], 1)
         if not band.any():
             continue
         skin = np.median(roi[band.astype(bool)], axis=0)
-        # The eye's opening, grown a little past the lid line, softened.
+        # The eye's opening, grown up over the upper lid's margin and down over the lower one's, softened.
+        up, dn = LID_UP * width * down, LID_DOWN * width * down
+        lid = np.array([eye[0], eye[1] - up, eye[2] - up, eye[3], eye[4] + dn, eye[5] + dn])
         cover = np.zeros(roi.shape[:2], np.float32)
-        cv2.fillPoly(cover, [np.round((eye - off) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-        grow = max(1, int(round(0.08 * width)))
-        cover = cv2.dilate(cover, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        cover = cv2.GaussianBlur(cover, (0, 0), max(0.5, 0.06 * width))
+        cv2.fillPoly(cover, [np.round(lid * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        cover = cv2.GaussianBlur(cover, (0, 0), max(0.5, 0.05 * width))
         a = (alpha * cover)[..., None]
         out = roi * (1 - a) + skin * a
-        # The lash line: where the lids meet (corners and the middle of each lid pair).
-        meet = np.array([eye[0], *[(dst_lms[u] + dst_lms[lo]) / 2 for u, lo in lids], eye[3]]) - off
+        # The lash line: where the lids meet (the corners and the middle of each lid pair).
+        meet = np.array([eye[0], *[(eye[u - idx[0]] + eye[lo - idx[0]]) / 2 for u, lo in lids], eye[3]])
         lash = np.zeros(roi.shape[:2], np.float32)
-        cv2.polylines(lash, [np.round(meet * 16).astype(np.int32)], False, 1.0,
-                      max(1, int(round(0.07 * width))), cv2.LINE_AA, shift=4)
-        t = (alpha * 0.7 * lash)[..., None]
-        out = out * (1 - t) + (skin * 0.35) * t
+        # Its thickness (whole pixels) from the source's eye, which doesn't change from frame to frame:
+        # from the driven eye's width it would flicker between two thicknesses as the head moves.
+        thick = max(1, int(round(LASH * float(np.linalg.norm(src_lms[idx[3]] - src_lms[idx[0]])))))
+        cv2.polylines(lash, [np.round(meet * 16).astype(np.int32)], False, 1.0, thick, cv2.LINE_AA, shift=4)
+        t = (alpha * lash)[..., None]
+        out = out * (1 - t) + (skin * LASH_SHADE) * t
         img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
