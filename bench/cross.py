@@ -294,15 +294,9 @@ def run_cross(a) -> dict:
             for src, m in metas.items():
                 size = m["config"].image_size
                 for steps in a.steps:
-                    from puppet.training.finetune import FinetuneOptions, finetune
+                    from bench.quality import fit_row
 
-                    crop, crop_lms = tgt.photo(size)
-                    options = FinetuneOptions(steps=steps, augment=not a.no_augment, device=a.device,
-                                              seed=a.seed, batch_size=a.batch, threads=a.threads,
-                                              progress=not a.quiet)
-                    models[(names[src], steps)] = finetune(
-                        [crop], [crop_lms], None if m["meta"] is not None else m["config"],
-                        checkpoint=m["meta"], options=options)
+                    models[(names[src], steps)] = fit_row(a, m, [tgt.photo(size)], steps)
             for t2, di in pairs:
                 if t2 != ti:
                     continue

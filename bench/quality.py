@@ -441,9 +441,23 @@ def _clip_job(job) -> dict:
         scorer.close()
 
 
-def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, names: dict) -> dict:
+def fit_row(a, m: dict, crops: list[tuple[np.ndarray, np.ndarray]], steps: int, **where):
+    """A model row's target: fine-tuned from m (a source of _sources: its meta-learned checkpoint, or a config
+    from scratch) on `crops` ((frame, landmarks) at its size) with the protocol's flags in `a`; `where`:
+    finetune's picture and crop_box."""
     from puppet.training.finetune import FinetuneOptions, finetune
 
+    extra = {k: getattr(a, k) for k in ("content", "vgg19", "vggface")
+             if getattr(a, k, None) is not None}  # unset: puppet.finetune's own defaults
+    options = FinetuneOptions(steps=steps, augment=not a.no_augment, device=a.device, seed=a.seed,
+                              batch_size=a.batch, threads=a.threads, progress=not a.quiet,
+                              adversarial=not getattr(a, "content_only", False), **extra)
+    start = None if m["meta"] is not None else m["config"]
+    frames, landmarks = [f for f, _ in crops], [p for _, p in crops]
+    return finetune(frames, landmarks, start, checkpoint=m["meta"], options=options, **where)
+
+
+def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, names: dict) -> dict:
     ref, ref_lms = clip.crop(0, EVAL_SIZE)
     reals, driving = zip(*(clip.crop(i, EVAL_SIZE) for i in clip.held))
     reals, driving = list(reals), list(driving)
@@ -474,14 +488,7 @@ def _run_clip(a, clip: Clip, scorer: Scorer, rows: list[ModelRow], metas: dict, 
         drive_s = [clip.crop(i, size)[1] for i in clip.held]
         log.info(f"{clip.name}: {r.label(names)} T={r.T}: fine-tuning {r.steps} steps")
         t0 = time.perf_counter()
-        extra = {k: v for k, v in (("content", a.content), ("vgg19", a.vgg19), ("vggface", a.vggface))
-                 if v is not None}  # unset: puppet.finetune's own defaults
-        options = FinetuneOptions(steps=r.steps, augment=not a.no_augment, device=a.device, seed=a.seed,
-                                  batch_size=a.batch, threads=a.threads, progress=not a.quiet,
-                                  adversarial=not a.content_only, **extra)
-        start = None if m["meta"] is not None else m["config"]
-        frames, frame_lms = [f for f, _ in ft], [p for _, p in ft]
-        target = finetune(frames, frame_lms, start, checkpoint=m["meta"], options=options)
+        target = fit_row(a, m, ft, r.steps)
         ft_s = time.perf_counter() - t0
         outputs = [to_eval_size(o) for o in generate(target, drive_s)]
         s = scorer.score(outputs, reals, driving, real_desc)

@@ -81,25 +81,22 @@ def upscale(img: np.ndarray, size: int) -> np.ndarray:
 
 def live_faces(target, driving: list[np.ndarray], face: int) -> list[np.ndarray]:
     """The face crop puppet.live pastes for each set of driving landmarks (pixels of the generator's crop)
-    at face size `face`: LiveTarget.warp, the person's generator, LiveTarget.face_image."""
+    at face size `face`: the feeder's inputs (puppet.feed), the person's generator, the feeder's face."""
     from puppet.faces.images import to_bgr
-    from puppet.faces.sketch import sketch_tensor
-    from puppet.live.loop import LiveTarget
+    from puppet.feed import Feeder
 
-    lt = LiveTarget("quality", target, None, face_size=face)
+    feeder = Feeder(target, face)
     pg = target.person_generator("cpu")
     out = []
     with torch.inference_mode():
         for d in driving:
-            big, small, warped_t = lt.warp(d)
-            y = pg(sketch_tensor(d, lt.size), warped_t)
-            out.append(lt.face_image(to_bgr(y[0]), big, small))
+            feed = feeder(d)
+            out.append(feeder.face(to_bgr(pg(*feed.tensors)[0]), feed))
     return out
 
 
 def _run_clip(a: argparse.Namespace, clip, rows, metas: dict, names: dict) -> dict:
-    from bench.quality import EVAL_SIZE, warp_baseline
-    from puppet.training.finetune import finetune
+    from bench.quality import EVAL_SIZE, fit_row, warp_baseline
 
     F = a.face_size
     reals, drive_f = map(list, zip(*(clip.crop(i, F) for i in clip.held)))
@@ -112,18 +109,13 @@ def _run_clip(a: argparse.Namespace, clip, rows, metas: dict, names: dict) -> di
     faces = {"warp": (EVAL_SIZE, {"upscaled": warps, "native": warp_baseline(*clip.crop(0, F), drive_f)})}
     for r in rows:
         m = metas[r.source]
-        size = m["config"]["image_size"]
+        size = m["config"].image_size
         ft = [clip.crop(i, size) for i in range(r.T)]
         log.info(f"{clip.name}: {r.label(names)} T={r.T}: fine-tuning {r.steps} steps")
-        target = finetune(
-            [f for f, _ in ft], [p for _, p in ft], None if m["meta"] is not None else m["config"],
-            steps=r.steps, augment=not a.no_augment, checkpoint=m["meta"], device=a.device, seed=a.seed,
-            batch_size=a.batch, threads=a.threads, progress=not a.quiet, adversarial=not a.content_only,
-            picture=clip.frames[0], crop_box=box,
-        )
+        target = fit_row(a, m, ft, r.steps, picture=clip.frames[0], crop_box=box)
         drive = [clip.crop(i, size)[1] for i in clip.held]
         ways = {"upscaled": [upscale(f, F) for f in live_faces(target, drive, size)]}
-        if target.appearance:
+        if target.config.takes_warp:
             ways["native"] = live_faces(target, drive, F)
         faces[f"{r.label(names)} T={r.T} steps={r.steps}"] = (size, ways)
     for label, (size, ways) in faces.items():
