@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from bench.quality import SPLIT_FILE
+from bench.corpus import SPLIT_FILE
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 

@@ -134,7 +134,8 @@ def _mean_std(vals: list[float]) -> dict:
 
 def run_face_size(a: argparse.Namespace) -> dict:
     """bench.quality's clips and model rows, scored at --face-size (see the module doc)."""
-    from bench.quality import ModelRow, _sources, load_clip
+    from bench.corpus import load_clip
+    from bench.quality import ModelRow, _sources
 
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()

@@ -16,7 +16,8 @@ import logging
 import cv2
 import numpy as np
 
-from bench.quality import SPLIT_FILE, corpus_clips, generate, load_clip, warp_baseline
+from bench.corpus import SPLIT_FILE, corpus_clips, load_clip
+from bench.quality import generate, warp_baseline
 from puppet.cli import Parser
 from puppet.errors import PuppetError, run_cli
 

@@ -381,7 +381,8 @@ def test_quality_corpus_clips_and_one_line_errors(moving_clip, tmp_path):
     import subprocess
     import sys
 
-    from bench.quality import SPLIT_FILE, corpus_clips, parse_args, run
+    from bench.corpus import SPLIT_FILE, corpus_clips
+    from bench.quality import parse_args, run
     from puppet.errors import PuppetError
 
     corpus = tmp_path / "faces"
