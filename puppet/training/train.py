@@ -193,11 +193,40 @@ def main(argv: list[str]) -> int:
         dist_.close()
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains with beyond its networks: each the flag given, else the resumed checkpoint's (its
+    "train" record), else the default (`settings`)."""
+
+    seed: int
+    K: int
+    lr_g: float
+    lr_d: float
+    d_steps: int
+    content: str
+    group: str
+    region_weight: float
+    contrast: float
+    batch: int
+
+
+def settings(a: argparse.Namespace, old: dict, takes_warp: bool, resumed: bool, cuda: bool) -> Settings:
+    """The run's Settings from the command's flags and `old`, the checkpoint's record (empty for a new run).
+    The region term and contrast pairs are on by default for a new run of an appearance config; a resumed
+    run without them in its record trained without them."""
+    region, contrast = (REGION_WEIGHT, 0.5) if takes_warp and not resumed else (0.0, 0.0)
+    defaults = {"seed": 0, "K": 8, "lr_g": LR_EG, "lr_d": LR_D, "d_steps": D_STEPS, "content": "auto",
+                "group": "folder", "region_weight": region, "contrast": contrast, "batch": 8 if cuda else 2}
+    given = {k: getattr(a, k) for k in defaults}
+    return Settings(**{k: given[k] if given[k] is not None else old.get(k, v) for k, v in defaults.items()})
+
+
 @dataclass
 class Run:
     """Everything a training run holds: what a checkpoint saves and the loop steps."""
 
     a: argparse.Namespace
+    s: Settings
     d: Dist
     cfg: ModelConfig
     data: object  # puppet.data.dataset.VideoDataset
@@ -209,8 +238,6 @@ class Run:
     scaler_eg: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
-    batch: int
-    group: str
     step: int = 0
 
     def autocast(self):
@@ -267,31 +294,22 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
     # --init with --config: that config (its weights must fit the model's: e.g. a new `correction`).
     cfg = _run_config(a, ckpt or (init if a.config is None else None))
     old = ckpt["train"] if ckpt else {}
-    batch = a.batch or old.get("batch") or (8 if d.device.type == "cuda" else 2)
-    # Unset options continue the checkpoint's run, else take the defaults.
-    warp_cfg = cfg.takes_warp
-    # Checkpoints made before the region term and contrast pairs existed trained without them.
-    region_default, contrast_default = (REGION_WEIGHT, 0.5) if warp_cfg and not ckpt else (0.0, 0.0)
-    for name, default in (("seed", 0), ("K", 8), ("lr_g", LR_EG), ("lr_d", LR_D), ("d_steps", D_STEPS),
-                          ("content", "auto"), ("group", "folder"), ("region_weight", region_default),
-                          ("contrast", contrast_default)):
-        if getattr(a, name) is None:
-            setattr(a, name, old.get(name, default))
+    s = settings(a, old, cfg.takes_warp, ckpt is not None, d.device.type == "cuda")
     torch.set_num_threads(a.threads or (1 if d.device.type == "cpu" else torch.get_num_threads()))
 
     # The content loss first: missing weights are the most likely setup error, and the cheapest to find.
     # (Seeded: "random" VGGs must be the same on every rank and in a resumed run.)
-    torch.manual_seed(a.seed)
-    content = make_content_loss(a.content, a.vgg19, a.vggface).to(d.device)
-    data = VideoDataset(a.data, cfg.image_size, K=a.K, seed=a.seed, group=a.group, warped=warp_cfg,
-                        regions=a.region_weight > 0, contrast=a.contrast, uint8=True)
+    torch.manual_seed(s.seed)
+    content = make_content_loss(s.content, a.vgg19, a.vggface).to(d.device)
+    data = VideoDataset(a.data, cfg.image_size, K=s.K, seed=s.seed, group=s.group, warped=cfg.takes_warp,
+                        regions=s.region_weight > 0, contrast=s.contrast, uint8=True)
     if ckpt is not None:
         same = ckpt.get("data_fingerprint") in (None, data.fingerprint())
         if int(ckpt["num_videos"]) != len(data) or not same:
             raise PuppetError(f"{a.data}: not the dataset {a.out} was trained on ({len(data)} videos now, "
                               f"{ckpt['num_videos']} then); resume with the same --data, or start a new run")
 
-    torch.manual_seed(a.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    torch.manual_seed(s.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, num_videos=len(data))
     if ckpt is not None:
         E.load_state_dict(ckpt["embedder"])
@@ -310,8 +328,8 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
                               f"'{init['config'].get('name')}'); leave --config out") from None
     eg = MetaEG(E, G).to(d.device).train()
     D = D.to(d.device).train()
-    opt_eg = torch.optim.Adam(eg.parameters(), lr=a.lr_g, betas=BETAS)
-    opt_d = torch.optim.Adam(D.parameters(), lr=a.lr_d, betas=BETAS)
+    opt_eg = torch.optim.Adam(eg.parameters(), lr=s.lr_g, betas=BETAS)
+    opt_d = torch.optim.Adam(D.parameters(), lr=s.lr_d, betas=BETAS)
     amp_dtype = _amp(a.amp, d.device)
     use_scaler = amp_dtype == torch.float16  # fp16 only: bf16 needs no loss scaling
     scaler_eg = torch.amp.GradScaler(d.device.type, enabled=use_scaler)
@@ -321,26 +339,25 @@ def _setup(a: argparse.Namespace, d: Dist) -> Run:
         opt_eg.load_state_dict(ckpt["opt_eg"])
         opt_d.load_state_dict(ckpt["opt_d"])
         for g in opt_eg.param_groups:
-            g["lr"] = a.lr_g
+            g["lr"] = s.lr_g
         for g in opt_d.param_groups:
-            g["lr"] = a.lr_d
+            g["lr"] = s.lr_d
         if use_scaler and ckpt.get("scaler_eg"):
             scaler_eg.load_state_dict(ckpt["scaler_eg"])
             scaler_d.load_state_dict(ckpt["scaler_d"])
         step = int(ckpt["step"])
-        changed = (old["batch"], old["world_size"], old["seed"], old["K"]) != (batch, d.world, a.seed, a.K)
+        changed = (old["batch"], old["world_size"], old["seed"], old["K"]) != (s.batch, d.world, s.seed, s.K)
         if changed and d.main:
             log.warning("resuming with batch %d, %d ranks, seed %d, K %d (the run used %d, %d, %d, %d): "
                         "training goes on, but not with the data order an uninterrupted run would have had",
-                        batch, d.world, a.seed, a.K, old["batch"], old["world_size"], old["seed"], old["K"])
+                        s.batch, d.world, s.seed, s.K, old["batch"], old["world_size"], old["seed"], old["K"])
         set_rng_state(ckpt["rng"])
     if d.enabled:
         # find_unused_parameters stays off: every parameter takes part in every forward.
         ids = [d.device.index] if d.device.type == "cuda" else None
         eg = DDP(eg, device_ids=ids)
         D = DDP(D, device_ids=ids)
-    return Run(a, d, cfg, data, eg, D, content, opt_eg, opt_d, scaler_eg, scaler_d, amp_dtype, batch,
-               a.group, step)
+    return Run(a, s, d, cfg, data, eg, D, content, opt_eg, opt_d, scaler_eg, scaler_d, amp_dtype, step)
 
 
 def _loader(r: Run):
@@ -349,11 +366,11 @@ def _loader(r: Run):
     from puppet.data.dataset import EpochSampler
 
     per_rank = math.ceil(len(r.data) / r.d.world)
-    epoch, start = EpochSampler.position(r.step, r.batch, per_rank)
-    sampler = EpochSampler(len(r.data), rank=r.d.rank, world_size=r.d.world, seed=r.a.seed, epoch=epoch,
+    epoch, start = EpochSampler.position(r.step, r.s.batch, per_rank)
+    sampler = EpochSampler(len(r.data), rank=r.d.rank, world_size=r.d.world, seed=r.s.seed, epoch=epoch,
                            start=start)
     workers = r.a.workers
-    return DataLoader(r.data, batch_size=r.batch, sampler=sampler, num_workers=workers,
+    return DataLoader(r.data, batch_size=r.s.batch, sampler=sampler, num_workers=workers,
                       pin_memory=r.d.device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None, worker_init_fn=_quiet_worker)
 
@@ -369,7 +386,7 @@ def _eg_step(r: Run, b: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
         with r.autocast():
             fake, e_frames = r.eg(b["x"], b["y"], b["y_t"], b.get("warped"))
             terms = generator_losses(r.D, r.content, fake, b["x_t"], b["y_t"], i=b["i"], e_frames=e_frames,
-                                     region=b.get("region"), region_weight=r.a.region_weight)
+                                     region=b.get("region"), region_weight=r.s.region_weight)
         r.scaler_eg.scale(terms["total"]).backward()
     r.scaler_eg.step(r.opt_eg)
     r.scaler_eg.update()
@@ -382,7 +399,7 @@ def _d_steps(r: Run, b: dict, fake: torch.Tensor) -> dict:
     from models.losses import hinge_d_loss
 
     i, n = b["i"], len(b["i"])
-    for _ in range(r.a.d_steps):
+    for _ in range(r.s.d_steps):
         r.opt_d.zero_grad(set_to_none=True)
         with r.autocast():
             score, _ = r.D(torch.cat([b["x_t"], fake]), torch.cat([b["y_t"], b["y_t"]]), i=torch.cat([i, i]))
@@ -424,8 +441,8 @@ def _train(a: argparse.Namespace, d: Dist) -> int:
         amp_name = f", {str(r.amp_dtype).split('.')[-1]}" if r.amp_dtype else ""
         log.info("%d videos, config %s (%d px), content %s, batch %d x %d rank(s), K %d, %s%s, "
                  "steps %d -> %d",
-                 len(r.data), r.cfg.name, r.cfg.image_size, type(r.content).__name__, r.batch, d.world,
-                 a.K, d.device, amp_name, r.step, a.steps)
+                 len(r.data), r.cfg.name, r.cfg.image_size, type(r.content).__name__, r.s.batch, d.world,
+                 r.s.K, d.device, amp_name, r.step, a.steps)
 
     def save() -> None:
         if d.main:
@@ -527,10 +544,11 @@ def _checkpoint(r: Run, optimisers: bool = True) -> dict:
         "embedder": eg.E.state_dict(),
         "generator": eg.G.state_dict(),
         "discriminator": D.state_dict(),
-        "train": {"batch": int(r.batch), "world_size": int(r.d.world), "seed": int(a.seed), "K": int(a.K),
-                  "lr_g": float(a.lr_g), "lr_d": float(a.lr_d), "d_steps": int(a.d_steps),
-                  "data": str(a.data), "group": r.group, "content": a.content,
-                  "region_weight": float(a.region_weight), "contrast": float(a.contrast)},
+        "train": {"batch": int(r.s.batch), "world_size": int(r.d.world), "seed": int(r.s.seed),
+                  "K": int(r.s.K), "lr_g": float(r.s.lr_g), "lr_d": float(r.s.lr_d),
+                  "d_steps": int(r.s.d_steps), "data": str(a.data), "group": r.s.group,
+                  "content": r.s.content, "region_weight": float(r.s.region_weight),
+                  "contrast": float(r.s.contrast)},
     }
     if optimisers:
         ckpt.update({"opt_eg": r.opt_eg.state_dict(), "opt_d": r.opt_d.state_dict(),
