@@ -71,3 +71,19 @@ class Recorder:
 
     def close(self):
         pass
+
+
+def random_meta(path, config: str = "tiny", seed: int = 1):
+    """A randomly initialised 'meta-learned' checkpoint (the format load_meta reads) written to `path`:
+    (path, E, G, D), the networks as saved."""
+    from models.discriminator import Discriminator
+    from models.embedder import Embedder
+    from puppet.files import torch_save_atomic
+    from puppet.training.checkpoint import FORMAT, VERSION
+
+    torch.manual_seed(seed)
+    E, G, D = Embedder(config), Generator(config), Discriminator(config, 3)
+    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
+                       "embedder": E.state_dict(), "generator": G.state_dict(),
+                       "discriminator": D.state_dict()}, path)
+    return path, E, G, D

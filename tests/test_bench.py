@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bench.metrics import nme, psnr, ssim
 
@@ -177,18 +176,9 @@ def moving_clip(tmp_path_factory, grace_hopper_path):
 
 def _tiny_meta(path):
     """A randomly initialised 'meta-learned' checkpoint of the tiny config (the format load_meta reads)."""
-    from models.discriminator import Discriminator
-    from models.embedder import Embedder
-    from models.generator import Generator
-    from puppet.files import torch_save_atomic
-    from puppet.training.checkpoint import FORMAT, VERSION
+    from _util import random_meta
 
-    torch.manual_seed(1)
-    E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
-                       "embedder": E.state_dict(), "generator": G.state_dict(),
-                       "discriminator": D.state_dict()}, path)
-    return path
+    return random_meta(path)[0]
 
 
 def _numbers(table):

@@ -185,21 +185,11 @@ def test_cross_model_rows_drive_a_fine_tuned_generator(two_clips, tmp_path):
     the warp; the landmark recalls come from the landmarks it was driven with."""
     import json
 
-    import torch
+    from _util import random_meta
 
     from bench.quality import main
-    from models.discriminator import Discriminator
-    from models.embedder import Embedder
-    from models.generator import Generator
-    from puppet.files import torch_save_atomic
-    from puppet.training.checkpoint import FORMAT, VERSION
 
-    torch.manual_seed(1)
-    E, G, D = Embedder("tiny-warp"), Generator("tiny-warp"), Discriminator("tiny-warp", 3)
-    meta = tmp_path / "meta.pt"
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
-                       "embedder": E.state_dict(), "generator": G.state_dict(),
-                       "discriminator": D.state_dict()}, meta)
+    meta = random_meta(tmp_path / "meta.pt", "tiny-warp")[0]
     a, b = two_clips
     out = tmp_path / "cross.json"
     assert main(["--cross", "--clip", str(a), "--clip", str(b), "--cross-frames", "16", "--drivers", "1",

@@ -95,18 +95,9 @@ def test_saved_target_gives_identical_outputs(runs, heldout, tmp_path):
 
 def test_feed_forward_from_a_meta_checkpoint(grace, tmp_path):
     """--steps 0 with a meta checkpoint: psi' = P e_hat, the generator is the checkpoint's G, unchanged."""
-    from models.discriminator import Discriminator
-    from models.embedder import Embedder
-    from models.generator import Generator
-    from puppet.files import torch_save_atomic
-    from puppet.training.checkpoint import FORMAT, VERSION
+    from _util import random_meta
 
-    torch.manual_seed(1)
-    E, G, D = Embedder("tiny"), Generator("tiny"), Discriminator("tiny", 3)
-    path = tmp_path / "meta.pt"
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
-                       "embedder": E.state_dict(), "generator": G.state_dict(),
-                       "discriminator": D.state_dict()}, path)
+    path, E, G, D = random_meta(tmp_path / "meta.pt")
     crops, lms = grace
     t = finetune(crops, lms, checkpoint=path, options=FinetuneOptions(steps=0, progress=False))
     x, y = to_tensor(crops[0]), sketch_tensor(lms[0], 64)
@@ -202,18 +193,9 @@ def test_missing_vgg_weights_name_the_file_and_the_no_download_choice(grace, tmp
 
 
 def _meta_file(path, cfg="tiny", seed=1):
-    from models.discriminator import Discriminator
-    from models.embedder import Embedder
-    from models.generator import Generator
-    from puppet.files import torch_save_atomic
-    from puppet.training.checkpoint import FORMAT, VERSION
+    from _util import random_meta
 
-    torch.manual_seed(seed)
-    E, G, D = Embedder(cfg), Generator(cfg), Discriminator(cfg, 3)
-    torch_save_atomic({"format": FORMAT, "version": VERSION, "config": G.cfg.to_dict(), "num_videos": 3,
-                       "embedder": E.state_dict(), "generator": G.state_dict(),
-                       "discriminator": D.state_dict()}, path)
-    return path
+    return random_meta(path, cfg, seed)[0]
 
 
 def test_psi_is_nonzero_and_person_specific(grace, astronaut_path, tmp_path):
