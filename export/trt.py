@@ -41,6 +41,7 @@ from puppet.artifacts import (
     file_sha256,
     import_tensorrt,
     is_fresh,
+    onnx_inputs,
     onnx_precision,
     require_cuda,
     route_for,
@@ -95,14 +96,14 @@ def ensure_engine(
         out = default_engine_path(target if isinstance(target, (str, os.PathLike)) else onnx_path)
     out = Path(out)
     if not force and is_fresh(out, key):
-        return Engine(out, key, route, built=False)
+        return Engine(out, key, route, False, onnx_inputs(onnx_path))
     if out.exists() and not force:
         print(f"{out}: built for another TensorRT, GPU, model or settings (or damaged); rebuilding")
     timing = timing_cache_path(out, ident)
     data, timing_data = build_serialized(onnx_path, settings, timing)
     info = {"device": asdict(ident), "settings": asdict(settings), "onnx": str(onnx_path)}
     save_build(out, data, key, info, timing, timing_data)
-    return Engine(out, key, route, built=True)
+    return Engine(out, key, route, True, onnx_inputs(onnx_path))
 
 
 def save_build(out: Path, data: bytes, key: str, info: dict, timing: Path, timing_data: bytes | None) -> None:

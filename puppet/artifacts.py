@@ -134,6 +134,15 @@ def find_onnx(target, precision: str, opset: int = DEFAULT_OPSET) -> Path | None
     return None
 
 
+def onnx_inputs(path: str | os.PathLike) -> tuple[str, ...]:
+    """The graph's input names in order (export.onnx names them after models.config.ModelConfig.inputs)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return tuple(i.name for i in graph.input if i.name not in weights)
+
+
 def onnx_precision(path: str | os.PathLike) -> str:
     """fp16 or fp32: from export.onnx's metadata, else from the weights' type."""
     import onnx
@@ -286,6 +295,9 @@ class Engine:
     key: str
     route: str
     built: bool  # False: the cached engine was up to date
+    # The inputs in the order generate() takes them, from the ONNX file it was built from: a TensorRT
+    # engine's own I/O tensor order need not be the network's.
+    inputs: tuple[str, ...] = ()
 
 
 def find_engine(target, trt_version: str, workspace_gb: float = DEFAULT_WORKSPACE_GB) -> Engine | None:
@@ -301,7 +313,7 @@ def find_engine(target, trt_version: str, workspace_gb: float = DEFAULT_WORKSPAC
     key = engine_key(device_identity(trt_version), file_sha256(onnx_path), settings)
     source = target_path(target) or onnx_path
     out = default_engine_path(source)
-    return Engine(out, key, route, built=False) if is_fresh(out, key) else None
+    return Engine(out, key, route, False, onnx_inputs(onnx_path)) if is_fresh(out, key) else None
 
 
 # ---------------------------------------------------------------- building through export, in a child

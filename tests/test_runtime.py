@@ -14,6 +14,7 @@ from _util import random_target
 
 from export.cache import timing_cache_path, write_engine
 from export.checks import sample_inputs
+from puppet import artifacts
 from puppet.artifacts import (
     ROUTE_FP16_FLAG,
     ROUTE_STRONG,
@@ -148,6 +149,8 @@ def test_warp_target_gives_the_same_image_on_torch_and_onnxruntime(target_path, 
     torch_b = load_backend("torch", path, device="cpu", verbose=False)
     ort_b = load_backend("onnxruntime", path, device="cpu", verbose=False)
     assert torch_b.inputs == ort_b.inputs == ("sketch", "warped")
+    # what a TensorRT engine built from that file binds its inputs by (its own I/O order need not be it)
+    assert artifacts.onnx_inputs(ort_b.onnx_path) == ("sketch", "warped")
     for sketch, warped in sample_inputs(target, n=2):
         a, b = torch_b.generate(sketch, warped), ort_b.generate(sketch, warped)
         assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32

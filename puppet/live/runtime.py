@@ -225,9 +225,13 @@ class TensorRTBackend:
         self.stream = torch.cuda.Stream(self.device)
         # Every buffer stays referenced here for the context's life: TensorRT holds their raw addresses.
         self.bound, self.outputs = _bind_io(self.engine, self.context, self.device, self.path)
-        self.inputs = tuple(self.bound)
+        # generate()'s order is the ONNX graph's (the engine's own I/O order need not be): bound by name
+        self.inputs = eng.inputs or tuple(self.bound)
+        if set(self.inputs) != set(self.bound):
+            raise PuppetError(f"{eng.path}: its inputs {', '.join(self.bound) or 'none'} are not its ONNX "
+                              f"file's ({', '.join(self.inputs)}); rebuild: `python -m export.trt --force`")
         out = next(iter(self.outputs.values()), None)
-        buffers = list(self.bound.values())  # in the engine's order: the ONNX graph's, export.onnx's names
+        buffers = [self.bound[name] for name in self.inputs]
         shape = tuple(buffers[0].shape) if buffers else ()
         if (out is None or len(self.outputs) != 1 or len(shape) != 4 or shape[:2] != (1, 3)
                 or any(tuple(b.shape) != shape for b in buffers)):
