@@ -235,6 +235,30 @@ def score_pair(scorer, outputs: list[np.ndarray], photo_desc: torch.Tensor, perf
     }
 
 
+def real_jitter(scorer, perf: Performance, size: int, start: int) -> dict:
+    """The jitter of a real face talking and blinking, measured as the outputs' is: the driver's own frames
+    (from `start`, as scored), each cut with one fixed box (its photo's: the head moves inside the crop, as
+    in an output) at `size` and re-detected."""
+    import cv2
+
+    from puppet.faces.crop import Crop
+    from puppet.faces.pose import STABLE
+
+    box = Crop.from_landmarks(perf.lms0)
+    found = []
+    cap = cv2.VideoCapture(str(perf.path))
+    try:
+        for k in range(len(perf.lms)):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if k >= start:
+                found.append(scorer.redetect(box.apply(frame, size)))
+    finally:
+        cap.release()
+    return {"jitter": jitter(found), "jitter_head": jitter(found, STABLE)}
+
+
 def aggregate(pairs: list[dict]) -> dict:
     def mean(k, where=None):
         vals = [p[k] for p in pairs if p[k] is not None and (where is None or p[where])]
@@ -325,16 +349,23 @@ def run_cross(a) -> dict:
                 for label, by_mode in shown.items():
                     name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{tgt.name}_by_{drv.name}_{label}")
                     save_strip(Path(a.save) / f"{name}.png", drv, by_mode)
+        # The drivers' own frames, scored from the same frame as their pairs.
+        used = sorted({d for _, d in pairs})
+        reals = [real_jitter(scorer, perfs[d], EVAL_SIZE,
+                             min(int(round(a.warmup * perfs[d].fps)), len(perfs[d].lms) - 3)) for d in used]
     finally:
         scorer.close()
     table = [{"row": label, "retarget": mode, **aggregate(v)} for (label, mode), v in rows.items()]
+    drivers_real = {k: (round(float(np.mean(v)), 4) if v else None)
+                    for k in ("jitter_head", "jitter") for v in [[r[k] for r in reals if r[k] is not None]]}
     return {"mode": "cross", "eval_size": EVAL_SIZE,
             "clips": [{"name": p.name, "path": str(p.path), "photo_frame": p.photo_index} for p in perfs],
             "split": a.split, "corpus": a.corpus, "cross_frames": a.cross_frames, "drivers": a.drivers,
             "warmup_s": a.warmup,
             "retarget": a.retarget, "pairs": [[perfs[t].name, perfs[d].name] for t, d in pairs],
             "thresholds": {"blink": BLINK, "mouth_open": MOUTH_OPEN, "follow_frames": FOLLOW},
-            "table": table, "per_pair": per_pair, "seconds": round(time.perf_counter() - t_start, 1)}
+            "table": table, "drivers_real": {**drivers_real, "drivers": len(used)}, "per_pair": per_pair,
+            "seconds": round(time.perf_counter() - t_start, 1)}
 
 
 def _read_frame(path, k: int) -> np.ndarray | None:
@@ -421,6 +452,11 @@ def markdown(r: dict) -> str:
                      f"{rec(row, 'mouth_open_recall', 'mouth_opens', 'mouth_opens_followed')} | {found} | "
                      f"{_f(row['csim'])} | {_f(row['jitter_head'], 4)} | {_f(row['jitter'], 4)} | "
                      f"{pct(row['landmarks_blink_recall'])}, {pct(row['landmarks_mouth_open_recall'])} |")
+    real = r.get("drivers_real")
+    if real:
+        lines += ["", f"The drivers' own frames ({real['drivers']} clips, each cut with one fixed box at "
+                      f"{r['eval_size']}x{r['eval_size']} and re-detected the same way): jitter, head "
+                      f"{_f(real['jitter_head'], 4)}, all {_f(real['jitter'], 4)}."]
     lines += [
         "",
         f"Blink: the driver's eye opening under {BLINK} of its median, followed when the output's is under "

@@ -117,6 +117,10 @@ def test_cross_reenactment_end_to_end(two_clips, tmp_path, capsys):
     assert row["r_mouth"] is not None and 0 <= row["jitter_head"] < 0.05
     assert 0 <= row["jitter"] < 0.05
     assert r["warmup_s"] == 1.0
+    # the drivers' own frames, re-detected as the outputs are: a real face's jitter for reference
+    real = r["drivers_real"]
+    assert real["drivers"] == 2 and 0 < real["jitter_head"] < 0.05 and 0 < real["jitter"] < 0.05
+    assert "The drivers' own frames (2 clips" in text
     for pair in r["per_pair"]:
         s = pair["rows"]["warp | offsets"]
         assert s["frames"] == FRAMES and all(len(v) == FRAMES for v in s["series"].values())
