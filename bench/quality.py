@@ -328,8 +328,8 @@ def fit_row(a, m: dict, crops: list[tuple[np.ndarray, np.ndarray]], steps: int, 
 
     extra = {k: getattr(a, k) for k in ("content", "vgg19", "vggface")
              if getattr(a, k, None) is not None}  # unset: puppet.finetune's own defaults
-    options = FinetuneOptions(steps=steps, augment=not a.no_augment, device=a.device, seed=a.seed,
-                              batch_size=a.batch, threads=a.threads, progress=not a.quiet,
+    options = FinetuneOptions(steps=steps, augment=False if a.no_augment else None, device=a.device,
+                              seed=a.seed, batch_size=a.batch, threads=a.threads, progress=not a.quiet,
                               adversarial=not getattr(a, "content_only", False), **extra)
     start = None if m["meta"] is not None else m["config"]
     frames, landmarks = [f for f, _ in crops], [p for _, p in crops]
@@ -497,7 +497,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "default, auto)")
     p.add_argument("--vgg19", help="VGG19 weights for the VGG content loss (passed to puppet.finetune)")
     p.add_argument("--vggface", help="VGGFace weights for the VGG content loss (passed to puppet.finetune)")
-    p.add_argument("--no-augment", action="store_true", help="fine-tune on the T frames only, no warps")
+    p.add_argument("--no-augment", action="store_true",
+                   help="fine-tune on the T frames only, no warps (puppet.finetune's default for T > 1)")
     p.add_argument("--content-only", action="store_true",
                    help="fine-tune on the content loss alone (no D: the adversarial and feature-matching "
                         "terms' ablation); rows are named '... content-only'")

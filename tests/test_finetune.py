@@ -273,6 +273,27 @@ def test_few_shot_appearance_target_warps_the_nearest_photo(grace, astronaut_pat
     assert one.n_references == 1 and one.extra_images is None
 
 
+def test_default_steps_and_augmentation_follow_the_number_of_photos(grace, astronaut_path, tmp_path):
+    """From a meta-learned model: one photo gets the feed-forward model (0 steps); several train against
+    each other (DEFAULT_STEPS_FEW_SHOT steps, no warp augmentation), recorded in the target; explicit options
+    win."""
+    from puppet.training.finetune import DEFAULT_STEPS_FEW_SHOT
+
+    path = _meta_file(tmp_path / "meta.pt", cfg="tiny-warp")
+    (g_crop,), (g_lms,) = grace
+    (a_crop,), (a_lms,) = prepare_photos([astronaut_path], 64)
+    quiet = FinetuneOptions(progress=False, content="l1", threads=1)
+    one = finetune([g_crop], [g_lms], checkpoint=path, options=quiet)
+    assert (one.meta["steps"], one.meta["augment"]) == (0, True)
+    two = finetune([g_crop, a_crop], [g_lms, a_lms], checkpoint=path, options=quiet)
+    assert (two.meta["steps"], two.meta["augment"]) == (DEFAULT_STEPS_FEW_SHOT, False) > (0, False)
+    trained = two.generator["body.delta.weight"]
+    assert not torch.equal(trained, one.generator["body.delta.weight"])
+    asked = finetune([g_crop, a_crop], [g_lms, a_lms], checkpoint=path,
+                     options=FinetuneOptions(steps=2, augment=True, progress=False, content="l1", threads=1))
+    assert (asked.meta["steps"], asked.meta["augment"]) == (2, True)
+
+
 def test_appearance_batches_train_against_real_frames(grace, astronaut_path):
     """For an appearance generator every training target is one of the real frames (augmentation sends
     the warped input on a detour through a random pose instead of warping the target), and a real frame's

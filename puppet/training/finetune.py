@@ -18,11 +18,11 @@ landmarks, as the live loop gives them: a target keeps all T frames as reference
 in shape to the driving landmarks (puppet.feed.Feeder.warped); for frame i of training that is the nearest
 of the other frames (with T = 1, the frame itself).
 
-Warp augmentation (on by default, --no-augment turns it off): besides the T frames, every batch holds
-landmark-driven warps of them (puppet.data.motion: perturbed pose, mouth and eyes), so even one photo teaches
-the generator how the face moves under a new sketch. For appearance generators the target stays the real
-frame and the warped input takes a detour through the perturbed pose (there and back), so they learn to mend
-a warp's artifacts against the truth.
+Warp augmentation (on by default for one photo, off for several, which train on each other; --no-augment
+turns it off): besides the T frames, every batch holds landmark-driven warps of them (puppet.data.motion:
+perturbed pose, mouth and eyes), so even one photo teaches the generator how the face moves under a new
+sketch. For appearance generators the target stays the real frame and the warped input takes a detour
+through the perturbed pose (there and back), so they learn to mend a warp's artifacts against the truth.
 
 Content loss (--content): auto (default) takes the paper's VGG19 + VGGFace where both weight files are found,
 else the vendored face-recognition net's features and identity (perceptual, no download); l1 is a pixel
@@ -69,10 +69,15 @@ PAPER_LR_G = 5e-5
 PAPER_LR_D = 2e-4
 FROM_SCRATCH_LR_G = 1e-3
 FROM_SCRATCH_LR_D = 2e-4
-# From the shipped model: 0, the paper's feed-forward model (psi' = P e_hat, nothing trained). The photos'
-# only truth is their own mouth, so fine-tuning teaches the learned mouth correction to vanish: measured on
-# the 10 dev-eval people (BENCHMARKS.md), 25 steps bring every T = 1 and T = 8 row back to the warp's.
+# From the shipped model, one photo: 0, the paper's feed-forward model (psi' = P e_hat, nothing trained). A
+# photo's only truth is its own mouth, so fine-tuning teaches the learned mouth correction to vanish: measured
+# on the 10 dev-eval people (BENCHMARKS.md), 25 steps bring every T = 1 row back to the warp's, below the
+# feed-forward model's mouth. With several photos each trains against the nearest other one warped to it
+# (real pairs, what the live loop feeds), without warp augmentation: at T = 8, 25 steps give the
+# nearest-of-T warp's quality (mouth PSNR 26.23 dB against the feed-forward model's 24.74; everything else
+# equal or better), 100 steps no more.
 DEFAULT_STEPS_META = 0
+DEFAULT_STEPS_FEW_SHOT = 25
 DEFAULT_STEPS_SCRATCH = 600  # tiny, one photo: held-out warp L1 0.115 (identity 0.196); ~3 min on a CPU core
 PIXEL_WEIGHT = 10.0  # the pixel-only content loss (--content l1); like feature matching's weight 10
 D_STEPS = 2  # D updates per G update, as in meta-learning
@@ -158,7 +163,8 @@ class FinetuneOptions:
 
     # None: DEFAULT_STEPS_META from a checkpoint, DEFAULT_STEPS_SCRATCH from scratch; 0: feed-forward
     steps: int | None = None
-    augment: bool = True  # train on fresh warps of the frames too (AUG_FRACTION of each batch)
+    # train on fresh warps of the frames too (AUG_FRACTION of each batch); None: for one photo only
+    augment: bool | None = None
     batch_size: int = 4
     # None: the checkpoint's own rates, else the paper's (FROM_SCRATCH_* from scratch)
     lr_g: float | None = None
@@ -224,7 +230,9 @@ def finetune(
                              f"{f.dtype} {f.shape}")
     steps = o.steps
     if steps is None:
-        steps = DEFAULT_STEPS_META if meta is not None else DEFAULT_STEPS_SCRATCH
+        few = DEFAULT_STEPS_META if len(frames_bgr) == 1 else DEFAULT_STEPS_FEW_SHOT
+        steps = few if meta is not None else DEFAULT_STEPS_SCRATCH
+    augment = len(frames_bgr) == 1 if o.augment is None else bool(o.augment)
     lr_g, lr_d = o.lr_g, o.lr_d
     if lr_g is None:
         lr_g = float(meta.get("train", {}).get("lr_g", PAPER_LR_G)) if meta is not None else FROM_SCRATCH_LR_G
@@ -251,7 +259,7 @@ def finetune(
         D.load_state_dict(meta["discriminator"])
     E, G, D = E.to(dev).eval(), G.to(dev), D.to(dev)
 
-    batches = Batches(frames_bgr, landmarks, S, o.augment and steps > 0, rng, cfg.takes_warp)
+    batches = Batches(frames_bgr, landmarks, S, augment and steps > 0, rng, cfg.takes_warp)
     x_all, y_all = batches.x.to(dev), batches.y.to(dev)
     with torch.no_grad():
         e_hat = E(x_all, y_all).mean(0, keepdim=True)  # (1, emb_dim): the person's embedding
@@ -304,7 +312,7 @@ def finetune(
         sources or [f"frame{i}" for i in range(len(frames_bgr))],
         steps,
         frames=len(frames_bgr),
-        augment=bool(o.augment),
+        augment=augment,
         checkpoint=str(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
         from_scratch=meta is None,
         content=o.content,
@@ -350,9 +358,11 @@ def _parser() -> Parser:
     src.add_argument("--from-scratch", action="store_true", help="no meta checkpoint: random E, G, D")
     p.add_argument("--config", choices=sorted(CONFIGS), help="networks, with --from-scratch")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"fine-tuning steps (default {DEFAULT_STEPS_META} from a checkpoint, "
+                   help=f"fine-tuning steps (default from a checkpoint: {DEFAULT_STEPS_META} for one photo, "
+                        f"{DEFAULT_STEPS_FEW_SHOT} for several; "
                         f"{DEFAULT_STEPS_SCRATCH} from scratch; 0: the feed-forward model)")
-    p.add_argument("--no-augment", action="store_true", help="train on the frames only, no warps of them")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train on the frames only, no warps of them (the default for several photos)")
     p.add_argument("--content-only", action="store_true",
                    help="G on the content loss alone: no discriminator, adversarial or feature-matching term")
     p.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
@@ -412,7 +422,8 @@ def main(argv: list[str]) -> int:
     log.info("fine-tuning on %d frame(s) at %dx%d from %s", len(crops), S, S,
              checkpoint if checkpoint else "scratch")
     options = FinetuneOptions(
-        steps=args.steps, augment=not args.no_augment, batch_size=args.batch, lr_g=args.lr, lr_d=args.lr_d,
+        steps=args.steps, augment=False if args.no_augment else None, batch_size=args.batch, lr_g=args.lr,
+        lr_d=args.lr_d,
         content=args.content, vgg19=args.vgg19, vggface=args.vggface, adversarial=not args.content_only,
         device=args.device, seed=args.seed, threads=args.threads, progress=not args.quiet)
     target = finetune(crops, lms, None if meta is not None else args.config, checkpoint=meta, options=options,
