@@ -41,8 +41,7 @@ from puppet.artifacts import (
     file_sha256,
     import_tensorrt,
     is_fresh,
-    onnx_inputs,
-    onnx_precision,
+    onnx_signature,
     require_cuda,
     route_for,
     sidecar_path,
@@ -84,7 +83,7 @@ def ensure_engine(
         onnx_path = ensure_onnx(target, precision="fp16" if route == ROUTE_STRONG else "fp32")
         print(f"ONNX: {onnx_path}")
     onnx_path = Path(onnx_path)
-    precision = onnx_precision(onnx_path)
+    precision, inputs = onnx_signature(onnx_path)
     if route == ROUTE_STRONG and precision != "fp16":
         print(f"note: {onnx_path} is FP32 and a strongly typed network computes in the graph's own types; "
               "for an FP16 engine export with --precision fp16")
@@ -96,14 +95,14 @@ def ensure_engine(
         out = default_engine_path(target if isinstance(target, (str, os.PathLike)) else onnx_path)
     out = Path(out)
     if not force and is_fresh(out, key):
-        return Engine(out, key, route, False, onnx_inputs(onnx_path))
+        return Engine(out, key, route, False, inputs)
     if out.exists() and not force:
         print(f"{out}: built for another TensorRT, GPU, model or settings (or damaged); rebuilding")
     timing = timing_cache_path(out, ident)
     data, timing_data = build_serialized(onnx_path, settings, timing)
     info = {"device": asdict(ident), "settings": asdict(settings), "onnx": str(onnx_path)}
     save_build(out, data, key, info, timing, timing_data)
-    return Engine(out, key, route, True, onnx_inputs(onnx_path))
+    return Engine(out, key, route, True, inputs)
 
 
 def save_build(out: Path, data: bytes, key: str, info: dict, timing: Path, timing_data: bytes | None) -> None:

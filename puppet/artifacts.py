@@ -66,7 +66,7 @@ def target_fingerprint(target) -> str:
     meta = getattr(target, "meta", {})
     if meta.get("sha256") and meta.get("path"):
         return meta["sha256"]
-    h = hashlib.sha256(json.dumps(target.config, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(target.config.to_dict(), sort_keys=True).encode())
     for name, t in sorted(target.generator.items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -134,25 +134,22 @@ def find_onnx(target, precision: str, opset: int = DEFAULT_OPSET) -> Path | None
     return None
 
 
-def onnx_inputs(path: str | os.PathLike) -> tuple[str, ...]:
-    """The graph's input names in order (export.onnx names them after models.config.ModelConfig.inputs)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {i.name for i in graph.initializer}
-    return tuple(i.name for i in graph.input if i.name not in weights)
-
-
-def onnx_precision(path: str | os.PathLike) -> str:
-    """fp16 or fp32: from export.onnx's metadata, else from the weights' type."""
+def onnx_signature(path: str | os.PathLike) -> tuple[str, tuple[str, ...]]:
+    """An exported ONNX file's precision, fp16 or fp32 (from export.onnx's metadata, else from the weights'
+    type), and its graph's input names in order (export.onnx names them after models.config.ModelConfig.
+    inputs), from one reading of the file."""
     import onnx
     from onnx import TensorProto
 
     model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    weights = {i.name for i in graph.initializer}
+    inputs = tuple(i.name for i in graph.input if i.name not in weights)
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("puppet.precision") in ("fp16", "fp32"):
-        return meta["puppet.precision"]
-    return "fp16" if any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer) else "fp32"
+        return meta["puppet.precision"], inputs
+    fp16 = any(i.data_type == TensorProto.FLOAT16 for i in graph.initializer)
+    return ("fp16" if fp16 else "fp32"), inputs
 
 
 # ---------------------------------------------------------------- TensorRT engines
@@ -307,13 +304,13 @@ def find_engine(target, trt_version: str, workspace_gb: float = DEFAULT_WORKSPAC
     onnx_path = find_onnx(target, "fp16" if route == ROUTE_STRONG else "fp32")
     if onnx_path is None:
         return None
-    precision = onnx_precision(onnx_path)
+    precision, inputs = onnx_signature(onnx_path)
     settings = BuildSettings(precision=precision if route == ROUTE_STRONG else "fp16",
                              workspace_gb=float(workspace_gb), route=route)
     key = engine_key(device_identity(trt_version), file_sha256(onnx_path), settings)
     source = target_path(target) or onnx_path
     out = default_engine_path(source)
-    return Engine(out, key, route, False, onnx_inputs(onnx_path)) if is_fresh(out, key) else None
+    return Engine(out, key, route, False, inputs) if is_fresh(out, key) else None
 
 
 # ---------------------------------------------------------------- building through export, in a child

@@ -65,14 +65,14 @@ class Feeder:
             self._faces[(k, size)] = (img, lms)
         return self._faces[(k, size)]
 
-    def warped(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
+    def warped(self, landmarks: np.ndarray) -> np.ndarray:
         """The reference nearest in shape to `landmarks` (the one used last unless another is clearly
-        nearer) warped to them in a crop of side `size` (default: the face size): uint8 BGR. At a
-        reference's own landmarks (e.g. the neutral) it is that reference unchanged."""
+        nearer) warped to them in the face crop: uint8 BGR (face_size, face_size, 3). At a reference's own
+        landmarks (e.g. the neutral) it is that reference unchanged."""
         from puppet.faces.warp import warp
         from puppet.target import to_size
 
-        size = self.face_size if size is None else int(size)
+        size = self.face_size
         lms = np.asarray(landmarks, np.float32)
         self._current = self.target.nearest_reference(lms, self._current)
         _, ref_lms = self.target.reference(self._current)

@@ -150,7 +150,7 @@ def test_warp_target_gives_the_same_image_on_torch_and_onnxruntime(target_path, 
     ort_b = load_backend("onnxruntime", path, device="cpu", verbose=False)
     assert torch_b.inputs == ort_b.inputs == ("sketch", "warped")
     # what a TensorRT engine built from that file binds its inputs by (its own I/O order need not be it)
-    assert artifacts.onnx_inputs(ort_b.onnx_path) == ("sketch", "warped")
+    assert artifacts.onnx_signature(ort_b.onnx_path) == ("fp32", ("sketch", "warped"))
     for sketch, warped in sample_inputs(target, n=2):
         a, b = torch_b.generate(sketch, warped), ort_b.generate(sketch, warped)
         assert a.shape == b.shape == (1, 3, 64, 64) and a.dtype == b.dtype == torch.float32

@@ -114,7 +114,7 @@ def framing_of(a: argparse.Namespace) -> Framing | None:
 
 def live_target(path: str, target, backend, framing: Framing | None = None,
                 face_cap: int | None = None) -> LiveTarget:
-    """A loaded target and its backend, ready for the loop: its feeder at its face size (puppet.live.compose.
+    """A loaded target and its backend, ready for the loop: its feeder at its face size (puppet.live.framing.
     face_size, up to face_cap), the backend warmed up (its first call, allocation and kernel selection, would
     stall the first frame) and, with a framing, its compositor at that face size, colour-matched on its
     neutral."""

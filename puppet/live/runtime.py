@@ -109,17 +109,16 @@ class TorchBackend:
         self.model = model.half().to(self.device).eval()
         # one static buffer per input, which the graph reads
         self.statics = [torch.zeros(1, 3, self.size, self.size, device=self.device) for _ in self.inputs]
-        statics = self.statics
         with torch.inference_mode():
             side = torch.cuda.Stream(self.device)  # warm-up off the default stream, as CUDA graphs require
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(3):
-                    self.model(*(x.half() for x in statics))
+                    self.model(*(x.half() for x in self.statics))
             torch.cuda.current_stream(self.device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.static_out = self.model(*(x.half() for x in statics)).float()
+                self.static_out = self.model(*(x.half() for x in self.statics)).float()
         torch.cuda.synchronize(self.device)
 
     def generate(self, *inputs: torch.Tensor) -> torch.Tensor:
