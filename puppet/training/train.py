@@ -44,7 +44,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -544,11 +544,7 @@ def _checkpoint(r: Run, optimisers: bool = True) -> dict:
         "embedder": eg.E.state_dict(),
         "generator": eg.G.state_dict(),
         "discriminator": D.state_dict(),
-        "train": {"batch": int(r.s.batch), "world_size": int(r.d.world), "seed": int(r.s.seed),
-                  "K": int(r.s.K), "lr_g": float(r.s.lr_g), "lr_d": float(r.s.lr_d),
-                  "d_steps": int(r.s.d_steps), "data": str(a.data), "group": r.s.group,
-                  "content": r.s.content, "region_weight": float(r.s.region_weight),
-                  "contrast": float(r.s.contrast)},
+        "train": {**asdict(r.s), "world_size": int(r.d.world), "data": str(a.data)},
     }
     if optimisers:
         ckpt.update({"opt_eg": r.opt_eg.state_dict(), "opt_d": r.opt_d.state_dict(),
