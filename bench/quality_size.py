@@ -11,7 +11,7 @@ row is scored against the real frame cropped at the face size F (the shared crop
 each row two ways:
 - `S² upscaled`: the face as the live loop makes it at the generator's size S (the warp row: at 256),
   upscaled bicubic to F (what a face shown at F pixels was before the face size followed the shown size);
-- `F²`: the face as the live loop makes it at face size F (puppet.live.loop.LiveTarget: the reference cut
+- `F²`: the face as the live loop makes it at face size F (puppet.feed.Feeder: the reference cut
   from the frame at F and warped at F, the generator fed that warp resized to its size, its correction
   resized back onto the full-size warp).
 Rows: `warp` (the reference warped to each held-out frame's landmarks, no learning) and each model row of
