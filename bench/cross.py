@@ -1,7 +1,7 @@
 """Cross-reenactment: each person's photo driven by other people's clips, the way the app is used.
 
     python -m bench.quality --cross (--corpus DIR [--split dev_eval] | --clip CLIP --clip CLIP ...)
-        [--cross-frames 150] [--drivers 2] [--warmup 1] [--retarget offsets,openness]
+        [--cross-frames 150] [--drivers 2] [--warmup 1] [--retarget offsets,openness] [--still-head]
         [--checkpoint META --steps 0]
 
 Each clip is tracked (the shared tracker, video mode, as the live loop tracks a camera) over its first
@@ -11,6 +11,9 @@ i is driven by the clips of the --drivers people after it in the list (cyclicall
 own driving (puppet.live.driver.Driver: neutral calibration, relative retargeting, One Euro filters,
 face-lost continuity), once per --retarget mode. Rows:
 - `warp`: the photo warped piecewise-affinely to the driven landmarks at 256 (no learning);
+- `warp, head held still` with --still-head: the same, drawn from the driven landmarks with the head's
+  motion taken out (hold_head: the expression alone). Its head jitter is what the re-detection reads into
+  a head that doesn't move, from the lids and lips moving beside it;
 - a model row per (--checkpoint, --steps) when a --checkpoint is given: fine-tuned on the photo alone
   (T = 1), driven at its config's size, upscaled to 256.
 Scored from mediapipe (image mode) on each output at 256, against the driver's own tracked landmarks,
@@ -62,6 +65,7 @@ FOLLOW = 2  # frames either side of a driver's event within which the output mus
 # RelativeRetargeter's openness False / True (puppet.live's --no-openness / its default).
 RETARGET_MODES = ("offsets", "openness")
 STRIP_CAPTIONS = {"offsets": "offsets (--no-openness)", "openness": "openness (default)"}
+STILL_ROW = "warp, head held still"  # --still-head's row
 PHOTO_EYES = 0.8  # a person's photo: the first frame whose eyes are at least this open (of the median)
 
 
@@ -140,6 +144,23 @@ def drive(perf: Performance, size: int, ref: np.ndarray, mode: str) -> list[np.n
     driver = Driver(_Face(size, np.asarray(ref, np.float32)), absolute=False, fps=perf.fps,
                     openness=mode == "openness")
     return [driver(p, k / perf.fps) for k, p in enumerate(perf.lms)]
+
+
+def hold_head(driven: list[np.ndarray], ref: np.ndarray) -> list[np.ndarray]:
+    """The driven landmarks with the head's motion taken out: each frame's face frame (FaceFrame: shift,
+    scale, roll) put on the photo's, and the points the frame is taken from (STABLE: eye corners, nose)
+    exactly at the photo's, so that only the expression moves."""
+    from puppet.faces.pose import STABLE, FaceFrame
+
+    ref = np.asarray(ref, np.float64)
+    frame = FaceFrame.of(ref)
+    out = []
+    for d in driven:
+        d = np.asarray(d, np.float64)
+        d = frame.from_local(FaceFrame.of(d).to_local(d))
+        d[STABLE] = ref[STABLE]
+        out.append(d.astype(np.float32))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -331,6 +352,9 @@ def run_cross(a) -> dict:
                 for mode in a.retarget:
                     driven = drive(drv, EVAL_SIZE, photo_lms, mode)
                     outs = {"warp": (warp_baseline(photo, photo_lms, driven), driven)}
+                    if a.still_head:
+                        still = hold_head(driven, photo_lms)
+                        outs[STILL_ROW] = (warp_baseline(photo, photo_lms, still), still)
                     for (label, steps), target in models.items():
                         d = drive(drv, target.image_size, target.ref_landmarks, mode)
                         outs[f"{label} steps={steps}"] = ([to_eval_size(o) for o in generate(target, d)], d)
@@ -452,6 +476,10 @@ def markdown(r: dict) -> str:
                      f"{rec(row, 'mouth_open_recall', 'mouth_opens', 'mouth_opens_followed')} | {found} | "
                      f"{_f(row['csim'])} | {_f(row['jitter_head'], 4)} | {_f(row['jitter'], 4)} | "
                      f"{pct(row['landmarks_blink_recall'])}, {pct(row['landmarks_mouth_open_recall'])} |")
+    if any(row["row"] == STILL_ROW for row in r["table"]):
+        lines += ["", f"`{STILL_ROW}`: the warp drawn from the driven landmarks with the head's motion "
+                      f"taken out (eye corners and nose exactly the photo's in every frame): its head jitter "
+                      f"is what the re-detection reads into a head that does not move."]
     real = r.get("drivers_real")
     if real:
         lines += ["", f"The drivers' own frames ({real['drivers']} clips, each cut with one fixed box at "

@@ -523,6 +523,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "next people in the list (default 2)")
     p.add_argument("--warmup", type=float, default=1.0, help="--cross: seconds at the start of each drive "
                    "left unscored, while the live driving calibrates and blends in (default 1)")
+    p.add_argument("--still-head", action="store_true",
+                   help="--cross: also the warp with the driven head held still (the expression alone): the "
+                        "head jitter the re-detection reads from the lids and lips")
     p.add_argument("--face-size", type=int, default=None, metavar="F",
                    help="score at F x F instead (bench/quality_size.py): the warp and each model row made at "
                         "the generator's size and upscaled, and made at F as puppet.live makes a face shown "
@@ -553,6 +556,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if a.face_size is not None and (a.cross or a.save or not EVAL_SIZE <= a.face_size <= 1024):
         raise PuppetError(f"--face-size {a.face_size}: give a side from {EVAL_SIZE} to 1024 pixels, e.g. "
                           f"512, without --cross or --save")
+    if a.still_head and not a.cross:
+        raise PuppetError("--still-head: a cross-reenactment option; add --cross")
     if a.cross:
         from bench.cross import RETARGET_MODES
 

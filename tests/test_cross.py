@@ -222,3 +222,56 @@ def test_cross_one_line_errors(two_clips):
         parse_args(["--cross", "--clip", str(a), "--cross-frames", "3"])
     with pytest.raises(PuppetError, match="at least two people"):
         main(["--cross", "--clip", str(a)])
+
+
+def test_hold_head_keeps_the_expression_and_takes_out_the_head(grace_hopper_path):
+    """A blink and an open mouth on a head that moved, turned on screen and came closer: held still, the
+    eye corners and nose are the photo's exactly, the lids and lips keep the blink and the mouth (within a
+    hundredth of a pixel of the same expression on the unmoved head), and the head's jitter is zero."""
+    from bench.cross import hold_head, jitter
+    from puppet.faces.images import read_image
+    from puppet.faces.pose import STABLE, Motion, move
+    from puppet.faces.regions import eye_openness, mouth_openness
+    from puppet.faces.track import detect
+
+    ref = detect(read_image(grace_hopper_path)).astype(np.float32)
+    still_face = move(ref, Motion(blink=1.0, mouth=0.8))
+    moved = [move(ref, Motion(blink=b, mouth=m, roll=r, dx=x, scale=s))
+             for b, m, r, x, s in ((0, 0, 0, 0, 1), (1.0, 0.8, 8, 0.3, 1.15), (0.5, 0.4, -5, -0.2, 0.9))]
+    held = hold_head(moved, ref)
+    for h in held:
+        np.testing.assert_array_equal(h[STABLE], ref[STABLE])
+    assert jitter(held, STABLE) == 0.0 and jitter(moved, STABLE) > 0.01
+    # the expression is kept: the shut, open-mouthed frame held still is that expression on the photo's head
+    moving = [i for i in range(68) if i not in STABLE]
+    frame_only = hold_head([still_face], ref)[0]
+    np.testing.assert_allclose(held[1][moving], frame_only[moving], atol=0.01)
+    assert (eye_openness(held[1]) < 0.05).all() and mouth_openness(held[1]) > mouth_openness(ref) + 0.2
+    np.testing.assert_allclose(held[0], ref, atol=1e-3)
+
+
+def test_cross_still_head_row(two_clips, tmp_path, capsys):
+    """--still-head: beside each mode's warp, the warp of the same drive with the head held still, scored
+    the same way (the same driver's blinks and mouth openings to follow) and explained under the table;
+    --still-head without --cross: one line."""
+    import json
+
+    from bench.cross import STILL_ROW
+    from bench.quality import main, parse_args
+    from puppet.errors import PuppetError
+
+    a, b = two_clips
+    out = tmp_path / "cross.json"
+    assert main(["--cross", "--clip", str(a), "--clip", str(b), "--cross-frames", "16", "--drivers", "1",
+                 "--retarget", "openness", "--still-head", "--warmup", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    rows = {(t["row"], t["retarget"]): t for t in r["table"]}
+    assert set(rows) == {("warp", "openness"), (STILL_ROW, "openness")}
+    still, warp = rows[(STILL_ROW, "openness")], rows[("warp", "openness")]
+    assert still["pairs"] == warp["pairs"] == 2 and still["blinks"] == warp["blinks"]
+    assert still["mouth_opens"] == warp["mouth_opens"] and still["face_found"] == 1.0
+    assert 0 <= still["jitter_head"] < 0.05 and f"| {STILL_ROW} | openness |" in text
+    assert "reads into a head that does not move" in text
+    with pytest.raises(PuppetError, match="--still-head: a cross-reenactment option; add --cross"):
+        parse_args(["--clip", str(a), "--still-head"])
