@@ -113,7 +113,8 @@ def test_cross_reenactment_end_to_end(two_clips, tmp_path, capsys):
     # here (score_pair's counting is tested on landmarks below); the mouths open.
     assert row["mouth_opens"] >= 1 and row["blinks"] == sum(p["rows"]["warp | offsets"]["blinks"]
                                                             for p in r["per_pair"])
-    assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye_all"] > 0.3
+    # r eye over the pairs whose driver blinks (a pair without a blink correlates tracker noise)
+    assert row["face_found"] == 1.0 and row["csim"] > 0.9 and row["r_eye"] > 0.5
     assert row["r_mouth"] is not None and 0 <= row["jitter_head"] < 0.05
     assert 0 <= row["jitter"] < 0.05
     assert r["warmup_s"] == 1.0

@@ -130,3 +130,37 @@ def test_a_closing_eye_gets_a_lid_that_the_tracker_reads_as_shut(astronaut_path)
     # Each eye on its own, against the same eye open: both shut, not one shut and one read half open (a lid
     # of faint skin over a thick grey lash line left one of this photo's eyes reading a third open).
     assert (painted < 0.25 * eye_openness(detect(face))).all(), (painted, eye_openness(detect(face)))
+
+
+def test_an_opening_mouth_gets_a_shadowed_inside_in_the_lips_own_colour(astronaut_path):
+    """Opened wider than in the photo, the mouth's inside is painted in the lips' colour darkened by
+    MOUTH_SHADE, soft-edged, and nothing else in it (a painted row of teeth read as white lips), faded in by
+    how much wider the mouth is than in the photo; a mouth that doesn't open is left as the warp made it."""
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
+
+    img = read_image(astronaut_path)
+    lms = detect(img)
+    crop = Crop.from_landmarks(lms)
+    face, pts = crop.apply(img, 256), crop.to_crop(lms, 256)
+    still = move(pts, Motion(yaw=5.0))
+    np.testing.assert_array_equal(W.warp(face, pts, still), W.warp(face, pts, still, mouth_fill=False))
+    d = move(pts, Motion(mouth=0.8))
+    out, plain = W.warp(face, pts, d), W.warp(face, pts, d, mouth_fill=False)
+
+    def mask(poly):
+        m = np.zeros(face.shape[:2], np.uint8)
+        cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
+        return m.astype(bool)
+
+    inside = cv2.erode(mask(d[60:68]).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    lips = mask(d[48:60]) & ~mask(d[60:68])
+    assert inside.sum() > 50
+    lip_colour = np.median(plain[lips].astype(float), axis=0)
+    # faded in by how much wider than the photo's the mouth opened (this photo smiles, lips a little apart)
+    alpha = 1 - W._polygon_area(pts[60:68]) / W._polygon_area(d[60:68])
+    assert 0.3 < alpha < 1
+    want = (1 - alpha) * plain[inside].astype(float) + alpha * W.MOUTH_SHADE * lip_colour
+    err = np.abs(out[inside].astype(float) - want)
+    assert np.median(err) < 3 and np.percentile(err, 95) < 12, (np.median(err), np.percentile(err, 95))
+    assert np.abs(out.astype(int) - plain.astype(int))[~mask(d[48:60])].max() <= 40  # the paint stays inside

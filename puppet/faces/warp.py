@@ -310,20 +310,29 @@ def _polygon_area(p: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
+# The inside of an open mouth, painted: the lips' own colour times this (a shadowed mouth on any skin and
+# light). A flat band of teeth under the upper lip lowered every mouth score in self-reenactment and read as
+# white lips on a slightly open mouth (BENCHMARKS.md, "Inside the mouth and the eyes").
+MOUTH_SHADE = 0.5
+_OUTER_LIPS = list(range(48, 60))
+
+
 def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
     """Paint the inside of a mouth that opened: the warp can only stretch lip pixels across the gap.
 
-    A dark mouth cavity with a soft edge, and a band of upper teeth under the upper lip, faded in with how
-    much wider the mouth is than in the source (a mouth open in the portrait already keeps its own inside).
+    The lips' median colour darkened (MOUTH_SHADE), with a soft edge, faded in with how much wider the mouth
+    is than in the source (a mouth open in the portrait already keeps its own inside).
     """
     inner = dst_lms[_INNER_LIPS].astype(np.float64)
+    outer = dst_lms[_OUTER_LIPS].astype(np.float64)
     a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]), _polygon_area(inner)
     if a_dst < 4.0 or a_dst <= a_src * 1.05:
         return
     alpha = min(1.0, 1.0 - a_src / a_dst)
     gap = float(np.mean(np.linalg.norm(inner[[7, 6, 5]] - inner[[1, 2, 3]], axis=1)))  # lower minus upper lip
-    x0, y0 = np.floor(inner.min(0)).astype(int) - 4
-    x1, y1 = np.ceil(inner.max(0)).astype(int) + 5
+    both = np.concatenate([inner, outer])
+    x0, y0 = np.floor(both.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(both.max(0)).astype(int) + 5
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, img.shape[1]), min(y1, img.shape[0])
     if x1 <= x0 or y1 <= y0:
@@ -335,22 +344,14 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
         cv2.fillPoly(m, [np.round((pts - off) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
         return m
 
-    sigma = max(0.6, 0.08 * gap)
-    cavity = cv2.GaussianBlur(poly_mask(inner), (0, 0), sigma)
-    # Upper teeth: the band between the upper inner lip and the same line a quarter of the gap lower.
-    down = _face_frame(dst_lms)[2]
-    upper = inner[[0, 1, 2, 3, 4]]
-    teeth = cv2.GaussianBlur(
-        poly_mask(np.concatenate([upper, upper[::-1] + 0.28 * gap * down])), (0, 0), sigma
-    )
-    teeth = np.minimum(teeth, cavity)
     roi = img[y0:y1, x0:x1].astype(np.float32)
-    cav_colour = np.array([30, 25, 60], np.float32)  # BGR: the dark red of a mouth's inside
-    teeth_colour = np.array([190, 205, 215], np.float32)
-    out = roi * (1 - alpha * cavity[..., None]) + cav_colour * (alpha * cavity[..., None])
-    t = alpha * 0.8 * teeth[..., None]
-    out = out * (1 - t) + teeth_colour * t
-    img[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
+    inside = poly_mask(inner)
+    lips = (poly_mask(outer) > 0.5) & (inside < 0.5)
+    if not lips.any():
+        return
+    colour = np.median(roi[lips], axis=0) * MOUTH_SHADE
+    cavity = cv2.GaussianBlur(inside, (0, 0), max(0.6, 0.08 * gap))[..., None] * alpha
+    img[y0:y1, x0:x1] = np.clip(roi * (1 - cavity) + colour * cavity, 0, 255).astype(np.uint8)
 
 
 _EYES = ((range(36, 42), ((37, 41), (38, 40))), (range(42, 48), ((43, 47), (44, 46))))
