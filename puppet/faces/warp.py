@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from puppet.faces.pose import _INNER_LIPS, _RIGID, Motion, _face_frame, move
+from puppet.faces.regions import OUTER_LIP_POINTS
 
 
 def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -314,7 +315,6 @@ def _polygon_area(p: np.ndarray) -> float:
 # light). A flat band of teeth under the upper lip lowered every mouth score in self-reenactment and read as
 # white lips on a slightly open mouth (BENCHMARKS.md, "Inside the mouth and the eyes").
 MOUTH_SHADE = 0.5
-_OUTER_LIPS = list(range(48, 60))
 
 
 def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> None:
@@ -324,7 +324,7 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     is than in the source (a mouth open in the portrait already keeps its own inside).
     """
     inner = dst_lms[_INNER_LIPS].astype(np.float64)
-    outer = dst_lms[_OUTER_LIPS].astype(np.float64)
+    outer = dst_lms[list(OUTER_LIP_POINTS)].astype(np.float64)
     a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]), _polygon_area(inner)
     if a_dst < 4.0 or a_dst <= a_src * 1.05:
         return
@@ -347,7 +347,7 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     roi = img[y0:y1, x0:x1].astype(np.float32)
     inside = poly_mask(inner)
     lips = (poly_mask(outer) > 0.5) & (inside < 0.5)
-    if not lips.any():
+    if not lips.any():  # lips under a pixel thick: nothing to take a colour from
         return
     colour = np.median(roi[lips], axis=0) * MOUTH_SHADE
     cavity = cv2.GaussianBlur(inside, (0, 0), max(0.6, 0.08 * gap))[..., None] * alpha
