@@ -164,3 +164,22 @@ def test_an_opening_mouth_gets_a_shadowed_inside_in_the_lips_own_colour(astronau
     err = np.abs(out[inside].astype(float) - want)
     assert np.median(err) < 3 and np.percentile(err, 95) < 12, (np.median(err), np.percentile(err, 95))
     assert np.abs(out.astype(int) - plain.astype(int))[~mask(d[48:60])].max() <= 40  # the paint stays inside
+
+
+def test_leaning_in_or_out_paints_nothing(astronaut_path):
+    """Openings are compared at each face's own size: the head leaning back (smaller in the picture) doesn't
+    read as eyes closing, nor leaning in as this smiling photo's mouth opening wider, so nothing is painted;
+    a blink or an opening mouth at either size still is."""
+    from puppet.faces.images import read_image
+    from puppet.faces.track import detect
+
+    img = read_image(astronaut_path)
+    lms = detect(img)
+    crop = Crop.from_landmarks(lms)
+    face, pts = crop.apply(img, 256), crop.to_crop(lms, 256)
+    for scale in (0.75, 1.33):
+        d = move(pts, Motion(scale=scale))
+        np.testing.assert_array_equal(W.warp(face, pts, d), W.warp(face, pts, d, mouth_fill=False))
+        for m in (Motion(scale=scale, blink=1.0), Motion(scale=scale, mouth=0.9)):
+            d = move(pts, m)
+            assert (W.warp(face, pts, d) != W.warp(face, pts, d, mouth_fill=False)).any(), m

@@ -14,7 +14,7 @@ import threading
 import cv2
 import numpy as np
 
-from puppet.faces.pose import _INNER_LIPS, _RIGID, Motion, _face_frame, move
+from puppet.faces.pose import _INNER_LIPS, _RIGID, FaceFrame, Motion, _face_frame, move
 from puppet.faces.regions import OUTER_LIP_POINTS
 
 
@@ -321,11 +321,13 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     """Paint the inside of a mouth that opened: the warp can only stretch lip pixels across the gap.
 
     The lips' median colour darkened (MOUTH_SHADE), with a soft edge, faded in with how much wider the mouth
-    is than in the source (a mouth open in the portrait already keeps its own inside).
+    is than in the source (a mouth open in the portrait already keeps its own inside), each measured against
+    its face's size, so that a head leaning in paints nothing.
     """
     inner = dst_lms[_INNER_LIPS].astype(np.float64)
     outer = dst_lms[list(OUTER_LIP_POINTS)].astype(np.float64)
-    a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]), _polygon_area(inner)
+    zoom = FaceFrame.of(dst_lms).scale / FaceFrame.of(src_lms).scale
+    a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]) * zoom**2, _polygon_area(inner)
     if a_dst < 4.0 or a_dst <= a_src * 1.05:
         return
     alpha = min(1.0, 1.0 - a_src / a_dst)
@@ -369,11 +371,13 @@ def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     """Paint the lid over an eye that closed: the warp can only squeeze the open eye (iris, white, both lid
     margins) into a dark slit. Lid skin (the colour just above the eye) covers the eye's opening and the
     squeezed margins around it, with a thin dark lash line along where the lids meet, faded in from a fifth
-    closed to fully painted at three fifths closed."""
+    closed to fully painted at three fifths closed (against the face's size: a head leaning back doesn't
+    close its eyes)."""
     down = _face_frame(dst_lms)[2]
+    zoom = FaceFrame.of(dst_lms).scale / FaceFrame.of(src_lms).scale
     for points, lids in _EYES:
         idx = list(points)
-        src_gap = float(np.mean([np.linalg.norm(src_lms[u] - src_lms[lo]) for u, lo in lids]))
+        src_gap = float(np.mean([np.linalg.norm(src_lms[u] - src_lms[lo]) for u, lo in lids])) * zoom
         dst_gap = float(np.mean([np.linalg.norm(dst_lms[u] - dst_lms[lo]) for u, lo in lids]))
         if src_gap < 1.0:
             continue
