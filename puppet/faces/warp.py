@@ -14,8 +14,8 @@ import threading
 import cv2
 import numpy as np
 
-from puppet.faces.pose import _INNER_LIPS, _RIGID, FaceFrame, Motion, _face_frame, move
-from puppet.faces.regions import OUTER_LIP_POINTS
+from puppet.faces.pose import _RIGID, FaceFrame, Motion, _face_frame, move
+from puppet.faces.regions import EYE_LIDS, EYE_POINTS, INNER_LIP_POINTS, INNER_LIPS, OUTER_LIP_POINTS
 
 
 def _fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -306,6 +306,11 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return _GRIDS[(h, w)]
 
 
+def _span(lms: np.ndarray, pairs) -> float:
+    """The mean distance between the points of each (upper, lower) pair: how far a lid or lip pair is open."""
+    return float(np.mean([np.linalg.norm(lms[u] - lms[lo]) for u, lo in pairs]))
+
+
 def _polygon_area(p: np.ndarray) -> float:
     x, y = p[:, 0], p[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
@@ -324,14 +329,14 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     is than in the source (a mouth open in the portrait already keeps its own inside), each measured against
     its face's size, so that a head leaning in paints nothing.
     """
-    inner = dst_lms[_INNER_LIPS].astype(np.float64)
+    inner = dst_lms[list(INNER_LIP_POINTS)].astype(np.float64)
     outer = dst_lms[list(OUTER_LIP_POINTS)].astype(np.float64)
     zoom = FaceFrame.of(dst_lms).scale / FaceFrame.of(src_lms).scale
-    a_src, a_dst = _polygon_area(src_lms[_INNER_LIPS]) * zoom**2, _polygon_area(inner)
+    a_src, a_dst = _polygon_area(src_lms[list(INNER_LIP_POINTS)]) * zoom**2, _polygon_area(inner)
     if a_dst < 4.0 or a_dst <= a_src * 1.05:
         return
     alpha = min(1.0, 1.0 - a_src / a_dst)
-    gap = float(np.mean(np.linalg.norm(inner[[7, 6, 5]] - inner[[1, 2, 3]], axis=1)))  # lower minus upper lip
+    gap = _span(dst_lms.astype(np.float64), INNER_LIPS)
     both = np.concatenate([inner, outer])
     x0, y0 = np.floor(both.min(0)).astype(int) - 4
     x1, y1 = np.ceil(both.max(0)).astype(int) + 5
@@ -356,7 +361,6 @@ def _fill_mouth(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     img[y0:y1, x0:x1] = np.clip(roi * (1 - cavity) + colour * cavity, 0, 255).astype(np.uint8)
 
 
-_EYES = ((range(36, 42), ((37, 41), (38, 40))), (range(42, 48), ((43, 47), (44, 46))))
 # The lid fades in between these fractions of the eye's closing (lid gap lost against the source's); tuned
 # on the dev-eval cross-reenactment (BENCHMARKS.md).
 LID_START, LID_FULL = 0.2, 0.6
@@ -375,10 +379,9 @@ def _close_lids(img: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> No
     close its eyes)."""
     down = _face_frame(dst_lms)[2]
     zoom = FaceFrame.of(dst_lms).scale / FaceFrame.of(src_lms).scale
-    for points, lids in _EYES:
+    for points, lids in zip(EYE_POINTS, EYE_LIDS):
         idx = list(points)
-        src_gap = float(np.mean([np.linalg.norm(src_lms[u] - src_lms[lo]) for u, lo in lids])) * zoom
-        dst_gap = float(np.mean([np.linalg.norm(dst_lms[u] - dst_lms[lo]) for u, lo in lids]))
+        src_gap, dst_gap = _span(src_lms, lids) * zoom, _span(dst_lms, lids)
         if src_gap < 1.0:
             continue
         alpha = float(np.clip((1.0 - dst_gap / src_gap - LID_START) / (LID_FULL - LID_START), 0.0, 1.0))
